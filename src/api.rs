@@ -1,0 +1,289 @@
+//! OPA's REST routes: `/v1/data`, `/v0/data`, `POST /`, `/health`,
+//! `/v1/policies`. This is the request path: it reads the current snapshot
+//! (never waiting on a reload), parses the input, evaluates, and encodes the
+//! answer. Every failure is an [`ApiError`], mapped to HTTP in `error.rs`.
+
+pub mod body;
+pub mod error;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE, VARY};
+use hyper::{Method, Request, Response, StatusCode};
+use regorus::Value;
+use serde::Serialize;
+
+pub use body::Limits;
+pub use error::ApiError;
+use wire::{DataResponse, Params, Provenance};
+
+use crate::policy::{DataPath, EvalOptions, Outcome, SnapshotHandle};
+
+/// What every handler needs, cheap to clone: one per connection.
+#[derive(Clone)]
+pub struct AppState {
+    pub snapshots: SnapshotHandle,
+    pub limits: Limits,
+    /// The document `POST /` answers (OPA's `default_decision`).
+    pub default_decision: DataPath,
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const BUILD_COMMIT: &str = match option_env!("REGENT_BUILD_COMMIT") {
+    Some(c) => c,
+    None => "",
+};
+
+/// Answers one request. Never fails: errors become OPA-shaped responses.
+pub async fn handle(state: AppState, req: Request<Incoming>) -> HttpResponse {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let response = match route(&state, req, started).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    };
+    tracing::debug!(
+        req_method = %method,
+        resp_status = response.status().as_u16(),
+        resp_duration_us = started.elapsed().as_micros() as u64,
+        "Sent response."
+    );
+    response
+}
+
+async fn route(state: &AppState, req: Request<Incoming>, started: Instant) -> Result<HttpResponse, ApiError> {
+    let raw_path = req.uri().path();
+    let path = percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8()
+        .map_err(|_| ApiError::BadRequest(format!("path `{raw_path}` is not valid UTF-8")))?
+        .into_owned();
+    let params = Params::parse(req.uri().query());
+    let method = req.method().clone();
+    let allow = |allow: &'static str| ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        allow,
+    };
+
+    if let Some(rest) = sub_path(&path, "/v1/data") {
+        let data_path = DataPath::parse(rest);
+        return match method {
+            Method::POST | Method::GET => v1_data(state, req, &data_path, &params, started).await,
+            _ => Err(allow("GET, POST")),
+        };
+    }
+    if let Some(rest) = sub_path(&path, "/v0/data") {
+        let data_path = DataPath::parse(rest);
+        return match method {
+            Method::POST => v0_data(state, req, &data_path, &params).await,
+            _ => Err(allow("POST")),
+        };
+    }
+    if path == "/" {
+        return match method {
+            Method::POST => v0_data(state, req, &state.default_decision, &params).await,
+            _ => Err(allow("POST")),
+        };
+    }
+    if path == "/health" {
+        return match method {
+            Method::GET => health(&params),
+            _ => Err(allow("GET")),
+        };
+    }
+    if let Some(check) = path.strip_prefix("/health/") {
+        return match method {
+            Method::GET => health_policy(state, check),
+            _ => Err(allow("GET")),
+        };
+    }
+    if path == "/v1/policies" {
+        return match method {
+            Method::GET => list_policies(state, &params),
+            _ => Err(allow("GET")),
+        };
+    }
+    if let Some(id) = path.strip_prefix("/v1/policies/") {
+        return match method {
+            Method::GET => get_policy(state, id, &params),
+            _ => Err(allow("GET")),
+        };
+    }
+    Err(ApiError::NotFound(format!("no route for `{method} {raw_path}`")))
+}
+
+/// The part of `path` after `prefix` when `path` is `prefix` or below it.
+fn sub_path<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+fn malformed(context: &str, err: wire::MalformedInput) -> ApiError {
+    ApiError::BadRequest(format!("{context}{}", err.0))
+}
+
+/// `GET|POST /v1/data/{path}`: the document at `path`, wrapped in `result`.
+async fn v1_data(
+    state: &AppState,
+    req: Request<Incoming>,
+    path: &DataPath,
+    params: &Params,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let parse_started = Instant::now();
+    let (input, missing_input) = if req.method() == Method::POST {
+        let body = body::read(req, &state.limits, "").await?;
+        let input = wire::parse_data_request(&body)
+            .map_err(|e| malformed("body contains malformed input document: ", e))?;
+        let missing = input.is_none();
+        (input, missing)
+    } else {
+        match &params.input {
+            Some(text) => {
+                let context = "parameter contains malformed input document: ";
+                body::check_depth(text, &state.limits, context)?;
+                let input = wire::parse_query_input(text).map_err(|e| malformed(context, e))?;
+                (Some(input), false)
+            }
+            None => (None, false),
+        }
+    };
+    let parse_ns = parse_started.elapsed().as_nanos() as u64;
+
+    let snapshot = state.snapshots.load();
+    let eval_started = Instant::now();
+    let outcome = snapshot.evaluate(path, input, eval_options(params))?;
+    let eval_ns = eval_started.elapsed().as_nanos() as u64;
+
+    let result = match &outcome {
+        Outcome::Defined(value) => Some(value),
+        Outcome::Undefined => None,
+    };
+    let response = DataResponse {
+        provenance: params.provenance.then(|| Provenance {
+            version: VERSION,
+            build_commit: BUILD_COMMIT,
+            build_timestamp: "",
+            build_hostname: "",
+            revision: snapshot.revision(),
+        }),
+        metrics: (params.metrics || params.instrument).then(|| {
+            BTreeMap::from([
+                ("timer_rego_input_parse_ns", parse_ns),
+                ("timer_rego_query_eval_ns", eval_ns),
+                ("timer_server_handler_ns", started.elapsed().as_nanos() as u64),
+            ])
+        }),
+        result,
+        warning: missing_input.then_some(wire::MISSING_INPUT),
+    };
+    Ok(json_response(wire::to_json(&response, params.pretty), true))
+}
+
+/// `POST /v0/data/{path}` and `POST /`: the body is the input, the answer is
+/// the bare document, and undefined is a 404.
+async fn v0_data(
+    state: &AppState,
+    req: Request<Incoming>,
+    path: &DataPath,
+    params: &Params,
+) -> Result<HttpResponse, ApiError> {
+    let context = "unexpected parse error for input: ";
+    let body = body::read(req, &state.limits, context).await?;
+    let input = wire::parse_raw_input(&body)
+        .map_err(|e| malformed("unexpected parse error for input: body contains malformed input document: ", e))?;
+    let snapshot = state.snapshots.load();
+    match snapshot.evaluate(path, Some(input), eval_options(params))? {
+        Outcome::Defined(value) => Ok(json_response(wire::to_json(&value, params.pretty), false)),
+        Outcome::Undefined => {
+            let what = if snapshot.evaluator().rules().covers(path) {
+                "document undefined"
+            } else {
+                "document missing"
+            };
+            Err(ApiError::Undefined(format!("{what}: {path}")))
+        }
+    }
+}
+
+fn eval_options(params: &Params) -> EvalOptions {
+    EvalOptions {
+        strict_builtin_errors: params.strict_builtin_errors,
+    }
+}
+
+/// `GET /health`: 200 once policies are loaded, which is before the server
+/// binds. `?bundles` and `?plugins` are accepted; no bundle or plugin is
+/// configured yet, so both are always ready.
+fn health(_params: &Params) -> Result<HttpResponse, ApiError> {
+    Ok(json_response(b"{}\n".to_vec(), false))
+}
+
+/// `GET /health/{name}`: evaluates `data.system.health.{name}`; only `true` is healthy.
+fn health_policy(state: &AppState, name: &str) -> Result<HttpResponse, ApiError> {
+    let mut segments = vec!["system".to_string(), "health".to_string()];
+    segments.extend(name.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+    let path = DataPath::from_segments(segments);
+    let input = Value::from_json_str(r#"{"plugin_state": {}, "plugins_ready": true}"#)
+        .map_err(|e| ApiError::Unhealthy(e.to_string()))?;
+    match state.snapshots.load().evaluate(&path, Some(input), EvalOptions::default()) {
+        Ok(Outcome::Defined(Value::Bool(true))) => Ok(json_response(b"{}\n".to_vec(), false)),
+        Ok(Outcome::Undefined) => Err(ApiError::Unhealthy(format!("health check ({path}) was undefined"))),
+        Ok(Outcome::Defined(_)) => Err(ApiError::Unhealthy(format!(
+            "health check ({path}) returned unexpected value"
+        ))),
+        Err(err) => Err(ApiError::Unhealthy(err.to_string())),
+    }
+}
+
+#[derive(Serialize)]
+struct PolicyBody<'a> {
+    id: &'a str,
+    raw: &'a str,
+}
+
+#[derive(Serialize)]
+struct ResultBody<T> {
+    result: T,
+}
+
+/// `GET /v1/policies`: every loaded module, id and raw text (no AST).
+fn list_policies(state: &AppState, params: &Params) -> Result<HttpResponse, ApiError> {
+    let snapshot = state.snapshots.load();
+    let result: Vec<PolicyBody> = snapshot
+        .modules()
+        .iter()
+        .map(|m| PolicyBody { id: &m.id, raw: &m.text })
+        .collect();
+    Ok(json_response(wire::to_json(&ResultBody { result }, params.pretty), false))
+}
+
+/// `GET /v1/policies/{id}`.
+fn get_policy(state: &AppState, id: &str, params: &Params) -> Result<HttpResponse, ApiError> {
+    let snapshot = state.snapshots.load();
+    let module = snapshot
+        .module(id)
+        .ok_or_else(|| ApiError::NotFound(format!("storage_not_found_error: policy id {id:?}")))?;
+    let result = PolicyBody {
+        id: &module.id,
+        raw: &module.text,
+    };
+    Ok(json_response(wire::to_json(&ResultBody { result }, params.pretty), false))
+}
+
+fn json_response(body: Vec<u8>, vary: bool) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if vary {
+        headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    response
+}

@@ -1,0 +1,100 @@
+//! Reading request bodies under the configured limits: the raw size (checked
+//! against `Content-Length` before reading, and while reading), transparent
+//! gzip decompression with a bound on the decompressed size (a gzip bomb stops
+//! at the bound, it is never inflated in full), and the JSON nesting depth.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+use hyper::Request;
+
+use super::error::ApiError;
+use super::wire::json_depth_exceeds;
+
+/// Request body limits (see `--max-request-body-bytes` and friends).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest accepted body as sent, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest accepted body after gzip decompression, in bytes.
+    pub max_decompressed_bytes: usize,
+    /// Deepest accepted nesting of JSON arrays and objects.
+    pub max_json_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body_bytes: 256 << 20,
+            max_decompressed_bytes: 512 << 20,
+            max_json_depth: 64,
+        }
+    }
+}
+
+const TOO_LARGE: &str = "request body too large";
+
+/// Reads the whole body of `req`, decompressing it when it is gzip-encoded.
+/// `context` prefixes decompression errors as OPA does for the endpoint.
+pub async fn read(req: Request<Incoming>, limits: &Limits, context: &str) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(ApiError::TooLarge(TOO_LARGE.to_string()));
+    }
+    let gzip = req
+        .headers()
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("gzip")));
+    let body = Limited::new(req.into_body(), limits.max_body_bytes)
+        .collect()
+        .await
+        .map_err(|err| {
+            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::TooLarge(TOO_LARGE.to_string())
+            } else {
+                ApiError::BadRequest(format!("{context}could not read the body: {err}"))
+            }
+        })?
+        .to_bytes();
+    let body = if gzip { gunzip(&body, limits.max_decompressed_bytes, context)? } else { body };
+    if json_depth_exceeds(&body, limits.max_json_depth) {
+        return Err(ApiError::BadRequest(format!(
+            "{context}body contains malformed input document: exceeded max depth of {}",
+            limits.max_json_depth
+        )));
+    }
+    Ok(body)
+}
+
+fn gunzip(body: &[u8], max: usize, context: &str) -> Result<Bytes, ApiError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
+    let mut decoder = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|err| ApiError::BadRequest(format!("{context}could not decompress the body: {err}")))?;
+    if out.len() > max {
+        return Err(ApiError::TooLarge(format!(
+            "{context}could not decompress the body: gzip payload too large"
+        )));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Checks a query-string input against the depth limit.
+pub fn check_depth(text: &str, limits: &Limits, context: &str) -> Result<(), ApiError> {
+    if json_depth_exceeds(text.as_bytes(), limits.max_json_depth) {
+        return Err(ApiError::BadRequest(format!(
+            "{context}exceeded max depth of {}",
+            limits.max_json_depth
+        )));
+    }
+    Ok(())
+}

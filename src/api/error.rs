@@ -1,0 +1,144 @@
+//! The one place where errors become HTTP responses. Every failure of the API
+//! is an [`ApiError`]; [`ApiError::into_response`] picks OPA's status code and
+//! body (`{"code", "message", "errors"}`, indented as OPA indents errors).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use super::wire::to_json;
+use crate::policy::EvalError;
+
+/// OPA's message for a request that failed in evaluation.
+const MSG_EVALUATION_ERROR: &str = "error(s) occurred while evaluating query";
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 `invalid_parameter`: malformed body, bad parameter, too deep.
+    BadRequest(String),
+    /// 413 `invalid_parameter`: the body (or its decompressed form) is over the limit.
+    TooLarge(String),
+    /// 500 `internal_error` with the evaluation error in `errors`.
+    Eval(EvalError),
+    /// 404 `undefined_document` (v0 API and the default decision).
+    Undefined(String),
+    /// 404 `resource_not_found`: a policy id, an unknown route.
+    NotFound(String),
+    /// 405 `invalid_operation`, with the methods the route accepts.
+    MethodNotAllowed { method: String, allow: &'static str },
+    /// A failed health check: OPA answers these with `{"error": ...}`.
+    Unhealthy(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<ErrorDetail<'a>>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<LocationBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct LocationBody<'a> {
+    file: &'a str,
+    row: u32,
+    col: u32,
+}
+
+#[derive(Serialize)]
+struct HealthBody<'a> {
+    error: &'a str,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Eval(_) | ApiError::Unhealthy(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Undefined(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let body = match &self {
+            ApiError::Unhealthy(message) => to_json(&HealthBody { error: message }, false),
+            ApiError::Eval(err) => {
+                let detail = ErrorDetail {
+                    code: err.code.as_str(),
+                    message: &err.message,
+                    location: err.location.as_ref().map(|l| LocationBody {
+                        file: &l.file,
+                        row: l.row,
+                        col: l.col,
+                    }),
+                };
+                error_body("internal_error", MSG_EVALUATION_ERROR, vec![detail])
+            }
+            ApiError::BadRequest(m) | ApiError::TooLarge(m) => error_body("invalid_parameter", m, vec![]),
+            ApiError::Undefined(m) => error_body("undefined_document", m, vec![]),
+            ApiError::NotFound(m) => error_body("resource_not_found", m, vec![]),
+            ApiError::MethodNotAllowed { method, .. } => error_body(
+                "invalid_operation",
+                &format!("method `{method}` is not allowed on this path"),
+                vec![],
+            ),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+/// OPA writes error bodies with `json.MarshalIndent(err, "", "  ")`.
+fn error_body(code: &str, message: &str, errors: Vec<ErrorDetail<'_>>) -> Vec<u8> {
+    to_json(&ErrorBody { code, message, errors }, true)
+}
+
+impl From<EvalError> for ApiError {
+    fn from(err: EvalError) -> ApiError {
+        ApiError::Eval(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body(e: ApiError) -> (StatusCode, String) {
+        let r = e.into_response();
+        let status = r.status();
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn undefined_document_matches_opa_bytes() {
+        let (status, text) = body(ApiError::Undefined("document missing: data.system.main".into())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // The exact 86 bytes OPA sends for this case.
+        assert_eq!(
+            text,
+            "{\n  \"code\": \"undefined_document\",\n  \"message\": \"document missing: data.system.main\"\n}\n"
+        );
+        assert_eq!(text.len(), 86);
+    }
+}

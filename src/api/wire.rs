@@ -1,0 +1,330 @@
+//! Wire formats of OPA's REST API: query parameters, request bodies and
+//! response bodies. JSON is written the way Go's `encoding/json` writes it
+//! (`<`, `>`, `&`, U+2028 and U+2029 escaped; compact with a trailing newline,
+//! or indented by two spaces with `?pretty`), so responses match OPA's bytes.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use regorus::Value;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserializer as _, Serialize};
+use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
+
+/// The boolean query options of the data API, parsed as OPA's `getBoolParam`:
+/// a bare `?x` or `?x=` is true, otherwise only a value equal to `true`.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    pub pretty: bool,
+    pub metrics: bool,
+    pub instrument: bool,
+    pub provenance: bool,
+    pub strict_builtin_errors: bool,
+    /// The last `input` value of a GET request, still undecoded.
+    pub input: Option<String>,
+    /// Present keys, for endpoints with options of their own (`/health?bundles`).
+    pub present: Vec<String>,
+}
+
+impl Params {
+    pub fn parse(query: Option<&str>) -> Params {
+        let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut params = Params::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            if key == "input" {
+                params.input = Some(value.to_string());
+            }
+            values.entry(key.to_string()).or_default().push(value.to_string());
+        }
+        let flag = |name: &str| {
+            values
+                .get(name)
+                .is_some_and(|v| v.iter().any(|v| v.is_empty() || v.eq_ignore_ascii_case("true")))
+        };
+        params.pretty = flag("pretty");
+        params.metrics = flag("metrics");
+        params.instrument = flag("instrument");
+        params.provenance = flag("provenance");
+        params.strict_builtin_errors = flag("strict-builtin-errors");
+        params.present = values.into_keys().collect();
+        params
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.present.iter().any(|k| k == key)
+    }
+}
+
+/// Why a request body could not be read as an input document.
+#[derive(Debug)]
+pub struct MalformedInput(pub String);
+
+/// Parses a `POST /v1/data` body: an object whose `input` key (matched
+/// case-insensitively, as Go does) holds the input. Returns `None` when there
+/// is no input (empty body, `null`, `{}`, `{"input": null}`). Bytes after the
+/// first JSON value are ignored, as OPA's decoder does.
+pub fn parse_data_request(body: &[u8]) -> Result<Option<Value>, MalformedInput> {
+    let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
+        return Ok(None);
+    };
+    let kind = match first {
+        b'{' | b'n' => None,
+        b'[' => Some("array"),
+        b'"' => Some("string"),
+        b't' | b'f' => Some("bool"),
+        b'-' | b'0'..=b'9' => Some("number"),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        return Err(MalformedInput(format!(
+            "json: cannot unmarshal {kind} into Go value of type types.DataRequestV1"
+        )));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    de.deserialize_option(RequestVisitor)
+        .map_err(|e| MalformedInput(e.to_string()))
+}
+
+struct RequestVisitor;
+
+impl<'de> Visitor<'de> for RequestVisitor {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(RequestVisitor)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut input = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key.eq_ignore_ascii_case("input") {
+                input = match map.next_value::<Value>()? {
+                    Value::Null => None,
+                    v => Some(v),
+                };
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(input)
+    }
+}
+
+/// Parses a body that is the input itself (`/v0/data`, `POST /`). An empty
+/// body is the input `null`, as in OPA.
+pub fn parse_raw_input(body: &[u8]) -> Result<Value, MalformedInput> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Value::Null);
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde::Deserialize::deserialize(&mut de).map_err(|e: serde_json::Error| MalformedInput(e.to_string()))
+}
+
+/// Parses the `?input=` parameter of a GET request (trailing data rejected).
+pub fn parse_query_input(text: &str) -> Result<Value, MalformedInput> {
+    if text.trim().is_empty() {
+        return Err(MalformedInput("EOF".to_string()));
+    }
+    serde_json::from_str(text).map_err(|e| MalformedInput(e.to_string()))
+}
+
+/// The deepest nesting of arrays and objects in a JSON text, stopping early
+/// once `limit` is exceeded. Strings are skipped, escapes included.
+pub fn json_depth_exceeds(body: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// `provenance` in a data response.
+#[derive(Serialize)]
+pub struct Provenance<'a> {
+    pub version: &'a str,
+    pub build_commit: &'a str,
+    pub build_timestamp: &'a str,
+    pub build_hostname: &'a str,
+    pub revision: &'a str,
+}
+
+/// `warning` in a data response.
+#[derive(Serialize)]
+pub struct Warning {
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+/// The API usage warning OPA attaches when a POST has no `input` key.
+pub const MISSING_INPUT: Warning = Warning {
+    code: "api_usage_warning",
+    message: "'input' key missing from the request",
+};
+
+/// A `/v1/data` response, fields in OPA's order.
+#[derive(Serialize, Default)]
+pub struct DataResponse<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<BTreeMap<&'static str, u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<Warning>,
+}
+
+/// Serializes `value` as Go's `json.Encoder` does: compact (or indented by two
+/// spaces when `pretty`), HTML-escaped, with a trailing newline.
+pub fn to_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    let result = if pretty {
+        let mut ser = serde_json::Serializer::with_formatter(
+            &mut out,
+            GoEscape(PrettyFormatter::with_indent(b"  ")),
+        );
+        value.serialize(&mut ser)
+    } else {
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, GoEscape(CompactFormatter));
+        value.serialize(&mut ser)
+    };
+    if let Err(err) = result {
+        // Only a non-string map key can fail here; regorus values never have one.
+        out.clear();
+        out.extend_from_slice(format!("{{\"error\":{:?}}}", err.to_string()).as_bytes());
+    }
+    out.push(b'\n');
+    out
+}
+
+/// A formatter that adds Go's HTML-safe escapes to another formatter.
+struct GoEscape<F>(F);
+
+impl<F: Formatter> Formatter for GoEscape<F> {
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        let bytes = fragment.as_bytes();
+        if !bytes.iter().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2)) {
+            return w.write_all(bytes);
+        }
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            let escape = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            w.write_all(&bytes[start..i])?;
+            w.write_all(escape.as_bytes())?;
+            start = i + c.len_utf8();
+        }
+        w.write_all(&bytes[start..])
+    }
+    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn end_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object_key(w)
+    }
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object_value(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bool_params_follow_opa() {
+        let p = Params::parse(Some("pretty&metrics=1&provenance=TRUE&strict-builtin-errors="));
+        assert!(p.pretty && !p.metrics && p.provenance && p.strict_builtin_errors);
+        assert!(p.has("metrics") && !p.has("bundles"));
+    }
+
+    #[test]
+    fn request_body_input_key_is_case_insensitive_and_trailing_bytes_ignored() {
+        let v = parse_data_request(br#"{"x": 1, "INPUT": {"a": [1]}} trailing"#).unwrap();
+        assert_eq!(v, Some(Value::from_json_str(r#"{"a": [1]}"#).unwrap()));
+        assert_eq!(parse_data_request(b"  ").unwrap(), None);
+        assert_eq!(parse_data_request(b"null").unwrap(), None);
+        assert_eq!(parse_data_request(br#"{"input": null}"#).unwrap(), None);
+        let err = parse_data_request(b"[1]").unwrap_err();
+        assert_eq!(err.0, "json: cannot unmarshal array into Go value of type types.DataRequestV1");
+        assert!(parse_data_request(b"{\"input\": ").is_err());
+    }
+
+    #[test]
+    fn depth_counts_containers_not_brackets_in_strings() {
+        assert!(!json_depth_exceeds(br#"{"a": "[[[[[["}"#, 1));
+        assert!(json_depth_exceeds(br#"{"a": [[1]]}"#, 2));
+        assert!(!json_depth_exceeds(br#"{"a": [[1]]}"#, 3));
+        assert!(!json_depth_exceeds(br#"{"a": "\"[[[["}"#, 1));
+    }
+
+    #[test]
+    fn json_is_written_as_go_writes_it() {
+        let v = Value::from_json_str(r#"{"b": "<a&b>", "a": [1, {}]}"#).unwrap();
+        assert_eq!(
+            String::from_utf8(to_json(&v, false)).unwrap(),
+            "{\"a\":[1,{}],\"b\":\"\\u003ca\\u0026b\\u003e\"}\n"
+        );
+        assert_eq!(
+            String::from_utf8(to_json(&v, true)).unwrap(),
+            "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": \"\\u003ca\\u0026b\\u003e\"\n}\n"
+        );
+    }
+}

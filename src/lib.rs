@@ -1,0 +1,15 @@
+//! Regent: an OPA-compatible authorization decision daemon.
+//!
+//! - [`policy`]: sources, the immutable compiled snapshot, evaluation.
+//! - [`api`]: OPA's REST API over the current snapshot (the request path).
+//! - [`server`]: listeners, connections, graceful shutdown.
+//! - [`cli`], [`config`], [`logging`]: the command line and its checked form.
+//! - [`run`]: the `regent run` command, tying them together.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod policy;
+pub mod run;
+pub mod server;

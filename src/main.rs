@@ -1,0 +1,29 @@
+//! The `regent` binary: parse the command line, set up logging, run. Errors
+//! are printed with their whole chain and exit non-zero.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use regent::cli::{Cli, Command};
+use regent::config::RunConfig;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: regent::cli::RunArgs) -> anyhow::Result<()> {
+    let config = RunConfig::from_args(args)?;
+    regent::logging::init(config.log_level, config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(regent::run::run(config, regent::run::shutdown_signal()))
+}

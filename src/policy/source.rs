@@ -1,0 +1,251 @@
+//! Policy sources: reading `.rego`, `.json` and `.yaml` files from disk (or the
+//! embedded default set) into a [`Sources`] value, with data documents placed
+//! at the path of their directory the way `opa run` does.
+//!
+//! Nothing here parses Rego or touches the evaluator; it only gathers text and
+//! data so that [`crate::policy::Snapshot::build`] sees one complete input.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{Map, Value as Json};
+
+/// One Rego module: its id (the path it was loaded from) and its text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Module {
+    pub id: String,
+    pub text: String,
+}
+
+/// Everything a snapshot is built from.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub modules: Vec<Module>,
+    /// The merged data document (always an object).
+    pub data: Map<String, Json>,
+}
+
+/// The default policy set, compiled into the binary so the daemon works from
+/// any directory. Test modules and the decision tables are not embedded: they
+/// are for `regent test`, not for serving.
+static DEFAULT_POLICIES: include_dir::Dir<'static> =
+    include_dir::include_dir!("$CARGO_MANIFEST_DIR/policies");
+
+/// The prefix used for ids of embedded modules, as if loaded with `regent run policies`.
+const DEFAULT_ROOT: &str = "policies";
+
+impl Sources {
+    /// Loads the embedded default policy set.
+    pub fn embedded_default() -> Result<Sources> {
+        let mut sources = Sources::default();
+        let mut files = Vec::new();
+        collect_embedded(&DEFAULT_POLICIES, &mut files);
+        files.sort_by(|a, b| a.path().cmp(b.path()));
+        for file in files {
+            let rel = file.path();
+            if is_excluded_from_default(rel) {
+                continue;
+            }
+            let id = format!("{DEFAULT_ROOT}/{}", rel.display());
+            let text = std::str::from_utf8(file.contents())
+                .with_context(|| format!("{id}: not valid UTF-8"))?;
+            let prefix = dir_prefix(rel);
+            sources.add_file(&id, rel, text, &prefix)?;
+        }
+        Ok(sources)
+    }
+
+    /// Loads positional paths as `opa run` does: files and directories, with an
+    /// optional `a.b:path` prefix that places the contents under `data.a.b`.
+    pub fn load_paths<S: AsRef<str>>(paths: &[S]) -> Result<Sources> {
+        let mut sources = Sources::default();
+        for arg in paths {
+            let (prefix, path) = split_prefix(arg.as_ref());
+            sources.load_path(&prefix, Path::new(path))?;
+        }
+        Ok(sources)
+    }
+
+    fn load_path(&mut self, prefix: &[String], path: &Path) -> Result<()> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        if meta.is_dir() {
+            let mut files = Vec::new();
+            walk_dir(path, &mut files)?;
+            files.sort();
+            for file in files {
+                let rel = file.strip_prefix(path).unwrap_or(&file);
+                if !has_known_extension(rel) {
+                    continue;
+                }
+                let mut file_prefix = prefix.to_vec();
+                file_prefix.extend(dir_prefix(rel));
+                self.load_file(&file, &file_prefix)?;
+            }
+            Ok(())
+        } else {
+            self.load_file(path, prefix)
+        }
+    }
+
+    fn load_file(&mut self, path: &Path, prefix: &[String]) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let id = path.to_string_lossy().trim_matches('/').to_string();
+        self.add_file(&id, path, &text, prefix)
+    }
+
+    /// Adds one file's contents: Rego as a module, JSON/YAML merged into data.
+    fn add_file(&mut self, id: &str, path: &Path, text: &str, prefix: &[String]) -> Result<()> {
+        match extension(path).as_deref() {
+            Some("rego") => {
+                self.modules.push(Module {
+                    id: id.to_string(),
+                    text: text.to_string(),
+                });
+                Ok(())
+            }
+            Some("json") => {
+                let doc: Json = serde_json::from_str(text).map_err(|e| anyhow!("{id}: {e}"))?;
+                self.merge_data(id, prefix, doc)
+            }
+            Some("yaml") | Some("yml") => {
+                let doc = regorus::Value::from_yaml_str(text).map_err(|e| anyhow!("{id}: {e}"))?;
+                let doc = serde_json::to_value(&doc).map_err(|e| anyhow!("{id}: {e}"))?;
+                self.merge_data(id, prefix, doc)
+            }
+            _ => bail!("{id}: can't recognize file type"),
+        }
+    }
+
+    /// Merges `doc` at `prefix` into the data document. As in OPA, the same
+    /// key defined twice by non-object values is a merge error, even when equal.
+    pub fn merge_data(&mut self, id: &str, prefix: &[String], doc: Json) -> Result<()> {
+        let mut doc = doc;
+        for key in prefix.iter().rev() {
+            let mut wrapper = Map::new();
+            wrapper.insert(key.clone(), doc);
+            doc = Json::Object(wrapper);
+        }
+        let Json::Object(doc) = doc else {
+            bail!("{id}: document must be of type object");
+        };
+        merge_objects(&mut self.data, doc).map_err(|()| anyhow!("{id}: merge error"))
+    }
+}
+
+fn merge_objects(into: &mut Map<String, Json>, from: Map<String, Json>) -> Result<(), ()> {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (None, value) => {
+                into.insert(key, value);
+            }
+            (Some(Json::Object(existing)), Json::Object(value)) => merge_objects(existing, value)?,
+            (Some(_), _) => return Err(()),
+        }
+    }
+    Ok(())
+}
+
+/// Splits OPA's `a.b:path` prefix syntax (a `://` is not a prefix separator).
+fn split_prefix(arg: &str) -> (Vec<String>, &str) {
+    match arg.split_once(':') {
+        Some((prefix, path)) if !path.starts_with("//") && !prefix.is_empty() => (
+            prefix
+                .split('.')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            path,
+        ),
+        _ => (Vec::new(), arg),
+    }
+}
+
+/// The data path of a file relative to its root: its directory components.
+fn dir_prefix(rel: &Path) -> Vec<String> {
+    rel.parent()
+        .map(|dir| {
+            dir.components()
+                .map(|c| c.as_os_str().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn extension(path: &Path) -> Option<String> {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+}
+
+fn has_known_extension(path: &Path) -> bool {
+    matches!(
+        extension(path).as_deref(),
+        Some("rego" | "json" | "yaml" | "yml")
+    )
+}
+
+/// Test modules, the decision tables and generator inputs stay out of the
+/// embedded default set.
+fn is_excluded_from_default(rel: &Path) -> bool {
+    let first = rel.components().next().map(|c| c.as_os_str().to_string_lossy().to_string());
+    let name = rel.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    matches!(first.as_deref(), Some("tests" | "tables"))
+        || name.ends_with("_test.rego")
+        || !has_known_extension(rel)
+}
+
+fn collect_embedded<'a>(dir: &'a include_dir::Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
+    for file in dir.files() {
+        out.push(file);
+    }
+    for sub in dir.dirs() {
+        collect_embedded(sub, out);
+    }
+}
+
+fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("{}: cannot read", dir.display()))?;
+        let path = entry.path();
+        let meta = std::fs::metadata(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        if meta.is_dir() {
+            walk_dir(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_syntax_is_split_but_urls_are_not() {
+        assert_eq!(split_prefix("a.b:x.json"), (vec!["a".into(), "b".into()], "x.json"));
+        assert_eq!(split_prefix("x.json"), (vec![], "x.json"));
+        assert_eq!(split_prefix("http://x"), (vec![], "http://x"));
+    }
+
+    #[test]
+    fn equal_values_at_the_same_key_are_a_merge_error() {
+        let mut s = Sources::default();
+        s.merge_data("a.json", &[], serde_json::json!({"x": {"y": 1}})).unwrap();
+        s.merge_data("b.json", &[], serde_json::json!({"x": {"z": 2}})).unwrap();
+        let err = s.merge_data("c.json", &[], serde_json::json!({"x": {"y": 1}}));
+        assert_eq!(err.unwrap_err().to_string(), "c.json: merge error");
+        assert_eq!(s.data["x"], serde_json::json!({"y": 1, "z": 2}));
+    }
+
+    #[test]
+    fn root_documents_must_be_objects() {
+        let mut s = Sources::default();
+        let err = s.merge_data("a.json", &[], serde_json::json!([1])).unwrap_err();
+        assert_eq!(err.to_string(), "a.json: document must be of type object");
+        s.merge_data("b.json", &["k".into()], serde_json::json!([1])).unwrap();
+        assert_eq!(s.data["k"], serde_json::json!([1]));
+    }
+}
