@@ -1,1 +1,40 @@
-fn main() {}
+//! Evaluation alone, no HTTP: parse a realistic request body and evaluate one
+//! decision against a warmed snapshot, as the request path does.
+//!
+//! Run: `cargo bench --bench evaluate`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use regent::api::wire::parse_data_request;
+use regent::policy::{DataPath, EvalOptions, Snapshot, Sources};
+
+fn fixtures() -> Snapshot {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/fixtures");
+    let sources =
+        Sources::load_paths(&[format!("{dir}/utils.rego"), format!("{dir}/tasks.rego")]).unwrap();
+    Snapshot::build(sources).unwrap()
+}
+
+fn evaluate(c: &mut Criterion) {
+    let snapshot = fixtures();
+    let body = include_bytes!("fixtures/input.json");
+    let mut group = c.benchmark_group("evaluate");
+    for rule in ["allow", "filter"] {
+        let path = DataPath::parse(&format!("tasks/{rule}"));
+        group.bench_function(format!("tasks/{rule}"), |b| {
+            b.iter(|| {
+                let input = parse_data_request(body).unwrap();
+                snapshot
+                    .evaluate(&path, input, EvalOptions::default())
+                    .unwrap()
+            })
+        });
+    }
+    group.bench_function("parse_input", |b| {
+        b.iter(|| parse_data_request(body).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, evaluate);
+criterion_main!(benches);

@@ -58,7 +58,11 @@ pub async fn handle(state: AppState, req: Request<Incoming>) -> HttpResponse {
     response
 }
 
-async fn route(state: &AppState, req: Request<Incoming>, started: Instant) -> Result<HttpResponse, ApiError> {
+async fn route(
+    state: &AppState,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
     let raw_path = req.uri().path();
     let path = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8()
@@ -115,7 +119,9 @@ async fn route(state: &AppState, req: Request<Incoming>, started: Instant) -> Re
             _ => Err(allow("GET")),
         };
     }
-    Err(ApiError::NotFound(format!("no route for `{method} {raw_path}`")))
+    Err(ApiError::NotFound(format!(
+        "no route for `{method} {raw_path}`"
+    )))
 }
 
 /// The part of `path` after `prefix` when `path` is `prefix` or below it.
@@ -177,7 +183,10 @@ async fn v1_data(
             BTreeMap::from([
                 ("timer_rego_input_parse_ns", parse_ns),
                 ("timer_rego_query_eval_ns", eval_ns),
-                ("timer_server_handler_ns", started.elapsed().as_nanos() as u64),
+                (
+                    "timer_server_handler_ns",
+                    started.elapsed().as_nanos() as u64,
+                ),
             ])
         }),
         result,
@@ -196,8 +205,12 @@ async fn v0_data(
 ) -> Result<HttpResponse, ApiError> {
     let context = "unexpected parse error for input: ";
     let body = body::read(req, &state.limits, context).await?;
-    let input = wire::parse_raw_input(&body)
-        .map_err(|e| malformed("unexpected parse error for input: body contains malformed input document: ", e))?;
+    let input = wire::parse_raw_input(&body).map_err(|e| {
+        malformed(
+            "unexpected parse error for input: body contains malformed input document: ",
+            e,
+        )
+    })?;
     let snapshot = state.snapshots.load();
     match snapshot.evaluate(path, Some(input), eval_options(params))? {
         Outcome::Defined(value) => Ok(json_response(wire::to_json(&value, params.pretty), false)),
@@ -228,13 +241,23 @@ fn health(_params: &Params) -> Result<HttpResponse, ApiError> {
 /// `GET /health/{name}`: evaluates `data.system.health.{name}`; only `true` is healthy.
 fn health_policy(state: &AppState, name: &str) -> Result<HttpResponse, ApiError> {
     let mut segments = vec!["system".to_string(), "health".to_string()];
-    segments.extend(name.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+    segments.extend(
+        name.split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+    );
     let path = DataPath::from_segments(segments);
     let input = Value::from_json_str(r#"{"plugin_state": {}, "plugins_ready": true}"#)
         .map_err(|e| ApiError::Unhealthy(e.to_string()))?;
-    match state.snapshots.load().evaluate(&path, Some(input), EvalOptions::default()) {
+    match state
+        .snapshots
+        .load()
+        .evaluate(&path, Some(input), EvalOptions::default())
+    {
         Ok(Outcome::Defined(Value::Bool(true))) => Ok(json_response(b"{}\n".to_vec(), false)),
-        Ok(Outcome::Undefined) => Err(ApiError::Unhealthy(format!("health check ({path}) was undefined"))),
+        Ok(Outcome::Undefined) => Err(ApiError::Unhealthy(format!(
+            "health check ({path}) was undefined"
+        ))),
         Ok(Outcome::Defined(_)) => Err(ApiError::Unhealthy(format!(
             "health check ({path}) returned unexpected value"
         ))),
@@ -259,9 +282,15 @@ fn list_policies(state: &AppState, params: &Params) -> Result<HttpResponse, ApiE
     let result: Vec<PolicyBody> = snapshot
         .modules()
         .iter()
-        .map(|m| PolicyBody { id: &m.id, raw: &m.text })
+        .map(|m| PolicyBody {
+            id: &m.id,
+            raw: &m.text,
+        })
         .collect();
-    Ok(json_response(wire::to_json(&ResultBody { result }, params.pretty), false))
+    Ok(json_response(
+        wire::to_json(&ResultBody { result }, params.pretty),
+        false,
+    ))
 }
 
 /// `GET /v1/policies/{id}`.
@@ -274,7 +303,10 @@ fn get_policy(state: &AppState, id: &str, params: &Params) -> Result<HttpRespons
         id: &module.id,
         raw: &module.text,
     };
-    Ok(json_response(wire::to_json(&ResultBody { result }, params.pretty), false))
+    Ok(json_response(
+        wire::to_json(&ResultBody { result }, params.pretty),
+        false,
+    ))
 }
 
 fn json_response(body: Vec<u8>, vary: bool) -> HttpResponse {

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::logging::{LogFormat, LogLevel};
 
 #[derive(Debug, Parser)]
-#[command(name = "regent", version, about = "An OPA-compatible authorization decision daemon")]
+#[command(
+    name = "regent",
+    version,
+    about = "An OPA-compatible authorization decision daemon"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -26,11 +30,24 @@ pub struct RunArgs {
     pub server: bool,
 
     /// Listen address, `host:port` (`:8181` listens on all interfaces). Repeatable.
-    #[arg(short = 'a', long = "addr", value_name = "ADDR", default_value = "localhost:8181", env = "REGENT_ADDR", value_delimiter = ',')]
+    #[arg(
+        short = 'a',
+        long = "addr",
+        value_name = "ADDR",
+        default_value = "localhost:8181",
+        env = "REGENT_ADDR",
+        value_delimiter = ','
+    )]
     pub addrs: Vec<String>,
 
     /// Log level.
-    #[arg(short = 'l', long, value_enum, default_value = "info", env = "REGENT_LOG_LEVEL")]
+    #[arg(
+        short = 'l',
+        long,
+        value_enum,
+        default_value = "info",
+        env = "REGENT_LOG_LEVEL"
+    )]
     pub log_level: LogLevel,
 
     /// Log format.
@@ -38,11 +55,21 @@ pub struct RunArgs {
     pub log_format: LogFormat,
 
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10, env = "REGENT_SHUTDOWN_GRACE_PERIOD")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10,
+        env = "REGENT_SHUTDOWN_GRACE_PERIOD"
+    )]
     pub shutdown_grace_period: u64,
 
     /// Seconds to wait after SIGTERM/SIGINT before shutdown starts (lets load balancers notice).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0, env = "REGENT_SHUTDOWN_WAIT_PERIOD")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        env = "REGENT_SHUTDOWN_WAIT_PERIOD"
+    )]
     pub shutdown_wait_period: u64,
 
     /// Largest request body accepted, in bytes (larger: 413).
@@ -54,7 +81,12 @@ pub struct RunArgs {
     pub max_decompressed_body_bytes: usize,
 
     /// Deepest nesting of JSON arrays/objects accepted in a request (1-128; deeper: 400).
-    #[arg(long, value_name = "N", default_value_t = 64, env = "REGENT_MAX_JSON_DEPTH")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 64,
+        env = "REGENT_MAX_JSON_DEPTH"
+    )]
     pub max_json_depth: usize,
 
     /// Policy (.rego) and data (.json, .yaml) files or directories; `a.b:path`

@@ -33,7 +33,10 @@ impl RunConfig {
             bail!("`--addr` must not be empty");
         }
         if !(1..=PARSER_MAX_DEPTH).contains(&args.max_json_depth) {
-            bail!("`--max-json-depth` must be between 1 and {PARSER_MAX_DEPTH}, got `{}`", args.max_json_depth);
+            bail!(
+                "`--max-json-depth` must be between 1 and {PARSER_MAX_DEPTH}, got `{}`",
+                args.max_json_depth
+            );
         }
         if args.max_request_body_bytes == 0 || args.max_decompressed_body_bytes == 0 {
             bail!("body size limits must be positive");

@@ -24,6 +24,8 @@ fn main() -> ExitCode {
 fn run(args: regent::cli::RunArgs) -> anyhow::Result<()> {
     let config = RunConfig::from_args(args)?;
     regent::logging::init(config.log_level, config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(regent::run::run(config, regent::run::shutdown_signal()))
 }

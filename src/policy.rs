@@ -34,7 +34,10 @@ impl Snapshot {
         let data = serde_json::to_string(&sources.data).context("serializing data")?;
         let data = regorus::Value::from_json_str(&data).context("converting data")?;
         let evaluator = Evaluator::build(
-            sources.modules.iter().map(|m| (m.id.as_str(), m.text.as_str())),
+            sources
+                .modules
+                .iter()
+                .map(|m| (m.id.as_str(), m.text.as_str())),
             data,
         )?;
         Ok(Snapshot {
@@ -90,7 +93,11 @@ fn revision_of(sources: &Sources) -> String {
         hasher.update(module.text.as_bytes());
     }
     // serde_json's map is ordered, so this is canonical.
-    hasher.update(serde_json::Value::Object(sources.data.clone()).to_string().as_bytes());
+    hasher.update(
+        serde_json::Value::Object(sources.data.clone())
+            .to_string()
+            .as_bytes(),
+    );
     let digest = hasher.finalize();
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
@@ -125,7 +132,10 @@ mod tests {
 
     fn sources(text: &str) -> Sources {
         Sources {
-            modules: vec![Module { id: "a.rego".into(), text: text.into() }],
+            modules: vec![Module {
+                id: "a.rego".into(),
+                text: text.into(),
+            }],
             data: Default::default(),
         }
     }
@@ -141,7 +151,9 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_file_and_line() {
-        let err = Snapshot::build(sources("package a\nx := \n")).err().unwrap();
+        let err = Snapshot::build(sources("package a\nx := \n"))
+            .err()
+            .unwrap();
         assert!(format!("{err:#}").contains("a.rego:3"), "{err:#}");
     }
 }

@@ -40,7 +40,11 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     let revision = snapshot.revision().to_string();
     let state = app_state(&config, snapshot);
     let server = Server::bind(&config.addrs, state).await?;
-    let addrs: Vec<String> = server.local_addrs().iter().map(ToString::to_string).collect();
+    let addrs: Vec<String> = server
+        .local_addrs()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     tracing::info!(addrs = ?addrs, modules, revision = %revision, "Initializing server.");
     let wait = config.shutdown_wait;
     let shutdown = async move {

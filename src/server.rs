@@ -40,7 +40,10 @@ impl Server {
 
     /// The addresses actually bound (ports resolved when `:0` was asked).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// Serves until `shutdown` completes, then drains. Returns an error when
@@ -88,7 +91,9 @@ impl Server {
                 tracing::info!("Server shutdown.");
                 Ok(())
             }
-            Err(_) => bail!("failed to shutdown server gracefully: requests still in flight after {grace:?}"),
+            Err(_) => bail!(
+                "failed to shutdown server gracefully: requests still in flight after {grace:?}"
+            ),
         }
     }
 }

@@ -39,7 +39,11 @@ const TOO_LARGE: &str = "request body too large";
 
 /// Reads the whole body of `req`, decompressing it when it is gzip-encoded.
 /// `context` prefixes decompression errors as OPA does for the endpoint.
-pub async fn read(req: Request<Incoming>, limits: &Limits, context: &str) -> Result<Bytes, ApiError> {
+pub async fn read(
+    req: Request<Incoming>,
+    limits: &Limits,
+    context: &str,
+) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -57,14 +61,21 @@ pub async fn read(req: Request<Incoming>, limits: &Limits, context: &str) -> Res
         .collect()
         .await
         .map_err(|err| {
-            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 ApiError::TooLarge(TOO_LARGE.to_string())
             } else {
                 ApiError::BadRequest(format!("{context}could not read the body: {err}"))
             }
         })?
         .to_bytes();
-    let body = if gzip { gunzip(&body, limits.max_decompressed_bytes, context)? } else { body };
+    let body = if gzip {
+        gunzip(&body, limits.max_decompressed_bytes, context)?
+    } else {
+        body
+    };
     if json_depth_exceeds(&body, limits.max_json_depth) {
         return Err(ApiError::BadRequest(format!(
             "{context}body contains malformed input document: exceeded max depth of {}",
@@ -77,9 +88,9 @@ pub async fn read(req: Request<Incoming>, limits: &Limits, context: &str) -> Res
 fn gunzip(body: &[u8], max: usize, context: &str) -> Result<Bytes, ApiError> {
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
     let mut decoder = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|err| ApiError::BadRequest(format!("{context}could not decompress the body: {err}")))?;
+    decoder.read_to_end(&mut out).map_err(|err| {
+        ApiError::BadRequest(format!("{context}could not decompress the body: {err}"))
+    })?;
     if out.len() > max {
         return Err(ApiError::TooLarge(format!(
             "{context}could not decompress the body: gzip payload too large"

@@ -87,7 +87,9 @@ impl ApiError {
                 };
                 error_body("internal_error", MSG_EVALUATION_ERROR, vec![detail])
             }
-            ApiError::BadRequest(m) | ApiError::TooLarge(m) => error_body("invalid_parameter", m, vec![]),
+            ApiError::BadRequest(m) | ApiError::TooLarge(m) => {
+                error_body("invalid_parameter", m, vec![])
+            }
             ApiError::Undefined(m) => error_body("undefined_document", m, vec![]),
             ApiError::NotFound(m) => error_body("resource_not_found", m, vec![]),
             ApiError::MethodNotAllowed { method, .. } => error_body(
@@ -109,7 +111,14 @@ impl ApiError {
 
 /// OPA writes error bodies with `json.MarshalIndent(err, "", "  ")`.
 fn error_body(code: &str, message: &str, errors: Vec<ErrorDetail<'_>>) -> Vec<u8> {
-    to_json(&ErrorBody { code, message, errors }, true)
+    to_json(
+        &ErrorBody {
+            code,
+            message,
+            errors,
+        },
+        true,
+    )
 }
 
 impl From<EvalError> for ApiError {
@@ -132,7 +141,10 @@ mod tests {
 
     #[tokio::test]
     async fn undefined_document_matches_opa_bytes() {
-        let (status, text) = body(ApiError::Undefined("document missing: data.system.main".into())).await;
+        let (status, text) = body(ApiError::Undefined(
+            "document missing: data.system.main".into(),
+        ))
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         // The exact 86 bytes OPA sends for this case.
         assert_eq!(

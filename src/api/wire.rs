@@ -34,12 +34,16 @@ impl Params {
             if key == "input" {
                 params.input = Some(value.to_string());
             }
-            values.entry(key.to_string()).or_default().push(value.to_string());
+            values
+                .entry(key.to_string())
+                .or_default()
+                .push(value.to_string());
         }
         let flag = |name: &str| {
-            values
-                .get(name)
-                .is_some_and(|v| v.iter().any(|v| v.is_empty() || v.eq_ignore_ascii_case("true")))
+            values.get(name).is_some_and(|v| {
+                v.iter()
+                    .any(|v| v.is_empty() || v.eq_ignore_ascii_case("true"))
+            })
         };
         params.pretty = flag("pretty");
         params.metrics = flag("metrics");
@@ -125,7 +129,8 @@ pub fn parse_raw_input(body: &[u8]) -> Result<Value, MalformedInput> {
         return Ok(Value::Null);
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde::Deserialize::deserialize(&mut de).map_err(|e: serde_json::Error| MalformedInput(e.to_string()))
+    serde::Deserialize::deserialize(&mut de)
+        .map_err(|e: serde_json::Error| MalformedInput(e.to_string()))
 }
 
 /// Parses the `?input=` parameter of a GET request (trailing data rejected).
@@ -231,7 +236,11 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Vec<u8> {
 struct GoEscape<F>(F);
 
 impl<F: Formatter> Formatter for GoEscape<F> {
-    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
         let bytes = fragment.as_bytes();
         if !bytes.iter().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2)) {
             return w.write_all(bytes);
@@ -258,7 +267,11 @@ impl<F: Formatter> Formatter for GoEscape<F> {
     fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         self.0.end_array(w)
     }
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         self.0.begin_array_value(w, first)
     }
     fn end_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
@@ -270,7 +283,11 @@ impl<F: Formatter> Formatter for GoEscape<F> {
     fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         self.0.end_object(w)
     }
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         self.0.begin_object_key(w, first)
     }
     fn end_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
@@ -290,7 +307,9 @@ mod tests {
 
     #[test]
     fn bool_params_follow_opa() {
-        let p = Params::parse(Some("pretty&metrics=1&provenance=TRUE&strict-builtin-errors="));
+        let p = Params::parse(Some(
+            "pretty&metrics=1&provenance=TRUE&strict-builtin-errors=",
+        ));
         assert!(p.pretty && !p.metrics && p.provenance && p.strict_builtin_errors);
         assert!(p.has("metrics") && !p.has("bundles"));
     }
@@ -303,7 +322,10 @@ mod tests {
         assert_eq!(parse_data_request(b"null").unwrap(), None);
         assert_eq!(parse_data_request(br#"{"input": null}"#).unwrap(), None);
         let err = parse_data_request(b"[1]").unwrap_err();
-        assert_eq!(err.0, "json: cannot unmarshal array into Go value of type types.DataRequestV1");
+        assert_eq!(
+            err.0,
+            "json: cannot unmarshal array into Go value of type types.DataRequestV1"
+        );
         assert!(parse_data_request(b"{\"input\": ").is_err());
     }
 

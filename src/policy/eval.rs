@@ -147,9 +147,11 @@ impl RuleIndex {
                 let mut path = package.clone();
                 path.extend(head);
                 if !is_function {
-                    index
-                        .documents
-                        .insert(DataPath::from_segments(path.clone()).as_ref_str().to_string());
+                    index.documents.insert(
+                        DataPath::from_segments(path.clone())
+                            .as_ref_str()
+                            .to_string(),
+                    );
                 }
                 index.all.push(path);
             }
@@ -277,10 +279,17 @@ mod tests {
             .evaluate(&DataPath::parse("p/x"), Some(input), EvalOptions::default())
             .unwrap_err();
         assert_eq!(err.code, EvalErrorCode::Conflict);
-        assert_eq!(err.message, "complete rules must not produce multiple outputs");
+        assert_eq!(
+            err.message,
+            "complete rules must not produce multiple outputs"
+        );
         assert_eq!(
             err.location,
-            Some(Location { file: "p.rego".into(), row: 3, col: 1 })
+            Some(Location {
+                file: "p.rego".into(),
+                row: 3,
+                col: 1
+            })
         );
     }
 
@@ -291,7 +300,9 @@ mod tests {
         let path = DataPath::parse("p/x");
         let lax = e.evaluate(&path, Some(input.clone()), EvalOptions::default());
         assert_eq!(lax, Ok(Outcome::Undefined));
-        let strict = EvalOptions { strict_builtin_errors: true };
+        let strict = EvalOptions {
+            strict_builtin_errors: true,
+        };
         assert!(e.evaluate(&path, Some(input), strict).is_err());
     }
 

@@ -80,7 +80,10 @@ fn render_segment(out: &mut String, segment: &str) {
     if is_identifier(segment) {
         out.push('.');
         out.push_str(segment);
-    } else if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) && segment.len() < 16 {
+    } else if !segment.is_empty()
+        && segment.bytes().all(|b| b.is_ascii_digit())
+        && segment.len() < 16
+    {
         out.push('[');
         out.push_str(segment);
         out.push(']');
@@ -109,8 +112,14 @@ mod tests {
         assert_eq!(DataPath::parse("/x/a-b/").as_ref_str(), r#"data.x["a-b"]"#);
         assert_eq!(DataPath::parse("x/0").as_ref_str(), "data.x[0]");
         assert_eq!(DataPath::parse("x/if").as_ref_str(), r#"data.x["if"]"#);
-        assert_eq!(DataPath::parse(r#"x/a"b"#).as_ref_str(), r#"data.x["a\"b"]"#);
+        assert_eq!(
+            DataPath::parse(r#"x/a"b"#).as_ref_str(),
+            r#"data.x["a\"b"]"#
+        );
         assert_eq!(DataPath::root().as_ref_str(), "data");
-        assert_eq!(DataPath::from_dotted("data.system.main"), DataPath::parse("system/main"));
+        assert_eq!(
+            DataPath::from_dotted("data.system.main"),
+            DataPath::parse("system/main")
+        );
     }
 }

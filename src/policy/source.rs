@@ -67,8 +67,8 @@ impl Sources {
     }
 
     fn load_path(&mut self, prefix: &[String], path: &Path) -> Result<()> {
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
         if meta.is_dir() {
             let mut files = Vec::new();
             walk_dir(path, &mut files)?;
@@ -188,8 +188,14 @@ fn has_known_extension(path: &Path) -> bool {
 /// Test modules, the decision tables and generator inputs stay out of the
 /// embedded default set.
 fn is_excluded_from_default(rel: &Path) -> bool {
-    let first = rel.components().next().map(|c| c.as_os_str().to_string_lossy().to_string());
-    let name = rel.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let first = rel
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().to_string());
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     matches!(first.as_deref(), Some("tests" | "tables"))
         || name.ends_with("_test.rego")
         || !has_known_extension(rel)
@@ -205,11 +211,13 @@ fn collect_embedded<'a>(dir: &'a include_dir::Dir<'a>, out: &mut Vec<&'a include
 }
 
 fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("{}: cannot read", dir.display()))?;
         let path = entry.path();
-        let meta = std::fs::metadata(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("{}: cannot read", path.display()))?;
         if meta.is_dir() {
             walk_dir(&path, out)?;
         } else {
@@ -225,7 +233,10 @@ mod tests {
 
     #[test]
     fn prefix_syntax_is_split_but_urls_are_not() {
-        assert_eq!(split_prefix("a.b:x.json"), (vec!["a".into(), "b".into()], "x.json"));
+        assert_eq!(
+            split_prefix("a.b:x.json"),
+            (vec!["a".into(), "b".into()], "x.json")
+        );
         assert_eq!(split_prefix("x.json"), (vec![], "x.json"));
         assert_eq!(split_prefix("http://x"), (vec![], "http://x"));
     }
@@ -233,8 +244,10 @@ mod tests {
     #[test]
     fn equal_values_at_the_same_key_are_a_merge_error() {
         let mut s = Sources::default();
-        s.merge_data("a.json", &[], serde_json::json!({"x": {"y": 1}})).unwrap();
-        s.merge_data("b.json", &[], serde_json::json!({"x": {"z": 2}})).unwrap();
+        s.merge_data("a.json", &[], serde_json::json!({"x": {"y": 1}}))
+            .unwrap();
+        s.merge_data("b.json", &[], serde_json::json!({"x": {"z": 2}}))
+            .unwrap();
         let err = s.merge_data("c.json", &[], serde_json::json!({"x": {"y": 1}}));
         assert_eq!(err.unwrap_err().to_string(), "c.json: merge error");
         assert_eq!(s.data["x"], serde_json::json!({"y": 1, "z": 2}));
@@ -243,9 +256,12 @@ mod tests {
     #[test]
     fn root_documents_must_be_objects() {
         let mut s = Sources::default();
-        let err = s.merge_data("a.json", &[], serde_json::json!([1])).unwrap_err();
+        let err = s
+            .merge_data("a.json", &[], serde_json::json!([1]))
+            .unwrap_err();
         assert_eq!(err.to_string(), "a.json: document must be of type object");
-        s.merge_data("b.json", &["k".into()], serde_json::json!([1])).unwrap();
+        s.merge_data("b.json", &["k".into()], serde_json::json!([1]))
+            .unwrap();
         assert_eq!(s.data["k"], serde_json::json!([1]));
     }
 }

@@ -1,0 +1,261 @@
+//! The data API: v1 POST/GET, v0, the root document, the default decision,
+//! query options and input handling.
+
+use bytes::Bytes;
+
+use crate::support::{gzip, request, Conn, TestServer};
+
+const AUTHZ: &str = r#"package authz
+import rego.v1
+
+default allow := false
+
+allow if input.user == "alice"
+
+allow if input.user in data.admins
+
+greeting := sprintf("hello <%s> & welcome", [input.user])
+
+maybe if input.user == "carol"
+"#;
+
+async fn authz() -> TestServer {
+    TestServer::start(&[
+        ("authz.rego", AUTHZ),
+        ("authz/data.json", r#"{"ignored_key": 1}"#),
+        ("data.json", r#"{"admins": ["root"]}"#),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn allow_true_and_false() {
+    let s = authz().await;
+    let r = s
+        .post("/v1/data/authz/allow", r#"{"input": {"user": "alice"}}"#)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "{\"result\":true}\n");
+    assert_eq!(r.headers["content-type"], "application/json");
+    let r = s
+        .post("/v1/data/authz/allow", r#"{"input": {"user": "bob"}}"#)
+        .await;
+    assert_eq!(r.body, "{\"result\":false}\n");
+    // Data from a data.json at the root applies.
+    let r = s
+        .post("/v1/data/authz/allow", r#"{"input": {"user": "root"}}"#)
+        .await;
+    assert_eq!(r.body, "{\"result\":true}\n");
+}
+
+#[tokio::test]
+async fn undefined_has_no_result_key() {
+    let s = authz().await;
+    let r = s
+        .post("/v1/data/authz/maybe", r#"{"input": {"user": "bob"}}"#)
+        .await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "{}\n"));
+    let r = s.post("/v1/data/no/such/rule", r#"{"input": {}}"#).await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "{}\n"));
+}
+
+#[tokio::test]
+async fn missing_input_warns_like_opa() {
+    let s = authz().await;
+    for body in ["", "{}", "null", r#"{"input": null}"#] {
+        let r = s.post("/v1/data/authz/allow", body).await;
+        assert_eq!(r.status, 200, "{body}");
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"result": false, "warning": {"code": "api_usage_warning", "message": "'input' key missing from the request"}})
+        );
+    }
+}
+
+#[tokio::test]
+async fn get_with_and_without_input() {
+    let s = authz().await;
+    let r = s.get("/v1/data/authz/allow").await;
+    assert_eq!(r.body, "{\"result\":false}\n");
+    let q = "/v1/data/authz/allow?input=%7B%22user%22%3A%22alice%22%7D";
+    assert_eq!(s.get(q).await.body, "{\"result\":true}\n");
+    let r = s.get("/v1/data/authz/allow?input=%7B").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["code"], "invalid_parameter");
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("parameter contains malformed input document"));
+}
+
+#[tokio::test]
+async fn data_files_load_at_their_directory_path() {
+    let s = authz().await;
+    let r = s.get("/v1/data/authz/ignored_key").await;
+    assert_eq!(r.body, "{\"result\":1}\n");
+    let r = s.get("/v1/data/admins/0").await;
+    assert_eq!(r.body, "{\"result\":\"root\"}\n");
+}
+
+#[tokio::test]
+async fn root_document_holds_rules_and_data() {
+    let s = authz().await;
+    let r = s.post("/v1/data", r#"{"input": {"user": "alice"}}"#).await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["result"]["authz"]["allow"], true);
+    assert_eq!(v["result"]["authz"]["ignored_key"], 1);
+    assert_eq!(v["result"]["admins"], serde_json::json!(["root"]));
+    // A package path returns the package's documents.
+    let v = s
+        .post("/v1/data/authz", r#"{"input": {"user": "bob"}}"#)
+        .await
+        .json();
+    assert_eq!(v["result"]["allow"], false);
+    assert!(v["result"].get("maybe").is_none());
+}
+
+#[tokio::test]
+async fn v0_body_is_the_input_and_undefined_is_404() {
+    let s = authz().await;
+    let r = s.post("/v0/data/authz/allow", r#"{"user": "alice"}"#).await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "true\n"));
+    let r = s.post("/v0/data/authz/maybe", r#"{"user": "bob"}"#).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.body,
+        "{\n  \"code\": \"undefined_document\",\n  \"message\": \"document undefined: data.authz.maybe\"\n}\n"
+    );
+    let r = s.post("/v0/data/nothing/here", "{}").await;
+    assert_eq!(r.json()["message"], "document missing: data.nothing.here");
+    let r = s.post("/v0/data/authz/allow", "[1").await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("unexpected parse error for input"));
+}
+
+#[tokio::test]
+async fn default_decision_is_system_main() {
+    let s = TestServer::start(&[(
+        "main.rego",
+        "package system\nimport rego.v1\nmain := {\"user\": input.user, \"ok\": true}\n",
+    )])
+    .await;
+    let r = s.post("/", r#"{"user": "alice"}"#).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (200, "{\"ok\":true,\"user\":\"alice\"}\n")
+    );
+    let s = authz().await;
+    let r = s.post("/", "{}").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "document missing: data.system.main");
+}
+
+#[tokio::test]
+async fn pretty_metrics_and_provenance() {
+    let s = authz().await;
+    let r = s
+        .post(
+            "/v1/data/authz/allow?pretty",
+            r#"{"input": {"user": "alice"}}"#,
+        )
+        .await;
+    assert_eq!(r.body, "{\n  \"result\": true\n}\n");
+    let r = s
+        .post(
+            "/v1/data/authz/allow?metrics&provenance",
+            r#"{"input": {"user": "alice"}}"#,
+        )
+        .await;
+    let v = r.json();
+    for key in [
+        "timer_rego_input_parse_ns",
+        "timer_rego_query_eval_ns",
+        "timer_server_handler_ns",
+    ] {
+        assert!(v["metrics"][key].as_u64().is_some(), "{key} missing in {v}");
+    }
+    let revision = v["provenance"]["revision"].as_str().unwrap();
+    assert_eq!(revision.len(), 16);
+    assert_eq!(v["provenance"]["version"], env!("CARGO_PKG_VERSION"));
+    // `instrument` is accepted; a value other than true turns an option off.
+    let v = s
+        .post(
+            "/v1/data/authz/allow?instrument&provenance=false",
+            "{\"input\": {}}",
+        )
+        .await
+        .json();
+    assert!(v.get("provenance").is_none() && v.get("metrics").is_some());
+}
+
+#[tokio::test]
+async fn strings_are_escaped_as_go_escapes_them() {
+    let s = authz().await;
+    let r = s
+        .post("/v1/data/authz/greeting", r#"{"input": {"user": "x"}}"#)
+        .await;
+    assert_eq!(
+        r.body,
+        "{\"result\":\"hello \\u003cx\\u003e \\u0026 welcome\"}\n"
+    );
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_decompressed() {
+    let s = authz().await;
+    let body = gzip(br#"{"input": {"user": "alice"}}"#);
+    let r = request(
+        s.addr,
+        "POST",
+        "/v1/data/authz/allow",
+        &[("content-encoding", "gzip")],
+        body,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (200, "{\"result\":true}\n")
+    );
+}
+
+#[tokio::test]
+async fn builtin_errors_are_undefined_unless_strict() {
+    let rego = "package b\nimport rego.v1\nx if startswith(input.name, \"a\")\n";
+    let s = TestServer::start(&[("b.rego", rego)]).await;
+    let r = s.post("/v1/data/b/x", r#"{"input": {"name": null}}"#).await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "{}\n"));
+    let r = s
+        .post(
+            "/v1/data/b/x?strict-builtin-errors",
+            r#"{"input": {"name": null}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 500);
+    let v = r.json();
+    assert_eq!(v["code"], "internal_error");
+    assert!(v["errors"][0]["location"]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("b.rego"));
+}
+
+#[tokio::test]
+async fn connections_are_kept_alive() {
+    let s = authz().await;
+    let mut conn = Conn::open(s.addr).await;
+    for user in ["alice", "bob", "alice"] {
+        let body = Bytes::from(format!(r#"{{"input": {{"user": "{user}"}}}}"#));
+        let r = conn.send("POST", "/v1/data/authz/allow", &[], body).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["result"], user == "alice");
+    }
+    // An idle keep-alive connection does not hold up a graceful stop.
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.stop())
+        .await
+        .expect("stop hung on an idle connection")
+        .unwrap();
+}

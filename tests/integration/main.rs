@@ -1,0 +1,9 @@
+//! One integration binary: every test drives the real server over HTTP on
+//! 127.0.0.1:0 (in-process, or the real binary where signals are involved).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod data_api;
+mod errors;
+mod health_policies;
+mod process;
+mod support;

@@ -1,0 +1,207 @@
+//! The real binary as an operator runs it: start-up errors, the embedded
+//! default policies, and the SIGTERM drain.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::support::{path_string, regent_bin, write_tree};
+
+/// A running `regent run --server` process and the address it bound.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    _lines: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    fn start(cwd: &std::path::Path, extra: &[&str]) -> Daemon {
+        let mut child = Command::new(regent_bin())
+            .args([
+                "run",
+                "--server",
+                "--addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .args(extra)
+            .current_dir(cwd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("no start-up log line");
+            if line.contains("Initializing server.") {
+                break line;
+            }
+        };
+        let start = line.find("127.0.0.1:").unwrap();
+        let port: String = line[start + 10..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        Daemon {
+            child,
+            addr,
+            _lines: rx,
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "daemon did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serves_the_embedded_default_policies_from_any_directory() {
+    let empty = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(empty.path(), &[]);
+    let reply = http_get(daemon.addr, "/health/live");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let reply = http_get(daemon.addr, "/v1/policies");
+    assert!(
+        reply.contains("\"id\":\"policies/system/health.rego\""),
+        "{reply}"
+    );
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let dir = write_tree(&[(
+        "p.rego",
+        "package p\nimport rego.v1\nallow if input.user == \"alice\"\n",
+    )]);
+    let mut daemon = Daemon::start(dir.path(), &[&path_string(dir.path())]);
+
+    // A request whose body is still arriving when the signal comes.
+    let body = br#"{"input": {"user": "alice"}}"#;
+    let (head, tail) = body.split_at(10);
+    let mut conn = TcpStream::connect(daemon.addr).unwrap();
+    write!(
+        conn,
+        "POST /v1/data/p/allow HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    conn.write_all(head).unwrap();
+    conn.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    daemon.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    assert!(
+        TcpStream::connect(daemon.addr).is_err(),
+        "still accepting after SIGTERM"
+    );
+
+    conn.write_all(tail).unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("{\"result\":true}\n"), "{reply}");
+    assert!(daemon.wait_exit(Duration::from_secs(10)).success());
+}
+
+fn run_expect_failure(args: &[&str]) -> String {
+    let out = Command::new(regent_bin()).args(args).output().unwrap();
+    assert!(!out.status.success(), "expected failure for {args:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("Initializing server."),
+        "bound before failing: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn configuration_errors_exit_non_zero_before_binding() {
+    let dir = write_tree(&[
+        ("ok.rego", "package ok\nx := 1\n"),
+        ("bad.rego", "package bad\n\nallow if {\n  input.x ==\n}\n"),
+    ]);
+    let stderr = run_expect_failure(&[
+        "run",
+        "--server",
+        "--addr",
+        "127.0.0.1:0",
+        &path_string(dir.path()),
+    ]);
+    assert!(stderr.contains("bad.rego:5"), "{stderr}");
+
+    let stderr = run_expect_failure(&[
+        "run",
+        "--server",
+        "--addr",
+        "127.0.0.1:0",
+        "/no/such/path.rego",
+    ]);
+    assert!(stderr.contains("/no/such/path.rego"), "{stderr}");
+
+    let dir = write_tree(&[("a.json", "{\"x\": 1}"), ("b.json", "{\"x\": 2}")]);
+    let stderr = run_expect_failure(&[
+        "run",
+        "--server",
+        "--addr",
+        "127.0.0.1:0",
+        &path_string(dir.path()),
+    ]);
+    assert!(stderr.contains("b.json: merge error"), "{stderr}");
+
+    let stderr = run_expect_failure(&["run", "--addr", "127.0.0.1:0"]);
+    assert!(stderr.contains("--server"), "{stderr}");
+
+    let stderr = run_expect_failure(&["run", "--server", "--max-json-depth", "0"]);
+    assert!(stderr.contains("--max-json-depth"), "{stderr}");
+}

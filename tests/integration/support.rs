@@ -1,0 +1,179 @@
+//! Test support: the real server started in-process on 127.0.0.1:0 over policy
+//! files written to a temp dir, and a small HTTP/1.1 client.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{HeaderMap, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use regent::api::Limits;
+use regent::config::RunConfig;
+use regent::logging::{LogFormat, LogLevel};
+use regent::server::Server;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+/// Writes `files` (relative path, contents) under a new temp dir.
+pub fn write_tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+    dir
+}
+
+pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
+    RunConfig {
+        addrs: vec!["127.0.0.1:0".into()],
+        log_level: LogLevel::Error,
+        log_format: LogFormat::Text,
+        shutdown_grace: Duration::from_secs(5),
+        shutdown_wait: Duration::ZERO,
+        limits,
+        paths,
+    }
+}
+
+/// A running server and the temp dir its policies live in.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    /// Keeps the policy files alive while the server runs.
+    _dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(files: &[(&str, &str)]) -> TestServer {
+        TestServer::start_with(files, Limits::default()).await
+    }
+
+    pub async fn start_with(files: &[(&str, &str)], limits: Limits) -> TestServer {
+        let dir = write_tree(files);
+        let config = config(vec![path_string(dir.path())], limits);
+        let snapshot = regent::run::load_snapshot(&config.paths).unwrap();
+        let state = regent::run::app_state(&config, snapshot);
+        let server = Server::bind(&config.addrs, state).await.unwrap();
+        let addr = server.local_addrs()[0];
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(
+            async move {
+                let _ = rx.await;
+            },
+            config.shutdown_grace,
+        ));
+        TestServer {
+            addr,
+            _dir: dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Reply {
+        request(self.addr, "POST", path, &[], Bytes::from(body.to_string())).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        request(self.addr, "GET", path, &[], Bytes::new()).await
+    }
+
+    /// Stops accepting and waits for the drain.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+pub fn path_string(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One connection that can carry several requests (keep-alive).
+pub struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Conn { sender }
+    }
+
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let req = builder.body(Full::new(body)).unwrap();
+        self.sender.ready().await.unwrap();
+        let resp = self.sender.send_request(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
+}
+
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
+    Conn::open(addr)
+        .await
+        .send(method, path, headers, body)
+        .await
+}
+
+pub fn gzip(data: &[u8]) -> Bytes {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    Bytes::from(enc.finish().unwrap())
+}
+
+/// The path of the built `regent` binary.
+pub fn regent_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_regent"))
+}
