@@ -21,6 +21,23 @@ pub struct Cli {
 pub enum Command {
     /// Start the decision server (`opa run --server`).
     Run(RunArgs),
+    /// Write the default policies' tests from the decision tables.
+    GenTests(GenTestsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenTestsArgs {
+    /// Directory of decision tables (`<package>.csv`).
+    #[arg(long, default_value = "policies/tables")]
+    pub tables: std::path::PathBuf,
+
+    /// Directory the `<package>_test.rego` files are written to.
+    #[arg(long, default_value = "policies/tests")]
+    pub out: std::path::PathBuf,
+
+    /// Only compare: exit 1 when the files on disk differ from a fresh generation.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,3 +13,4 @@ pub mod logging;
 pub mod policy;
 pub mod run;
 pub mod server;
+pub mod testgen;

@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::GenTests(args) => regent::testgen::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
