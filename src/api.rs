@@ -228,6 +228,7 @@ async fn v0_data(
 fn eval_options(params: &Params) -> EvalOptions {
     EvalOptions {
         strict_builtin_errors: params.strict_builtin_errors,
+        time_limit: None,
     }
 }
 

@@ -21,8 +21,142 @@ pub struct Cli {
 pub enum Command {
     /// Start the decision server (`opa run --server`).
     Run(RunArgs),
+    /// Run Rego tests (`opa test`).
+    Test(TestArgs),
+    /// Evaluate a query (`opa eval`).
+    Eval(EvalArgs),
+    /// Parse and compile policies, reporting every error (`opa check`).
+    Check(CheckArgs),
     /// Write the default policies' tests from the decision tables.
     GenTests(GenTestsArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Policy, test and data files or directories.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+
+    /// Print every test, not only failures.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Run only the tests whose full name (`data.pkg.test_x`) matches this regular expression.
+    #[arg(short = 'r', long = "run", value_name = "REGEX")]
+    pub run: Option<String>,
+
+    /// Output format: `pretty` (text) or `json`.
+    #[arg(short = 'f', long, value_enum, default_value = "pretty")]
+    pub format: OutputFormat,
+
+    /// Time limit per test, e.g. `5s`, `500ms`, `1m`.
+    #[arg(short = 't', long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The query, e.g. `data.tasks.allow`.
+    pub query: String,
+
+    /// Policy and data files or directories. Repeatable.
+    #[arg(short = 'd', long = "data", value_name = "PATH")]
+    pub data: Vec<String>,
+
+    /// Input document file (JSON or YAML).
+    #[arg(short = 'i', long, value_name = "FILE", conflicts_with = "stdin_input")]
+    pub input: Option<std::path::PathBuf>,
+
+    /// Read the input document from standard input.
+    #[arg(short = 'I', long = "stdin-input")]
+    pub stdin_input: bool,
+
+    /// Output format.
+    #[arg(short = 'f', long, value_enum, default_value = "json")]
+    pub format: OutputFormat,
+
+    /// Exit 1 when the query is undefined.
+    #[arg(long)]
+    pub fail: bool,
+
+    /// Exit 1 when the query is defined.
+    #[arg(long)]
+    pub fail_defined: bool,
+
+    /// Make built-in errors fail the query instead of being undefined.
+    #[arg(long)]
+    pub strict_builtin_errors: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy and data files or directories.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+
+    /// Output format: `pretty` (`file:line:col: message`) or `json`.
+    #[arg(short = 'f', long, value_enum, default_value = "pretty")]
+    pub format: OutputFormat,
+}
+
+/// Parses Go-style durations: `5s`, `500ms`, `1m`, `2h`, `1m30s`, or bare seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return Ok(std::time::Duration::from_secs_f64(secs.max(0.0)));
+    }
+    let mut total = 0.0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("invalid duration `{text}`: missing unit"))?;
+        let (number, tail) = rest.split_at(split);
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`"))?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("invalid duration `{text}`: unknown unit `{unit}`")),
+        };
+        total += number * scale;
+        rest = tail;
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("5x").is_err());
+    }
 }
 
 #[derive(Debug, Args)]

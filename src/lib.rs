@@ -7,10 +7,13 @@
 //! - [`run`]: the `regent run` command, tying them together.
 
 pub mod api;
+pub mod check_cmd;
 pub mod cli;
 pub mod config;
+pub mod eval_cmd;
 pub mod logging;
 pub mod policy;
+pub mod rego_test;
 pub mod run;
 pub mod server;
 pub mod testgen;

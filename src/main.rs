@@ -12,9 +12,24 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::GenTests(args) => regent::testgen::run(&args),
+        Command::Test(args) => return exit_status(regent::rego_test::run(&args)),
+        Command::Eval(args) => return exit_status(regent::eval_cmd::run(&args)),
+        Command::Check(args) => return exit_status(regent::check_cmd::run(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Commands that can fail without an error (failing tests, `--fail`) exit 1.
+fn exit_status(result: anyhow::Result<bool>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

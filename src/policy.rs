@@ -3,6 +3,7 @@
 //! (an `ArcSwap`), so loading never blocks a decision: a new snapshot is built
 //! off the request path and swapped in whole.
 
+pub mod diagnostic;
 pub mod eval;
 pub mod path;
 pub mod source;
@@ -14,6 +15,7 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
+pub use diagnostic::Diagnostic;
 pub use eval::{EvalError, EvalErrorCode, EvalOptions, Evaluator, Location, Outcome};
 pub use path::DataPath;
 pub use source::{Module, Sources};

@@ -11,6 +11,7 @@ use anyhow::{anyhow, Result};
 use regorus::unstable::{Expr, Rule, RuleHead};
 use regorus::{Engine, Value};
 
+use super::diagnostic::Diagnostic;
 use super::path::DataPath;
 
 /// The answer to one query. Undefined is a value, not an error.
@@ -26,6 +27,8 @@ pub struct EvalOptions {
     /// OPA's `strict-builtin-errors`: built-in errors abort evaluation instead
     /// of making the expression undefined.
     pub strict_builtin_errors: bool,
+    /// Wall-clock limit for one evaluation (none by default).
+    pub time_limit: Option<std::time::Duration>,
 }
 
 /// Where in a policy an error arose.
@@ -80,20 +83,10 @@ impl EvalError {
     /// `--> file:row:col ... error: message`; the location and message are
     /// taken from it and the code from its wording.
     fn from_regorus(err: &anyhow::Error) -> EvalError {
-        let text = format!("{err:#}");
-        let location = text.lines().find_map(|line| {
-            let rest = line.trim().strip_prefix("--> ")?;
-            let mut parts = rest.rsplitn(3, ':');
-            let col = parts.next()?.parse().ok()?;
-            let row = parts.next()?.parse().ok()?;
-            let file = parts.next()?.to_string();
-            Some(Location { file, row, col })
-        });
-        let raw = text
-            .rfind("error: ")
-            .map(|i| text[i + "error: ".len()..].trim())
-            .unwrap_or(text.trim())
-            .to_string();
+        let Diagnostic {
+            location,
+            message: raw,
+        } = Diagnostic::from_regorus(err);
         let (code, message) = if raw.contains("conflicts with") {
             let message = if raw.contains("function") {
                 "functions must not produce multiple outputs for same inputs"
@@ -173,8 +166,16 @@ impl RuleIndex {
     }
 }
 
+/// An interpreter time limit, checked every 64 units of work.
+pub fn time_limit(limit: std::time::Duration) -> regorus::utils::limits::ExecutionTimerConfig {
+    regorus::utils::limits::ExecutionTimerConfig {
+        limit,
+        check_interval: std::num::NonZeroU32::MIN.saturating_add(63),
+    }
+}
+
 /// The static prefix of a reference: `a.b["c"][x]` -> `[a, b, c]`.
-fn ref_segments(expr: &Expr) -> Option<Vec<String>> {
+pub(crate) fn ref_segments(expr: &Expr) -> Option<Vec<String>> {
     match expr {
         Expr::Var { span, .. } => Some(vec![span.text().to_string()]),
         Expr::RefDot { refr, field, .. } => {
@@ -239,6 +240,9 @@ impl Evaluator {
         if options.strict_builtin_errors {
             engine.set_strict_builtin_errors(true);
         }
+        if let Some(limit) = options.time_limit {
+            engine.set_execution_timer_config(time_limit(limit));
+        }
         engine.set_input(input.unwrap_or(Value::Undefined));
         let value = if self.rules.is_rule(path) {
             engine
@@ -302,6 +306,7 @@ mod tests {
         assert_eq!(lax, Ok(Outcome::Undefined));
         let strict = EvalOptions {
             strict_builtin_errors: true,
+            ..EvalOptions::default()
         };
         assert!(e.evaluate(&path, Some(input), strict).is_err());
     }

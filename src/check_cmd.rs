@@ -1,0 +1,85 @@
+//! `regent check` (OPA's `opa check`): parse every module and compile them
+//! together, printing each error as `file:row:col: code: message`.
+
+use anyhow::Result;
+use regorus::unstable::Parser;
+use regorus::Source;
+use serde::Serialize;
+
+use crate::cli::{CheckArgs, OutputFormat};
+use crate::policy::{Diagnostic, Snapshot, Sources};
+
+#[derive(Serialize)]
+struct JsonError {
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<JsonLocation>,
+}
+
+#[derive(Serialize)]
+struct JsonLocation {
+    file: String,
+    row: u32,
+    col: u32,
+}
+
+/// Runs `regent check`; returns false when there were errors.
+pub fn run(args: &CheckArgs) -> Result<bool> {
+    let errors = check(&args.paths)?;
+    match args.format {
+        OutputFormat::Pretty => {
+            for (code, d) in &errors {
+                match &d.location {
+                    Some(l) => eprintln!("{}:{}:{}: {code}: {}", l.file, l.row, l.col, d.message),
+                    None => eprintln!("{code}: {}", d.message),
+                }
+            }
+            if !errors.is_empty() {
+                eprintln!(
+                    "{} error{} found",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                );
+            }
+        }
+        OutputFormat::Json => {
+            let list: Vec<JsonError> = errors
+                .iter()
+                .map(|(code, d)| JsonError {
+                    code,
+                    message: d.message.clone(),
+                    location: d.location.as_ref().map(|l| JsonLocation {
+                        file: l.file.clone(),
+                        row: l.row,
+                        col: l.col,
+                    }),
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "errors": list }))?
+            );
+        }
+    }
+    Ok(errors.is_empty())
+}
+
+/// Every parse error of every module; when all parse, the compile errors.
+pub fn check<S: AsRef<str>>(paths: &[S]) -> Result<Vec<(&'static str, Diagnostic)>> {
+    let sources = Sources::load_paths(paths)?;
+    let mut errors = Vec::new();
+    for m in &sources.modules {
+        let parsed = Source::from_contents(m.id.clone(), m.text.clone())
+            .and_then(|source| Parser::new(&source).and_then(|mut p| p.parse().map(|_| ())));
+        if let Err(err) = parsed {
+            errors.push(("rego_parse_error", Diagnostic::from_regorus(&err)));
+        }
+    }
+    if errors.is_empty() {
+        if let Err(err) = Snapshot::build(sources) {
+            errors.push(("rego_compile_error", Diagnostic::from_regorus(&err)));
+        }
+    }
+    Ok(errors)
+}
