@@ -1,0 +1,9 @@
+# Token authentication for analytics: asked in addition to data.analytics.allow
+# when the request is authenticated with an access token (input.auth.token).
+# No table covers tokens yet, so every request is denied (policies/README.md,
+# "Packages outside the tables").
+package access_token_plugin.analytics
+
+import rego.v1
+
+default allow := false

@@ -1,0 +1,9 @@
+# Token authentication for labels: asked in addition to data.labels.allow
+# when the request is authenticated with an access token (input.auth.token).
+# No table covers tokens yet, so every request is denied (policies/README.md,
+# "Packages outside the tables").
+package access_token_plugin.labels
+
+import rego.v1
+
+default allow := false

@@ -1,0 +1,8 @@
+# consensus_merges: no decision table has been written for this package yet, so every
+# request is denied (a definite false, never undefined; policies/README.md,
+# "Packages outside the tables").
+package consensus_merges
+
+import rego.v1
+
+default allow := false
