@@ -6,11 +6,9 @@
 #
 # filter: Owner is `owner`, Invitee is `membership__user`; the organization
 # field is `membership__organization`.
-# Not expressible: the `view` row for Owner and Invitee has Context N/A, so
-# in an organization it also allows the caller's invitations of *other*
-# organizations (or of none); the filter's organization part (mandatory in an
-# organization) restricts the list to the request's organization, so those
-# are left out of the list.
+# The `view` row for Owner and Invitee has Context N/A: in an organization it
+# also allows the caller's own invitations of other organizations (or of
+# none), so there the organization part admits them too.
 package invitations
 
 import rego.v1
@@ -115,4 +113,9 @@ visibility := utils.EVERYTHING if {
 	{"membership__user": utils.user_id},
 ])
 
-filter := utils.org_filter(visibility, ["membership__organization"])
+mine := [{"owner": utils.user_id}, {"membership__user": utils.user_id}]
+
+filter := ["&", visibility, org_part, "org_filter_proof"] if {
+	utils.is_organization
+	org_part := utils.any_of(array.concat([{"membership__organization": input.auth.organization.id}], mine))
+} else := utils.org_filter(visibility, ["membership__organization"])

@@ -7,10 +7,9 @@
 #
 # filter: Self is `id`; the organization field is
 # `memberships__organization` (the viewed user is a member of the
-# organization). Not expressible: the `view` row for Self has Context N/A, so
-# a caller who is not a member of the request's organization may still view
-# their own record; the filter's organization part (mandatory in an
-# organization) keeps only members, so that record is left out of the list.
+# organization). The `view` row for Self has Context N/A, so a caller who is
+# not a member of the request's organization may still view their own record:
+# for such a caller the organization part admits `{"id": <caller>}` too.
 package users
 
 import rego.v1
@@ -74,4 +73,8 @@ visibility := utils.EVERYTHING if {
 	utils.is_org_member
 } else := utils.any_of([{"id": utils.user_id}])
 
-filter := utils.org_filter(visibility, ["memberships__organization"])
+filter := ["&", visibility, org_part, "org_filter_proof"] if {
+	utils.is_organization
+	not utils.is_org_member
+	org_part := utils.any_of([{"memberships__organization": input.auth.organization.id}, {"id": utils.user_id}])
+} else := utils.org_filter(visibility, ["memberships__organization"])

@@ -8,6 +8,7 @@ use regent::cli::{Cli, Command};
 use regent::config::RunConfig;
 
 fn main() -> ExitCode {
+    quiet_library_backtraces();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
@@ -22,6 +23,18 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// regorus's parser builds `anyhow` errors while it backtracks; with
+/// `RUST_BACKTRACE=1` in the environment each one captures a backtrace, which
+/// makes loading large test modules ~10x slower. Library backtraces are off
+/// unless `RUST_LIB_BACKTRACE` asks for them (panics still honour
+/// `RUST_BACKTRACE`). Runs first in `main`, before any thread exists.
+#[allow(clippy::disallowed_methods)]
+fn quiet_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
 }
 

@@ -224,3 +224,35 @@ impl Suite {
         &self.test_module_ids
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_input_tests_are_planned_as_direct_evaluations() {
+        let dir = std::env::temp_dir().join(format!("regent-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("p.rego"),
+            "package p\nimport rego.v1\nallow if input.x == 1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("p_test.rego"),
+            "package p_test\nimport rego.v1\ntest_a if {\n\tdata.p.allow with input as {\"x\": 1}\n}\ntest_b if {\n\tnot data.p.allow with input as {\"x\": 2}\n}\ntest_c if {\n\tx := {\"x\": 1}\n\tdata.p.allow with input as x\n}\n",
+        )
+        .unwrap();
+        let suite = Suite::load(&[dir.to_string_lossy().to_string()]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let plans: Vec<(&str, bool)> = suite
+            .cases
+            .iter()
+            .map(|c| (c.name.as_str(), matches!(c.plan, Plan::Direct { .. })))
+            .collect();
+        assert_eq!(
+            plans,
+            [("test_a", true), ("test_b", true), ("test_c", false)]
+        );
+    }
+}

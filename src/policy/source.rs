@@ -25,11 +25,10 @@ pub struct Sources {
     pub data: Map<String, Json>,
 }
 
-/// The default policy set, compiled into the binary so the daemon works from
-/// any directory. Test modules and the decision tables are not embedded: they
-/// are for `regent test`, not for serving.
-static DEFAULT_POLICIES: include_dir::Dir<'static> =
-    include_dir::include_dir!("$CARGO_MANIFEST_DIR/policies");
+// The default policy set, compiled into the binary by `build.rs` so the daemon
+// works from any directory. Test modules and the decision tables are not
+// embedded: they are for `regent test`, not for serving.
+include!(concat!(env!("OUT_DIR"), "/default_policies.rs"));
 
 /// The prefix used for ids of embedded modules, as if loaded with `regent run policies`.
 const DEFAULT_ROOT: &str = "policies";
@@ -38,19 +37,10 @@ impl Sources {
     /// Loads the embedded default policy set.
     pub fn embedded_default() -> Result<Sources> {
         let mut sources = Sources::default();
-        let mut files = Vec::new();
-        collect_embedded(&DEFAULT_POLICIES, &mut files);
-        files.sort_by(|a, b| a.path().cmp(b.path()));
-        for file in files {
-            let rel = file.path();
-            if is_excluded_from_default(rel) {
-                continue;
-            }
+        for (rel, text) in DEFAULT_POLICIES {
+            let rel = Path::new(rel);
             let id = format!("{DEFAULT_ROOT}/{}", rel.display());
-            let text = std::str::from_utf8(file.contents())
-                .with_context(|| format!("{id}: not valid UTF-8"))?;
-            let prefix = dir_prefix(rel);
-            sources.add_file(&id, rel, text, &prefix)?;
+            sources.add_file(&id, rel, text, &dir_prefix(rel))?;
         }
         Ok(sources)
     }
@@ -183,31 +173,6 @@ fn has_known_extension(path: &Path) -> bool {
         extension(path).as_deref(),
         Some("rego" | "json" | "yaml" | "yml")
     )
-}
-
-/// Test modules, the decision tables and generator inputs stay out of the
-/// embedded default set.
-fn is_excluded_from_default(rel: &Path) -> bool {
-    let first = rel
-        .components()
-        .next()
-        .map(|c| c.as_os_str().to_string_lossy().to_string());
-    let name = rel
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    matches!(first.as_deref(), Some("tests" | "tables"))
-        || name.ends_with("_test.rego")
-        || !has_known_extension(rel)
-}
-
-fn collect_embedded<'a>(dir: &'a include_dir::Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
-    for file in dir.files() {
-        out.push(file);
-    }
-    for sub in dir.dirs() {
-        collect_embedded(sub, out);
-    }
 }
 
 fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

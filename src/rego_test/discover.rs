@@ -148,7 +148,17 @@ fn direct_plan(rule: &Rule, test_packages: &[Vec<String>]) -> Option<Plan> {
     {
         return None;
     }
-    let input = Value::from_json_str(with.r#as.span().text()).ok()?;
+    // The value's own span is unreliable for large objects in regorus 0.14;
+    // the modifier's span (`with input as <value>`) is not.
+    let value_text = with
+        .span
+        .text()
+        .strip_prefix("with")?
+        .trim_start()
+        .strip_prefix("input")?
+        .trim_start()
+        .strip_prefix("as")?;
+    let input = Value::from_json_str(value_text.trim()).ok()?;
     Some(Plan::Direct {
         path: DataPath::from_segments(rest.to_vec()),
         input,

@@ -4,6 +4,7 @@
 
 mod commands;
 mod data_api;
+mod default_policies;
 mod default_suite;
 mod errors;
 mod health_policies;

@@ -57,7 +57,17 @@ impl TestServer {
 
     pub async fn start_with(files: &[(&str, &str)], limits: Limits) -> TestServer {
         let dir = write_tree(files);
-        let config = config(vec![path_string(dir.path())], limits);
+        let paths = vec![path_string(dir.path())];
+        TestServer::launch(dir, paths, limits).await
+    }
+
+    /// A server over existing policy paths (files or directories).
+    pub async fn start_paths(paths: Vec<String>) -> TestServer {
+        TestServer::launch(tempfile::tempdir().unwrap(), paths, Limits::default()).await
+    }
+
+    async fn launch(dir: tempfile::TempDir, paths: Vec<String>, limits: Limits) -> TestServer {
+        let config = config(paths, limits);
         let snapshot = regent::run::load_snapshot(&config.paths).unwrap();
         let state = regent::run::app_state(&config, snapshot);
         let server = Server::bind(&config.addrs, state).await.unwrap();
