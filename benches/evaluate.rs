@@ -15,7 +15,44 @@ fn fixtures() -> Snapshot {
     Snapshot::build(sources).unwrap()
 }
 
+/// The embedded default policy set (the CVAT role model).
+fn defaults() -> Snapshot {
+    Snapshot::build(Sources::embedded_default().unwrap()).unwrap()
+}
+
 fn evaluate(c: &mut Criterion) {
+    let defaults = defaults();
+    let body = include_bytes!("fixtures/input.json");
+    let list = include_bytes!("fixtures/list_input.json");
+    let mut group = c.benchmark_group("default");
+    for (name, path, body) in [
+        ("tasks/allow", "tasks/allow", &body[..]),
+        ("jobs/allow", "jobs/allow", &body[..]),
+        ("projects/allow", "projects/allow", &body[..]),
+        ("tasks/filter", "tasks/filter", &list[..]),
+        ("jobs/filter", "jobs/filter", &list[..]),
+    ] {
+        let path = DataPath::parse(path);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let input = parse_data_request(body).unwrap();
+                defaults
+                    .evaluate(&path, input, EvalOptions::default())
+                    .unwrap()
+            })
+        });
+        group.bench_function(format!("{name} (interpreter)"), |b| {
+            b.iter(|| {
+                let input = parse_data_request(body).unwrap();
+                defaults
+                    .evaluator()
+                    .evaluate_interpreted(&path, input, EvalOptions::default())
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+
     let snapshot = fixtures();
     let body = include_bytes!("fixtures/input.json");
     let mut group = c.benchmark_group("evaluate");

@@ -5,7 +5,9 @@
 
 pub mod diagnostic;
 pub mod eval;
+pub mod fast;
 pub mod path;
+pub mod resolve;
 pub mod source;
 
 use std::sync::Arc;

@@ -11,8 +11,12 @@ use anyhow::{anyhow, Result};
 use regorus::unstable::{Expr, Rule, RuleHead};
 use regorus::{Engine, Value};
 
+use std::sync::Arc;
+
 use super::diagnostic::Diagnostic;
+use super::fast::FastPath;
 use super::path::DataPath;
+use super::resolve::resolve_imports;
 
 /// The answer to one query. Undefined is a value, not an error.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,15 +121,27 @@ pub struct RuleIndex {
     documents: HashSet<String>,
     /// Segment paths of every rule (functions included).
     all: Vec<Vec<String>>,
+    /// Documents the fast path must not answer: those of modules that may
+    /// reach a complete rule with several definitions that can disagree. OPA
+    /// reports such a disagreement as `eval_conflict_error`; the RVM does not
+    /// detect it, so these stay with the interpreter.
+    conflict_prone: HashSet<String>,
 }
 
 impl RuleIndex {
     fn build(engine: &mut Engine) -> RuleIndex {
         let mut index = RuleIndex::default();
+        // Per module: its package and the documents it defines.
+        let mut modules: Vec<(String, String, Vec<String>)> = Vec::new();
+        // Complete rule -> the value text of each definition (None: not a constant).
+        let mut complete: std::collections::HashMap<String, (String, Vec<Option<String>>)> =
+            Default::default();
         for module in engine.get_modules().iter() {
             let Some(package) = ref_segments(&module.package.refr) else {
                 continue;
             };
+            let package_name = DataPath::from_segments(package.clone()).to_string();
+            let mut documents = Vec::new();
             for rule in &module.policy {
                 let (head, is_function) = match rule.as_ref() {
                     Rule::Spec { head, .. } => match head {
@@ -134,22 +150,69 @@ impl RuleIndex {
                     },
                     Rule::Default { refr, args, .. } => (refr, !args.is_empty()),
                 };
-                let Some(head) = ref_segments(head) else {
+                let Some(head_segments) = ref_segments(head) else {
                     continue;
                 };
                 let mut path = package.clone();
-                path.extend(head);
+                path.extend(head_segments);
                 if !is_function {
-                    index.documents.insert(
-                        DataPath::from_segments(path.clone())
-                            .as_ref_str()
-                            .to_string(),
-                    );
+                    let rendered = DataPath::from_segments(path.clone()).to_string();
+                    if let Rule::Spec {
+                        head: RuleHead::Compr { refr, assign, .. },
+                        ..
+                    } = rule.as_ref()
+                    {
+                        if is_static_ref(refr) {
+                            let value = match assign {
+                                None => Some("true".to_string()),
+                                Some(a) => {
+                                    is_constant(&a.value).then(|| a.value.span().text().to_string())
+                                }
+                            };
+                            complete
+                                .entry(rendered.clone())
+                                .or_insert_with(|| (package_name.clone(), Vec::new()))
+                                .1
+                                .push(value);
+                        }
+                    }
+                    index.documents.insert(rendered.clone());
+                    documents.push(rendered);
                 }
                 index.all.push(path);
             }
+            let text = module.package.span.source.get_contents().clone();
+            modules.push((package_name, text, documents));
+        }
+        let prone_packages: HashSet<&str> = complete
+            .values()
+            .filter(|(_, defs)| {
+                defs.len() > 1
+                    && (defs.iter().any(Option::is_none)
+                        || defs.iter().collect::<HashSet<_>>().len() > 1)
+            })
+            .map(|(package, _)| package.as_str())
+            .collect();
+        for (package, text, documents) in &modules {
+            let touches = prone_packages
+                .iter()
+                .any(|p| p == package || mentions(text, p));
+            if touches {
+                index.conflict_prone.extend(documents.iter().cloned());
+            }
         }
         index
+    }
+
+    /// Documents the fast path may answer.
+    pub fn fast_candidates(&self) -> Vec<String> {
+        let mut entries: Vec<String> = self
+            .documents
+            .difference(&self.conflict_prone)
+            .cloned()
+            .collect();
+        entries.sort();
+        entries
     }
 
     /// Whether `path` names a rule's document exactly.
@@ -172,6 +235,39 @@ pub fn time_limit(limit: std::time::Duration) -> regorus::utils::limits::Executi
         limit,
         check_interval: std::num::NonZeroU32::MIN.saturating_add(63),
     }
+}
+
+/// Whether `text` refers to the package `package` (`data.p`), as `data.p.x`,
+/// `data.p[...]` or `data.p` itself.
+fn mentions(text: &str, package: &str) -> bool {
+    text.match_indices(package).any(|(i, m)| {
+        let next = text[i + m.len()..].chars().next();
+        !matches!(next, Some(c) if c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// A reference with no variable index: a complete rule's head.
+fn is_static_ref(expr: &Expr) -> bool {
+    match expr {
+        Expr::Var { .. } => true,
+        Expr::RefDot { refr, .. } => is_static_ref(refr),
+        Expr::RefBrack { refr, index, .. } => {
+            matches!(index.as_ref(), Expr::String { .. }) && is_static_ref(refr)
+        }
+        _ => false,
+    }
+}
+
+/// A scalar literal: definitions with equal constant values never conflict.
+fn is_constant(expr: &Expr) -> bool {
+    matches!(
+        expr,
+        Expr::String { .. }
+            | Expr::RawString { .. }
+            | Expr::Number { .. }
+            | Expr::Bool { .. }
+            | Expr::Null { .. }
+    )
 }
 
 /// The static prefix of a reference: `a.b["c"][x]` -> `[a, b, c]`.
@@ -199,11 +295,13 @@ pub(crate) fn ref_segments(expr: &Expr) -> Option<Vec<String>> {
 pub struct Evaluator {
     engine: Engine,
     rules: RuleIndex,
+    fast: Option<Arc<FastPath>>,
 }
 
 impl Evaluator {
-    /// Builds and warms an engine: parses every module, adds the data, and runs
-    /// the analysis once so that compile errors surface here, not per request.
+    /// Builds and warms an engine: resolves import references, parses every
+    /// module, adds the data, runs the analysis once so that compile errors
+    /// surface here, not per request, and compiles the fast path.
     pub fn build<'a>(
         modules: impl IntoIterator<Item = (&'a str, &'a str)>,
         data: Value,
@@ -211,18 +309,33 @@ impl Evaluator {
         let mut engine = Engine::new();
         engine.set_strict_builtin_errors(false);
         for (id, text) in modules {
+            let resolved = resolve_imports(id, text)?;
             engine
-                .add_policy(id.to_string(), text.to_string())
+                .add_policy(id.to_string(), resolved.unwrap_or_else(|| text.to_string()))
                 .map_err(|e| anyhow!("{}", format!("{e:#}").trim()))?;
         }
-        engine.add_data(data)?;
+        engine.add_data(data.clone())?;
         engine.set_input(Value::new_object());
         // The first evaluation analyses the modules; do it now.
         engine
             .eval_query("true".to_string(), false)
             .map_err(|e| anyhow!("{}", format!("{e:#}").trim()))?;
         let rules = RuleIndex::build(&mut engine);
-        Ok(Evaluator { engine, rules })
+        let entries = rules.fast_candidates();
+        let (fast, rejected) = FastPath::build(&engine, &entries, &data);
+        for r in &rejected {
+            tracing::info!(entry = %r.entry, reason = %r.reason, "entry point left to the interpreter");
+        }
+        Ok(Evaluator {
+            engine,
+            rules,
+            fast: fast.map(Arc::new),
+        })
+    }
+
+    /// How many entry points run on the fast path.
+    pub fn fast_entries(&self) -> usize {
+        self.fast.as_ref().map_or(0, |f| f.len())
     }
 
     pub fn rules(&self) -> &RuleIndex {
@@ -231,6 +344,32 @@ impl Evaluator {
 
     /// Evaluates the document at `path` with `input` (None: no input document).
     pub fn evaluate(
+        &self,
+        path: &DataPath,
+        input: Option<Value>,
+        options: EvalOptions,
+    ) -> Result<Outcome, EvalError> {
+        if !options.strict_builtin_errors {
+            if let Some(fast) = &self.fast {
+                if let Some(index) = fast.entry(path.as_ref_str()) {
+                    let input = input.clone().unwrap_or(Value::Undefined);
+                    match fast.evaluate(index, input, options.time_limit) {
+                        Ok(Value::Undefined) => return Ok(Outcome::Undefined),
+                        Ok(value) => return Ok(Outcome::Defined(value)),
+                        // The interpreter gives the OPA-shaped answer or error.
+                        Err(err) => {
+                            tracing::debug!(path = %path, error = %err, "fast path failed; interpreting")
+                        }
+                    }
+                }
+            }
+        }
+        self.evaluate_interpreted(path, input, options)
+    }
+
+    /// Evaluates with the interpreter only (the reference the fast path is
+    /// checked against).
+    pub fn evaluate_interpreted(
         &self,
         path: &DataPath,
         input: Option<Value>,

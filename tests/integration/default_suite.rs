@@ -7,10 +7,31 @@ use std::process::Command;
 use crate::support::{regent_bin, Conn};
 
 const PACKAGES: &[&str] = &[
-    "server", "users", "cloudstorages", "projects", "tasks", "jobs", "comments", "issues", "labels",
-    "annotationguides", "organizations", "invitations", "memberships", "webhooks", "events", "lambda",
-    "lambda_requests", "analytics", "access_tokens", "quality_reports", "conflicts", "quality_settings",
-    "consensus_merges", "consensus_settings", "requests",
+    "server",
+    "users",
+    "cloudstorages",
+    "projects",
+    "tasks",
+    "jobs",
+    "comments",
+    "issues",
+    "labels",
+    "annotationguides",
+    "organizations",
+    "invitations",
+    "memberships",
+    "webhooks",
+    "events",
+    "lambda",
+    "lambda_requests",
+    "analytics",
+    "access_tokens",
+    "quality_reports",
+    "conflicts",
+    "quality_settings",
+    "consensus_merges",
+    "consensus_settings",
+    "requests",
 ];
 
 fn policies_dir() -> String {
@@ -19,13 +40,23 @@ fn policies_dir() -> String {
 
 #[test]
 fn the_generated_suite_passes_in_full() {
-    let out = Command::new(regent_bin()).args(["test", &policies_dir()]).output().unwrap();
+    let out = Command::new(regent_bin())
+        .args(["test", &policies_dir()])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let last = text.lines().last().unwrap_or_default().to_string();
-    assert!(out.status.success(), "regent test policies/ failed:\n{}", &text[text.len().saturating_sub(4000)..]);
+    assert!(
+        out.status.success(),
+        "regent test policies/ failed:\n{}",
+        &text[text.len().saturating_sub(4000)..]
+    );
     let (pass, total) = last.trim_start_matches("PASS: ").split_once('/').unwrap();
     assert_eq!(pass, total, "{last}");
-    assert!(total.parse::<usize>().unwrap() > 10_000, "suspiciously few tests: {last}");
+    assert!(
+        total.parse::<usize>().unwrap() > 10_000,
+        "suspiciously few tests: {last}"
+    );
 }
 
 /// A server on the embedded default set (no paths given).
@@ -33,7 +64,9 @@ async fn default_server() -> std::net::SocketAddr {
     let config = crate::support::config(Vec::new(), regent::api::Limits::default());
     let snapshot = regent::run::load_snapshot(&config.paths).unwrap();
     let state = regent::run::app_state(&config, snapshot);
-    let server = regent::server::Server::bind(&config.addrs, state).await.unwrap();
+    let server = regent::server::Server::bind(&config.addrs, state)
+        .await
+        .unwrap();
     let addr = server.local_addrs()[0];
     tokio::spawn(server.serve(std::future::pending(), config.shutdown_grace));
     addr

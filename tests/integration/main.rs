@@ -6,6 +6,7 @@ mod commands;
 mod data_api;
 mod default_policies;
 mod default_suite;
+mod differential;
 mod errors;
 mod health_policies;
 mod process;

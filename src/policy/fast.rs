@@ -1,0 +1,170 @@
+//! The fast path: rule documents compiled to regorus RVM bytecode once per
+//! snapshot, executed by one `RegoVM` per worker thread (VMs are reusable and
+//! need `&mut`, the `Arc<Program>` is shared).
+//!
+//! Whatever cannot run here is answered by the interpreter instead, per
+//! entry point at compile time (a `with`, an unsupported construct; logged
+//! with the reason) and per decision at run time (instruction limit, any VM
+//! error: the interpreter then gives the OPA-shaped answer or error).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::{Program, RegoVM};
+use regorus::{Engine, Value};
+use thread_local::ThreadLocal;
+
+/// Instructions one decision may execute before it is handed to the interpreter.
+pub const MAX_INSTRUCTIONS: usize = 1_000_000;
+
+/// Compiled entry points and a VM per thread.
+pub struct FastPath {
+    program: Arc<Program>,
+    /// Entry point name (`data.p.allow`) -> index in the program.
+    entries: HashMap<String, usize>,
+    data: Value,
+    vms: ThreadLocal<RefCell<RegoVM>>,
+}
+
+/// Why an entry point was left to the interpreter.
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    pub entry: String,
+    pub reason: String,
+}
+
+impl FastPath {
+    /// Compiles every entry point it can. Returns `None` (everything goes to
+    /// the interpreter) when not one compiles or the data cannot be loaded.
+    pub fn build(
+        engine: &Engine,
+        entries: &[String],
+        data: &Value,
+    ) -> (Option<FastPath>, Vec<Rejected>) {
+        let mut rejected = Vec::new();
+        let Some(first) = entries.first() else {
+            return (None, rejected);
+        };
+        let mut engine = engine.clone();
+        let policy = match engine.compile_with_entrypoint(&regorus::Rc::from(first.as_str())) {
+            Ok(policy) => policy,
+            Err(err) => {
+                rejected.push(Rejected {
+                    entry: "*".into(),
+                    reason: format!("{err:#}"),
+                });
+                return (None, rejected);
+            }
+        };
+        let all: Vec<&str> = entries.iter().map(String::as_str).collect();
+        let program = match Compiler::compile_from_policy(&policy, &all) {
+            Ok(program) => program,
+            Err(_) => {
+                // Find the entry points that do not compile, then compile the rest.
+                let mut good = Vec::new();
+                for entry in &all {
+                    match Compiler::compile_from_policy(&policy, &[entry]) {
+                        Ok(_) => good.push(*entry),
+                        Err(err) => rejected.push(Rejected {
+                            entry: entry.to_string(),
+                            reason: err.to_string(),
+                        }),
+                    }
+                }
+                if good.is_empty() {
+                    return (None, rejected);
+                }
+                match Compiler::compile_from_policy(&policy, &good) {
+                    Ok(program) => program,
+                    Err(err) => {
+                        rejected.push(Rejected {
+                            entry: "*".into(),
+                            reason: err.to_string(),
+                        });
+                        return (None, rejected);
+                    }
+                }
+            }
+        };
+        // The data must load into a VM (it may not overlap rule paths).
+        let mut probe = RegoVM::new();
+        probe.load_program(program.clone());
+        if let Err(err) = probe.set_data(data.clone()) {
+            rejected.push(Rejected {
+                entry: "*".into(),
+                reason: format!("data: {err}"),
+            });
+            return (None, rejected);
+        }
+        let entries = program
+            .entry_points
+            .keys()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), i))
+            .collect();
+        let fast = FastPath {
+            program,
+            entries,
+            data: data.clone(),
+            vms: ThreadLocal::new(),
+        };
+        (Some(fast), rejected)
+    }
+
+    /// The program index of the entry point for a rendered rule path.
+    pub fn entry(&self, path: &str) -> Option<usize> {
+        self.entries.get(path).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Runs entry point `index` with `input` on this thread's VM.
+    pub fn evaluate(
+        &self,
+        index: usize,
+        input: Value,
+        time_limit: Option<std::time::Duration>,
+    ) -> Result<Value, String> {
+        let cell = self.vms.get_or(|| {
+            let mut vm = RegoVM::new();
+            vm.load_program(self.program.clone());
+            vm.set_max_instructions(MAX_INSTRUCTIONS);
+            // Checked in `build`: the same data loaded into the same program.
+            let _ = vm.set_data(self.data.clone());
+            RefCell::new(vm)
+        });
+        let mut vm = cell.try_borrow_mut().map_err(|_| "vm in use".to_string())?;
+        vm.set_execution_timer_config(time_limit.map(super::eval::time_limit));
+        vm.set_input(input);
+        let value = vm
+            .execute_entry_point_by_index(index)
+            .map_err(|e| e.to_string())?;
+        // The VM can leave `undefined` inside a collection (a comprehension
+        // over a function that is undefined for some element), where OPA drops
+        // the element: let the interpreter answer those.
+        if value != Value::Undefined && holds_undefined(&value) {
+            return Err("result holds an undefined value".into());
+        }
+        Ok(value)
+    }
+}
+
+fn holds_undefined(value: &Value) -> bool {
+    match value {
+        Value::Undefined => true,
+        Value::Array(items) => items.iter().any(holds_undefined),
+        Value::Set(items) => items.iter().any(holds_undefined),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(k, v)| holds_undefined(k) || holds_undefined(v)),
+        _ => false,
+    }
+}
