@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use anyhow::{anyhow, Context, Result};
-use regorus::{Engine, Value};
+use regorus::Value;
 
 use crate::cli::{EvalArgs, OutputFormat};
 use crate::policy::{Diagnostic, Sources};
@@ -12,16 +12,8 @@ use crate::policy::{Diagnostic, Sources};
 /// Runs `regent eval`; returns false when `--fail`/`--fail-defined` asks for exit 1.
 pub fn run(args: &EvalArgs) -> Result<bool> {
     let sources = Sources::load_paths(&args.data)?;
-    let mut engine = Engine::new();
+    let mut engine = sources.interpreter()?;
     engine.set_strict_builtin_errors(args.strict_builtin_errors);
-    for m in &sources.modules {
-        engine
-            .add_policy(m.id.clone(), m.text.clone())
-            .map_err(|e| anyhow!("{}", Diagnostic::from_regorus(&e)))?;
-    }
-    engine.add_data(Value::from_json_str(&serde_json::to_string(
-        &sources.data,
-    )?)?)?;
     if let Some(input) = read_input(args)? {
         engine.set_input(input);
     }

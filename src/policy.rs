@@ -13,7 +13,7 @@ pub mod source;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
@@ -35,8 +35,7 @@ impl Snapshot {
     /// compile error fails the whole build; the caller keeps its old snapshot.
     pub fn build(sources: Sources) -> Result<Snapshot> {
         let revision = revision_of(&sources);
-        let data = serde_json::to_string(&sources.data).context("serializing data")?;
-        let data = regorus::Value::from_json_str(&data).context("converting data")?;
+        let data = sources.data_value()?;
         let evaluator = Evaluator::build(
             sources
                 .modules

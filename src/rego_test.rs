@@ -100,7 +100,7 @@ impl Suite {
                 cases.extend(discover::tests_of(module, &test_packages));
             }
         }
-        let data = regorus::Value::from_json_str(&serde_json::to_string(&sources.data)?)?;
+        let data = sources.data_value()?;
         let policies = Evaluator::build(
             sources
                 .modules
@@ -207,16 +207,12 @@ impl Suite {
     }
 
     fn build_full(&self) -> Result<Engine> {
-        let mut engine = Engine::new();
-        engine.set_strict_builtin_errors(false);
-        for m in &self.sources.modules {
-            engine
-                .add_policy(m.id.clone(), m.text.clone())
-                .map_err(|e| anyhow!("{}", Diagnostic::from_regorus(&e)))?;
-        }
-        engine.add_data(regorus::Value::from_json_str(&serde_json::to_string(
-            &self.sources.data,
-        )?)?)?;
+        let mut engine = self.sources.interpreter()?;
+        // Analyse once here, not in every clone.
+        engine.set_input(Value::new_object());
+        engine
+            .eval_query("true".to_string(), false)
+            .map_err(|e| anyhow!("{}", Diagnostic::from_regorus(&e)))?;
         Ok(engine)
     }
 

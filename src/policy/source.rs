@@ -45,6 +45,27 @@ impl Sources {
         Ok(sources)
     }
 
+    /// The data document as a regorus value.
+    pub fn data_value(&self) -> Result<regorus::Value> {
+        let text = serde_json::to_string(&self.data).context("serializing data")?;
+        regorus::Value::from_json_str(&text).context("converting data")
+    }
+
+    /// A plain interpreter over every module and the data, as written (no
+    /// import resolution, no fast path): for `regent eval` and for tests that
+    /// run as written. Built-in errors are non-strict, as in OPA.
+    pub fn interpreter(&self) -> Result<regorus::Engine> {
+        let mut engine = regorus::Engine::new();
+        engine.set_strict_builtin_errors(false);
+        for m in &self.modules {
+            engine
+                .add_policy(m.id.clone(), m.text.clone())
+                .map_err(|e| anyhow!("{}", super::Diagnostic::from_regorus(&e)))?;
+        }
+        engine.add_data(self.data_value()?)?;
+        Ok(engine)
+    }
+
     /// Loads positional paths as `opa run` does: files and directories, with an
     /// optional `a.b:path` prefix that places the contents under `data.a.b`.
     pub fn load_paths<S: AsRef<str>>(paths: &[S]) -> Result<Sources> {
