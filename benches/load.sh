@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# HTTP load benchmark: Regent (release build, default policies) against a bare
+# hyper server returning a fixed body, loaded by the same wrk in the same run.
+# Bodies: every generated test input of the default policies, cycled, sent to
+# /v1/data/<pkg>/allow and to /v1/data/<pkg>/filter. Loopback only.
+#
+#   bash benches/load.sh                 # 3 runs of 10 s each, 32 connections
+#   RUNS=5 DURATION=20s CONNS=32 bash benches/load.sh
+#
+# Needs wrk (Debian: apt-get install wrk) and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+
+cargo build --release --quiet --bin regent --example bare_server
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# path<TAB>{"input": ...} for allow and for filter.
+sed -nE 's/^[[:space:]]*(not )?data\.([a-z_]+)\.allow with input as (.*)$/\2\t\3/p' policies/tests/*_test.rego \
+  | awk -F'\t' '{ printf "/v1/data/%s/allow\t{\"input\": %s}\n", $1, $2 > "'"$work"'/allow.txt";
+                  printf "/v1/data/%s/filter\t{\"input\": %s}\n", $1, $2 > "'"$work"'/filter.txt" }'
+echo "bodies: $(wc -l < "$work/allow.txt") per endpoint"
+
+now_ms() { date +%s%3N; }
+
+# Start Regent and time spawn -> first 200 on /health.
+start=$(now_ms)
+./target/release/regent run --server --addr 127.0.0.1:0 --log-level info 2> "$work/regent.log" &
+regent_pid=$!; pids+=("$regent_pid")
+until grep -q "Initializing server" "$work/regent.log" 2>/dev/null; do sleep 0.001; done
+regent_addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$work/regent.log" | head -1)
+until curl -sf "http://$regent_addr/health" > /dev/null; do sleep 0.001; done
+ready_ms=$(( $(now_ms) - start ))
+
+./target/release/examples/bare_server > "$work/bare.log" &
+pids+=("$!")
+until grep -q listening "$work/bare.log" 2>/dev/null; do sleep 0.01; done
+bare_addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$work/bare.log")
+
+load() { # name url bodies
+  BODIES="$2" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s benches/cycle.lua "http://$1" \
+    | awk -v name="$3" '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
+        /Non-2xx/ {bad=$NF} END {printf "%s %s %s %s %s\n", name, rps, p50, p99, bad+0}'
+}
+
+for run in $(seq "$RUNS"); do
+  load "$bare_addr" "$work/allow.txt" bare
+  load "$regent_addr" "$work/allow.txt" allow
+  load "$regent_addr" "$work/filter.txt" filter
+done > "$work/results.txt"
+rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$regent_pid/status")
+
+python3 - "$work/results.txt" "$ready_ms" "$rss_kb" <<'PY'
+import statistics, sys
+def ms(v):
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(unit) and (unit != "s" or not v.endswith(("us", "ms"))):
+            return float(v[: -len(unit)]) * f
+    return float(v)
+rows = {}
+for line in open(sys.argv[1]):
+    name, rps, p50, p99, bad = line.split()
+    rows.setdefault(name, []).append((float(rps), ms(p50), ms(p99), int(bad)))
+med = lambda xs: statistics.median(xs)
+bare = med([r[0] for r in rows["bare"]])
+print(f"{'target':8} {'req/s':>10} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} non-2xx  (medians of {len(rows['bare'])} runs)")
+for name in ("bare", "allow", "filter"):
+    r = rows[name]
+    rps = med([x[0] for x in r])
+    print(f"{name:8} {rps:10.0f} {rps / bare:6.2f} {med([x[1] for x in r]):7.3f} {med([x[2] for x in r]):7.3f} {sum(x[3] for x in r)}")
+print(f"start to ready: {sys.argv[2]} ms; Regent RSS after the runs: {int(sys.argv[3]) / 1024:.1f} MiB")
+PY
