@@ -18,7 +18,9 @@ const BODY: &[u8] = b"{\"result\":true}\n";
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".into());
     let listener = TcpListener::bind(&addr).await.unwrap();
     println!("listening on {}", listener.local_addr().unwrap());
     loop {
@@ -29,11 +31,15 @@ async fn main() {
                 // Read the body as a real server must, then answer.
                 let _ = req.into_body().collect().await;
                 let mut resp = Response::new(Full::new(Bytes::from_static(BODY)));
-                resp.headers_mut()
-                    .insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+                resp.headers_mut().insert(
+                    "content-type",
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
                 Ok::<_, Infallible>(resp)
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
