@@ -97,8 +97,8 @@ fn revision_of(sources: &Sources) -> String {
     }
     // serde_json's map is ordered, so this is canonical.
     hasher.update(
-        serde_json::Value::Object(sources.data.clone())
-            .to_string()
+        serde_json::to_string(&sources.data)
+            .unwrap_or_default()
             .as_bytes(),
     );
     let digest = hasher.finalize();

@@ -69,7 +69,6 @@ pub fn run(args: &TestArgs) -> Result<bool> {
 /// Parsed modules, the planned tests and the evaluator for direct plans.
 pub struct Suite {
     sources: Sources,
-    test_module_ids: Vec<String>,
     pub cases: Vec<TestCase>,
     policies: Evaluator,
     /// Every module, tests included: built only when a test needs it.
@@ -111,7 +110,6 @@ impl Suite {
         )?;
         Ok(Suite {
             sources,
-            test_module_ids,
             cases,
             policies,
             full: OnceLock::new(),
@@ -214,10 +212,6 @@ impl Suite {
             .eval_query("true".to_string(), false)
             .map_err(|e| anyhow!("{}", Diagnostic::from_regorus(&e)))?;
         Ok(engine)
-    }
-
-    pub fn test_module_ids(&self) -> &[String] {
-        &self.test_module_ids
     }
 }
 
