@@ -4,6 +4,10 @@
 # Bodies: every generated test input of the default policies, cycled, sent to
 # /v1/data/<pkg>/allow and to /v1/data/<pkg>/filter. Loopback only.
 #
+# Two Regents: one with --disable-decision-cache (uncached rows), one with the
+# cache on, warmed with every body first (cached rows: all hits). Afterwards
+# the cached one is filled with 100k distinct decisions and its RSS read.
+#
 #   bash benches/load.sh                 # 3 runs of 10 s each, 32 connections
 #   RUNS=5 DURATION=20s CONNS=32 bash benches/load.sh
 #
@@ -28,14 +32,26 @@ echo "bodies: $(wc -l < "$work/allow.txt") per endpoint"
 
 now_ms() { date +%s%3N; }
 
-# Start Regent and time spawn -> first 200 on /health.
+# 100k distinct bodies (generated inputs with a counter) to fill the cache.
+awk -F'\t' '{ sub(/}$/, "", $2); for (k = 0; k < 4; k++) { printf "%s\t%s, \"fill\": %d}\n", $1, $2, NR * 4 + k } }' \
+  "$work/allow.txt" | head -100000 > "$work/fill.txt"
+
+# Start a Regent (extra flags: $1) and print "pid addr"; time spawn -> first 200 on /health.
+start_regent() { # log-name flags...
+  local log="$work/$1.log"; shift
+  ./target/release/regent run --server --addr 127.0.0.1:0 --log-level info "$@" 2> "$log" &
+  local pid=$!
+  until grep -q "Initializing server" "$log" 2>/dev/null; do sleep 0.001; done
+  local addr; addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$log" | head -1)
+  until curl -sf "http://$addr/health" > /dev/null; do sleep 0.001; done
+  echo "$pid $addr"
+}
 start=$(now_ms)
-./target/release/regent run --server --addr 127.0.0.1:0 --log-level info 2> "$work/regent.log" &
-regent_pid=$!; pids+=("$regent_pid")
-until grep -q "Initializing server" "$work/regent.log" 2>/dev/null; do sleep 0.001; done
-regent_addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$work/regent.log" | head -1)
-until curl -sf "http://$regent_addr/health" > /dev/null; do sleep 0.001; done
+read -r regent_pid regent_addr < <(start_regent uncached --disable-decision-cache)
 ready_ms=$(( $(now_ms) - start ))
+pids+=("$regent_pid")
+read -r cached_pid cached_addr < <(start_regent cached)
+pids+=("$cached_pid")
 
 ./target/release/examples/bare_server > "$work/bare.log" &
 pids+=("$!")
@@ -48,14 +64,23 @@ load() { # name url bodies
         /Non-2xx/ {bad=$NF} END {printf "%s %s %s %s %s\n", name, rps, p50, p99, bad+0}'
 }
 
+# Warm the cached instance: every body once (a miss each), then measure hits.
+DURATION=5s load "$cached_addr" "$work/allow.txt" warm > /dev/null
+DURATION=5s load "$cached_addr" "$work/filter.txt" warm > /dev/null
 for run in $(seq "$RUNS"); do
   load "$bare_addr" "$work/allow.txt" bare
   load "$regent_addr" "$work/allow.txt" allow
   load "$regent_addr" "$work/filter.txt" filter
+  load "$cached_addr" "$work/allow.txt" allow-cached
+  load "$cached_addr" "$work/filter.txt" filter-cached
 done > "$work/results.txt"
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$regent_pid/status")
+# Fill the cached instance with 100k distinct decisions, then read its RSS.
+DURATION=15s load "$cached_addr" "$work/fill.txt" fill > /dev/null
+entries=$(curl -sf "http://$cached_addr/metrics" | awk '/^regent_decision_cache_entries/ {print $2}')
+cached_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
 
-python3 - "$work/results.txt" "$ready_ms" "$rss_kb" <<'PY'
+python3 - "$work/results.txt" "$ready_ms" "$rss_kb" "$entries" "$cached_rss_kb" <<'PY'
 import statistics, sys
 def ms(v):
     for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
@@ -68,10 +93,11 @@ for line in open(sys.argv[1]):
     rows.setdefault(name, []).append((float(rps), ms(p50), ms(p99), int(bad)))
 med = lambda xs: statistics.median(xs)
 bare = med([r[0] for r in rows["bare"]])
-print(f"{'target':8} {'req/s':>10} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} non-2xx  (medians of {len(rows['bare'])} runs)")
-for name in ("bare", "allow", "filter"):
+print(f"{'target':13} {'req/s':>10} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} non-2xx  (medians of {len(rows['bare'])} runs)")
+for name in ("bare", "allow", "filter", "allow-cached", "filter-cached"):
     r = rows[name]
     rps = med([x[0] for x in r])
-    print(f"{name:8} {rps:10.0f} {rps / bare:6.2f} {med([x[1] for x in r]):7.3f} {med([x[2] for x in r]):7.3f} {sum(x[3] for x in r)}")
-print(f"start to ready: {sys.argv[2]} ms; Regent RSS after the runs: {int(sys.argv[3]) / 1024:.1f} MiB")
+    print(f"{name:13} {rps:10.0f} {rps / bare:6.2f} {med([x[1] for x in r]):7.3f} {med([x[2] for x in r]):7.3f} {sum(x[3] for x in r)}")
+print(f"start to ready: {sys.argv[2]} ms; uncached Regent RSS after the runs: {int(sys.argv[3]) / 1024:.1f} MiB")
+print(f"cached Regent after the fill: {sys.argv[4]} cached decisions, RSS {int(sys.argv[5]) / 1024:.1f} MiB")
 PY

@@ -3,6 +3,7 @@
 //! (never waiting on a reload), parses the input, evaluates, and encodes the
 //! answer. Every failure is an [`ApiError`], mapped to HTTP in `error.rs`.
 
+pub mod batch;
 pub mod body;
 pub mod error;
 pub mod wire;
@@ -22,7 +23,9 @@ pub use body::Limits;
 pub use error::ApiError;
 use wire::{DataResponse, Params, Provenance};
 
-use crate::policy::{DataPath, EvalOptions, Outcome, SnapshotHandle};
+use crate::cache::{DecisionCache, Key, RequestKind};
+use crate::metrics::Metrics;
+use crate::policy::{DataPath, EvalOptions, Outcome, Snapshot, SnapshotHandle};
 
 /// What every handler needs, cheap to clone: one per connection.
 #[derive(Clone)]
@@ -31,7 +34,17 @@ pub struct AppState {
     pub limits: Limits,
     /// The document `POST /` answers (OPA's `default_decision`).
     pub default_decision: DataPath,
+    pub cache: DecisionCache,
+    pub metrics: Metrics,
+    /// Most inputs one batch request may carry.
+    pub max_batch_inputs: usize,
 }
+
+/// The response header that says whether a decision came from the cache:
+/// `hit`, `miss` (cacheable, evaluated and stored) or `bypass` (not cacheable:
+/// cache off, `?metrics`/`?provenance`/`?instrument`, or a document that can
+/// reach a non-deterministic built-in).
+pub const CACHE_HEADER: &str = "x-regent-decision-cache";
 
 type HttpResponse = Response<Full<Bytes>>;
 
@@ -80,6 +93,19 @@ async fn route(
         return match method {
             Method::POST | Method::GET => v1_data(state, req, &data_path, &params, started).await,
             _ => Err(allow("GET, POST")),
+        };
+    }
+    if let Some(rest) = sub_path(&path, "/v1/batch/data") {
+        let data_path = DataPath::parse(rest);
+        return match method {
+            Method::POST => batch::handle(state, req, &data_path, &params).await,
+            _ => Err(allow("POST")),
+        };
+    }
+    if path == "/metrics" {
+        return match method {
+            Method::GET => Ok(metrics(state)),
+            _ => Err(allow("GET")),
         };
     }
     if let Some(rest) = sub_path(&path, "/v0/data") {
@@ -135,6 +161,8 @@ fn malformed(context: &str, err: wire::MalformedInput) -> ApiError {
 }
 
 /// `GET|POST /v1/data/{path}`: the document at `path`, wrapped in `result`.
+/// Cacheable decisions are looked up by their raw input bytes before any
+/// parsing; a miss stores the finished response.
 async fn v1_data(
     state: &AppState,
     req: Request<Incoming>,
@@ -142,15 +170,30 @@ async fn v1_data(
     params: &Params,
     started: Instant,
 ) -> Result<HttpResponse, ApiError> {
-    let parse_started = Instant::now();
-    let (input, missing_input) = if req.method() == Method::POST {
-        let body = body::read(req, &state.limits, "").await?;
-        let input = wire::parse_data_request(&body)
-            .map_err(|e| malformed("body contains malformed input document: ", e))?;
-        let missing = input.is_none();
-        (input, missing)
+    let body = if req.method() == Method::POST {
+        Some(body::read(req, &state.limits, "").await?)
     } else {
-        match &params.input {
+        None
+    };
+    let snapshot = state.snapshots.load();
+    let key = cache_key(state, &snapshot, path, params, body.as_deref());
+    if let Some(key) = &key {
+        if let Some(cached) = state.cache.get(key) {
+            state.metrics.cache_hits.inc();
+            return Ok(decision_response(cached, "hit"));
+        }
+        state.metrics.cache_misses.inc();
+    }
+
+    let parse_started = Instant::now();
+    let (input, missing_input) = match &body {
+        Some(body) => {
+            let input = wire::parse_data_request(body)
+                .map_err(|e| malformed("body contains malformed input document: ", e))?;
+            let missing = input.is_none();
+            (input, missing)
+        }
+        None => match &params.input {
             Some(text) => {
                 let context = "parameter contains malformed input document: ";
                 body::check_depth(text, &state.limits, context)?;
@@ -158,11 +201,10 @@ async fn v1_data(
                 (Some(input), false)
             }
             None => (None, false),
-        }
+        },
     };
     let parse_ns = parse_started.elapsed().as_nanos() as u64;
 
-    let snapshot = state.snapshots.load();
     let eval_started = Instant::now();
     let outcome = snapshot.evaluate(path, input, eval_options(params))?;
     let eval_ns = eval_started.elapsed().as_nanos() as u64;
@@ -192,7 +234,76 @@ async fn v1_data(
         result,
         warning: missing_input.then_some(wire::MISSING_INPUT),
     };
-    Ok(json_response(wire::to_json(&response, params.pretty), true))
+    let bytes = Bytes::from(wire::to_json(&response, params.pretty));
+    let status = match key {
+        Some(key) => {
+            state.cache.insert(key, bytes.clone());
+            "miss"
+        }
+        None => "bypass",
+    };
+    Ok(decision_response(bytes, status))
+}
+
+/// The cache key of a `/v1/data` request, or `None` when its answer must not
+/// come from (or go to) the cache.
+fn cache_key(
+    state: &AppState,
+    snapshot: &Snapshot,
+    path: &DataPath,
+    params: &Params,
+    body: Option<&[u8]>,
+) -> Option<Key> {
+    if !state.cache.enabled()
+        || params.metrics
+        || params.instrument
+        || params.provenance
+        || !snapshot.cacheable(path)
+    {
+        return None;
+    }
+    let flags = cache_flags(params);
+    let path = path.as_ref_str();
+    Some(match (body, &params.input) {
+        (Some(body), _) => Key::new(
+            snapshot.digest(),
+            RequestKind::DataPost,
+            flags,
+            path,
+            &[body],
+        ),
+        (None, Some(input)) => Key::new(
+            snapshot.digest(),
+            RequestKind::DataGet,
+            flags,
+            path,
+            &[input.as_bytes()],
+        ),
+        (None, None) => Key::new(snapshot.digest(), RequestKind::DataGet, flags, path, &[]),
+    })
+}
+
+/// The request options that change a decision's bytes.
+fn cache_flags(params: &Params) -> u8 {
+    u8::from(params.pretty) | (u8::from(params.strict_builtin_errors) << 1)
+}
+
+fn decision_response(body: Bytes, cache: &'static str) -> HttpResponse {
+    let mut response = json_response(body, true);
+    response
+        .headers_mut()
+        .insert(CACHE_HEADER, HeaderValue::from_static(cache));
+    response
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+fn metrics(state: &AppState) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(state.metrics.render(&state.cache))));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 /// `POST /v0/data/{path}` and `POST /`: the body is the input, the answer is
@@ -310,8 +421,8 @@ fn get_policy(state: &AppState, id: &str, params: &Params) -> Result<HttpRespons
     ))
 }
 
-fn json_response(body: Vec<u8>, vary: bool) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn json_response(body: impl Into<Bytes>, vary: bool) -> HttpResponse {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

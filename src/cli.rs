@@ -240,6 +240,41 @@ pub struct RunArgs {
     )]
     pub max_json_depth: usize,
 
+    /// Turn the decision cache off.
+    #[arg(long, env = "REGENT_DISABLE_DECISION_CACHE")]
+    pub disable_decision_cache: bool,
+
+    /// Most decisions the cache holds.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100_000,
+        env = "REGENT_DECISION_CACHE_MAX_ENTRIES"
+    )]
+    pub decision_cache_max_entries: u64,
+
+    /// Most bytes the cache holds (entries weigh their response, key and bookkeeping).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, env = "REGENT_DECISION_CACHE_MAX_SIZE_BYTES")]
+    pub decision_cache_max_size_bytes: u64,
+
+    /// Seconds a cached decision lives (0: until evicted or the policy changes).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        env = "REGENT_DECISION_CACHE_TTL_SECONDS"
+    )]
+    pub decision_cache_ttl_seconds: u64,
+
+    /// Most inputs one `POST /v1/batch/data` request may carry.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "REGENT_MAX_BATCH_INPUTS"
+    )]
+    pub max_batch_inputs: usize,
+
     /// Policy (.rego) and data (.json, .yaml) files or directories; `a.b:path`
     /// loads under `data.a.b`. None: the built-in default policies.
     #[arg(value_name = "PATH")]

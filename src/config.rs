@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::api::Limits;
+use crate::cache::CacheConfig;
 use crate::cli::RunArgs;
 use crate::logging::{LogFormat, LogLevel};
 
@@ -20,6 +21,8 @@ pub struct RunConfig {
     pub shutdown_grace: Duration,
     pub shutdown_wait: Duration,
     pub limits: Limits,
+    pub cache: CacheConfig,
+    pub max_batch_inputs: usize,
     /// Empty: serve the embedded default policies.
     pub paths: Vec<String>,
 }
@@ -41,6 +44,9 @@ impl RunConfig {
         if args.max_request_body_bytes == 0 || args.max_decompressed_body_bytes == 0 {
             bail!("body size limits must be positive");
         }
+        if args.max_batch_inputs == 0 {
+            bail!("`--max-batch-inputs` must be positive");
+        }
         Ok(RunConfig {
             addrs: args.addrs,
             log_level: args.log_level,
@@ -52,6 +58,14 @@ impl RunConfig {
                 max_decompressed_bytes: args.max_decompressed_body_bytes,
                 max_json_depth: args.max_json_depth,
             },
+            cache: CacheConfig {
+                enabled: !args.disable_decision_cache,
+                max_entries: args.decision_cache_max_entries,
+                max_size_bytes: args.decision_cache_max_size_bytes,
+                ttl: (args.decision_cache_ttl_seconds > 0)
+                    .then(|| Duration::from_secs(args.decision_cache_ttl_seconds)),
+            },
+            max_batch_inputs: args.max_batch_inputs,
             paths: args.paths,
         })
     }

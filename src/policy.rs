@@ -7,6 +7,7 @@ pub mod diagnostic;
 pub mod eval;
 pub mod fast;
 pub mod path;
+pub mod purity;
 pub mod resolve;
 pub mod source;
 
@@ -25,6 +26,7 @@ pub use source::{Module, Sources};
 /// One complete, compiled policy set. Never mutated after [`Snapshot::build`].
 pub struct Snapshot {
     revision: String,
+    digest: [u8; 32],
     modules: Vec<Module>,
     evaluator: Evaluator,
     activated_at: SystemTime,
@@ -34,7 +36,8 @@ impl Snapshot {
     /// Parses and compiles `sources` into a ready snapshot. Any parse or
     /// compile error fails the whole build; the caller keeps its old snapshot.
     pub fn build(sources: Sources) -> Result<Snapshot> {
-        let revision = revision_of(&sources);
+        let digest = digest_of(&sources);
+        let revision = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         let data = sources.data_value()?;
         let evaluator = Evaluator::build(
             sources
@@ -45,6 +48,7 @@ impl Snapshot {
         )?;
         Ok(Snapshot {
             revision,
+            digest,
             modules: sources.modules,
             evaluator,
             activated_at: SystemTime::now(),
@@ -54,6 +58,17 @@ impl Snapshot {
     /// The content hash of the modules and data this snapshot was built from.
     pub fn revision(&self) -> &str {
         &self.revision
+    }
+
+    /// The full content hash (the revision is its first 8 bytes): the
+    /// decision cache keys on it, so a new revision never sees old answers.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
+    /// Whether answers for `path` may be cached; see [`eval::RuleIndex::cacheable`].
+    pub fn cacheable(&self, path: &DataPath) -> bool {
+        self.evaluator.rules().cacheable(path)
     }
 
     pub fn modules(&self) -> &[Module] {
@@ -85,7 +100,7 @@ impl Snapshot {
 
 /// A sha256 over every module id and text and the data document, so that the
 /// same sources always give the same revision.
-fn revision_of(sources: &Sources) -> String {
+fn digest_of(sources: &Sources) -> [u8; 32] {
     let mut modules: Vec<&Module> = sources.modules.iter().collect();
     modules.sort_by(|a, b| a.id.cmp(&b.id));
     let mut hasher = Sha256::new();
@@ -101,8 +116,7 @@ fn revision_of(sources: &Sources) -> String {
             .unwrap_or_default()
             .as_bytes(),
     );
-    let digest = hasher.finalize();
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hasher.finalize().into()
 }
 
 /// The current snapshot, shared by every request. Readers never wait.

@@ -7,7 +7,9 @@ use std::future::Future;
 use anyhow::{Context, Result};
 
 use crate::api::AppState;
+use crate::cache::DecisionCache;
 use crate::config::RunConfig;
+use crate::metrics::Metrics;
 use crate::policy::{DataPath, Snapshot, SnapshotHandle, Sources};
 use crate::server::Server;
 
@@ -30,6 +32,9 @@ pub fn app_state(config: &RunConfig, snapshot: Snapshot) -> AppState {
         snapshots: SnapshotHandle::new(snapshot),
         limits: config.limits,
         default_decision: DataPath::parse(DEFAULT_DECISION),
+        cache: DecisionCache::new(config.cache),
+        metrics: Metrics::new(),
+        max_batch_inputs: config.max_batch_inputs,
     }
 }
 

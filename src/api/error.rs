@@ -73,31 +73,7 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
-        let body = match &self {
-            ApiError::Unhealthy(message) => to_json(&HealthBody { error: message }, false),
-            ApiError::Eval(err) => {
-                let detail = ErrorDetail {
-                    code: err.code.as_str(),
-                    message: &err.message,
-                    location: err.location.as_ref().map(|l| LocationBody {
-                        file: &l.file,
-                        row: l.row,
-                        col: l.col,
-                    }),
-                };
-                error_body("internal_error", MSG_EVALUATION_ERROR, vec![detail])
-            }
-            ApiError::BadRequest(m) | ApiError::TooLarge(m) => {
-                error_body("invalid_parameter", m, vec![])
-            }
-            ApiError::Undefined(m) => error_body("undefined_document", m, vec![]),
-            ApiError::NotFound(m) => error_body("resource_not_found", m, vec![]),
-            ApiError::MethodNotAllowed { method, .. } => error_body(
-                "invalid_operation",
-                &format!("method `{method}` is not allowed on this path"),
-                vec![],
-            ),
-        };
+        let body = self.body(true);
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         let headers = response.headers_mut();
@@ -109,16 +85,49 @@ impl ApiError {
     }
 }
 
-/// OPA writes error bodies with `json.MarshalIndent(err, "", "  ")`.
-fn error_body(code: &str, message: &str, errors: Vec<ErrorDetail<'_>>) -> Vec<u8> {
+fn error_body(code: &str, message: &str, errors: Vec<ErrorDetail<'_>>, pretty: bool) -> Vec<u8> {
     to_json(
         &ErrorBody {
             code,
             message,
             errors,
         },
-        true,
+        pretty,
     )
+}
+
+impl ApiError {
+    /// The OPA-shaped body (`{"code", "message", "errors"}`). OPA writes
+    /// error responses with `json.MarshalIndent(err, "", "  ")`, hence
+    /// `pretty` for whole responses; batch items are compact.
+    pub fn body(&self, pretty: bool) -> Vec<u8> {
+        match self {
+            ApiError::Unhealthy(message) => to_json(&HealthBody { error: message }, false),
+            ApiError::Eval(err) => {
+                let detail = ErrorDetail {
+                    code: err.code.as_str(),
+                    message: &err.message,
+                    location: err.location.as_ref().map(|l| LocationBody {
+                        file: &l.file,
+                        row: l.row,
+                        col: l.col,
+                    }),
+                };
+                error_body("internal_error", MSG_EVALUATION_ERROR, vec![detail], pretty)
+            }
+            ApiError::BadRequest(m) | ApiError::TooLarge(m) => {
+                error_body("invalid_parameter", m, vec![], pretty)
+            }
+            ApiError::Undefined(m) => error_body("undefined_document", m, vec![], pretty),
+            ApiError::NotFound(m) => error_body("resource_not_found", m, vec![], pretty),
+            ApiError::MethodNotAllowed { method, .. } => error_body(
+                "invalid_operation",
+                &format!("method `{method}` is not allowed on this path"),
+                vec![],
+                pretty,
+            ),
+        }
+    }
 }
 
 impl From<EvalError> for ApiError {

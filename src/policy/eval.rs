@@ -16,6 +16,7 @@ use std::sync::Arc;
 use super::diagnostic::Diagnostic;
 use super::fast::FastPath;
 use super::path::DataPath;
+use super::purity::{impure_packages, ModuleText};
 use super::resolve::resolve_imports;
 
 /// The answer to one query. Undefined is a value, not an error.
@@ -126,6 +127,9 @@ pub struct RuleIndex {
     /// reports such a disagreement as `eval_conflict_error`; the RVM does not
     /// detect it, so these stay with the interpreter.
     conflict_prone: HashSet<String>,
+    /// Packages whose documents the decision cache must not answer
+    /// (`None`: the analysis failed, cache nothing).
+    impure: Option<Vec<Vec<String>>>,
 }
 
 impl RuleIndex {
@@ -136,6 +140,7 @@ impl RuleIndex {
         // Complete rule -> the value text of each definition (None: not a constant).
         let mut complete: std::collections::HashMap<String, (String, Vec<Option<String>>)> =
             Default::default();
+        let mut texts: Vec<(String, Vec<String>, String)> = Vec::new();
         for module in engine.get_modules().iter() {
             let Some(package) = ref_segments(&module.package.refr) else {
                 continue;
@@ -182,8 +187,22 @@ impl RuleIndex {
                 index.all.push(path);
             }
             let text = module.package.span.source.get_contents().clone();
+            texts.push((
+                module.package.span.source.get_path().clone(),
+                package.clone(),
+                text.clone(),
+            ));
             modules.push((package_name, text, documents));
         }
+        let module_texts: Vec<ModuleText> = texts
+            .iter()
+            .map(|(id, package, text)| ModuleText {
+                id,
+                package: package.clone(),
+                text,
+            })
+            .collect();
+        index.impure = impure_packages(&module_texts).ok();
         let prone_packages: HashSet<&str> = complete
             .values()
             .filter(|(_, defs)| {
@@ -213,6 +232,18 @@ impl RuleIndex {
             .collect();
         entries.sort();
         entries
+    }
+
+    /// Whether the document at `path` is a function of input, data and policy
+    /// alone, so that its answers may be cached (see `purity.rs`).
+    pub fn cacheable(&self, path: &DataPath) -> bool {
+        let Some(impure) = &self.impure else {
+            return false;
+        };
+        let segments = path.segments();
+        !impure
+            .iter()
+            .any(|p| p.starts_with(segments) || segments.starts_with(p))
     }
 
     /// Whether `path` names a rule's document exactly.

@@ -2,6 +2,8 @@
 //! 127.0.0.1:0 (in-process, or the real binary where signals are involved).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod batch;
+mod cache;
 mod commands;
 mod data_api;
 mod default_policies;

@@ -12,6 +12,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use regent::api::Limits;
+use regent::cache::CacheConfig;
 use regent::config::RunConfig;
 use regent::logging::{LogFormat, LogLevel};
 use regent::server::Server;
@@ -37,6 +38,8 @@ pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
         shutdown_grace: Duration::from_secs(5),
         shutdown_wait: Duration::ZERO,
         limits,
+        cache: CacheConfig::default(),
+        max_batch_inputs: 10_000,
         paths,
     }
 }
@@ -56,18 +59,27 @@ impl TestServer {
     }
 
     pub async fn start_with(files: &[(&str, &str)], limits: Limits) -> TestServer {
+        TestServer::start_configured(files, |c| c.limits = limits).await
+    }
+
+    /// A server over `files` with the configuration adjusted by `adjust`.
+    pub async fn start_configured(
+        files: &[(&str, &str)],
+        adjust: impl FnOnce(&mut RunConfig),
+    ) -> TestServer {
         let dir = write_tree(files);
-        let paths = vec![path_string(dir.path())];
-        TestServer::launch(dir, paths, limits).await
+        let mut config = config(vec![path_string(dir.path())], Limits::default());
+        adjust(&mut config);
+        TestServer::launch(dir, config).await
     }
 
     /// A server over existing policy paths (files or directories).
     pub async fn start_paths(paths: Vec<String>) -> TestServer {
-        TestServer::launch(tempfile::tempdir().unwrap(), paths, Limits::default()).await
+        let config = config(paths, Limits::default());
+        TestServer::launch(tempfile::tempdir().unwrap(), config).await
     }
 
-    async fn launch(dir: tempfile::TempDir, paths: Vec<String>, limits: Limits) -> TestServer {
-        let config = config(paths, limits);
+    async fn launch(dir: tempfile::TempDir, config: RunConfig) -> TestServer {
         let snapshot = regent::run::load_snapshot(&config.paths).unwrap();
         let state = regent::run::app_state(&config, snapshot);
         let server = Server::bind(&config.addrs, state).await.unwrap();

@@ -1,0 +1,306 @@
+//! `POST /v1/batch/data/{path}`: many decisions in one request, in the shape
+//! of Enterprise OPA's batch API. The body is
+//! `{"inputs": {"<id>": <input>, ...}, "common_input": {...}}`; the answer is
+//! `{"responses": {"<id>": {"result": ...}, ...}}`, 200 when every item
+//! succeeded, 207 when any failed (then every item carries
+//! `"http_status_code"`, and failed items are OPA error objects).
+//!
+//! Identical item inputs (byte for byte) are evaluated once; each item uses
+//! the decision cache like a single decision; large batches are split over
+//! the blocking thread pool so that they use every core.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use regorus::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::wire::{self, DataResponse, Params};
+use super::{body, cache_flags, eval_options, ApiError, AppState};
+use crate::cache::{Key, RequestKind};
+use crate::policy::{DataPath, EvalOptions, Outcome, Snapshot};
+
+/// Distinct items below this count are evaluated on the request's own task.
+const PARALLEL_MIN_ITEMS: usize = 32;
+
+#[derive(Deserialize)]
+struct BatchRequest<'a> {
+    #[serde(borrow)]
+    inputs: Option<BTreeMap<String, &'a RawValue>>,
+    #[serde(borrow)]
+    common_input: Option<&'a RawValue>,
+}
+
+/// One item's answer: compact JSON object bytes, and its HTTP status.
+type ItemResult = (StatusCode, Bytes);
+
+pub async fn handle(
+    state: &AppState,
+    req: Request<Incoming>,
+    path: &DataPath,
+    params: &Params,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let body = body::read(req, &state.limits, "").await?;
+    let request: BatchRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body contains malformed batch request: {e}")))?;
+    let inputs = request.inputs.ok_or_else(|| {
+        ApiError::BadRequest(
+            "body contains malformed batch request: missing `inputs` object".into(),
+        )
+    })?;
+    if inputs.len() > state.max_batch_inputs {
+        return Err(ApiError::BadRequest(format!(
+            "batch of {} inputs is over the limit of {} (--max-batch-inputs)",
+            inputs.len(),
+            state.max_batch_inputs
+        )));
+    }
+    let common_raw = request.common_input.map(RawValue::get);
+    let common = match common_raw {
+        Some(text) => Some(wire::parse_query_input(text).map_err(|e| {
+            ApiError::BadRequest(format!("body contains malformed common_input: {}", e.0))
+        })?),
+        None => None,
+    };
+
+    let snapshot = state.snapshots.load();
+    let options = eval_options(params);
+    let cacheable = state.cache.enabled() && snapshot.cacheable(path);
+    let flags = cache_flags(params) & !1; // items are always compact
+
+    // Distinct raw inputs, each answered once.
+    let mut distinct: Vec<&str> = Vec::new();
+    let mut slot_of: HashMap<&str, usize> = HashMap::new();
+    for raw in inputs.values() {
+        slot_of.entry(raw.get()).or_insert_with(|| {
+            distinct.push(raw.get());
+            distinct.len() - 1
+        });
+    }
+    let key_of = |raw: &str| {
+        Key::new(
+            snapshot.digest(),
+            RequestKind::BatchItem,
+            flags,
+            path.as_ref_str(),
+            &[common_raw.unwrap_or("").as_bytes(), raw.as_bytes()],
+        )
+    };
+    let mut answers: Vec<Option<ItemResult>> = vec![None; distinct.len()];
+    let mut todo: Vec<(usize, String)> = Vec::new();
+    for (slot, raw) in distinct.iter().enumerate() {
+        if cacheable {
+            if let Some(hit) = state.cache.get(&key_of(raw)) {
+                state.metrics.cache_hits.inc();
+                answers[slot] = Some((StatusCode::OK, hit));
+                continue;
+            }
+            state.metrics.cache_misses.inc();
+        }
+        todo.push((slot, raw.to_string()));
+    }
+
+    let evaluated = evaluate_all(&snapshot, path, common, options, todo).await?;
+    for (slot, result) in evaluated {
+        if cacheable && result.0 == StatusCode::OK {
+            state.cache.insert(key_of(distinct[slot]), result.1.clone());
+        }
+        answers[slot] = Some(result);
+    }
+
+    let failed = answers.iter().any(|a| {
+        a.as_ref()
+            .is_some_and(|(status, _)| *status != StatusCode::OK)
+    });
+    let mut out = Vec::with_capacity(16 + inputs.len() * 32);
+    out.extend_from_slice(b"{\"responses\":{");
+    for (i, (id, raw)) in inputs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let mut id_json = wire::to_json(id, false);
+        id_json.pop(); // the newline
+        out.extend_from_slice(&id_json);
+        out.push(b':');
+        let Some((status, item)) = &answers[slot_of[raw.get()]] else {
+            return Err(ApiError::BadRequest("batch item was not evaluated".into()));
+        };
+        if failed {
+            with_status(&mut out, item, *status);
+        } else {
+            out.extend_from_slice(item);
+        }
+    }
+    out.extend_from_slice(b"}}\n");
+    if params.pretty {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&out) {
+            out = wire::to_json(&value, true);
+        }
+    }
+    let mut response = Response::new(Full::new(Bytes::from(out)));
+    *response.status_mut() = if failed {
+        StatusCode::MULTI_STATUS
+    } else {
+        StatusCode::OK
+    };
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+/// Writes `item` (a JSON object) with `"http_status_code"` as its first field.
+fn with_status(out: &mut Vec<u8>, item: &[u8], status: StatusCode) {
+    out.extend_from_slice(b"{\"http_status_code\":\"");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b'"');
+    let rest = &item[1..];
+    if rest.first() != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+}
+
+/// Evaluates `todo` (slot, raw input), spreading large batches over the
+/// blocking pool in one chunk per core.
+async fn evaluate_all(
+    snapshot: &Arc<Snapshot>,
+    path: &DataPath,
+    common: Option<Value>,
+    options: EvalOptions,
+    todo: Vec<(usize, String)>,
+) -> Result<Vec<(usize, ItemResult)>, ApiError> {
+    if todo.len() < PARALLEL_MIN_ITEMS {
+        return Ok(todo
+            .into_iter()
+            .map(|(slot, raw)| {
+                (
+                    slot,
+                    evaluate_item(snapshot, path, common.as_ref(), options, &raw),
+                )
+            })
+            .collect());
+    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = todo.len().div_ceil(workers);
+    let mut todo = todo;
+    let mut tasks = Vec::new();
+    while !todo.is_empty() {
+        let part: Vec<(usize, String)> = todo.drain(..chunk.min(todo.len())).collect();
+        let snapshot = Arc::clone(snapshot);
+        let path = path.clone();
+        let common = common.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            part.into_iter()
+                .map(|(slot, raw)| {
+                    (
+                        slot,
+                        evaluate_item(&snapshot, &path, common.as_ref(), options, &raw),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        let part = task
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("batch worker failed: {e}")))?;
+        out.extend(part);
+    }
+    Ok(out)
+}
+
+/// One item: `{"result": ...}` (or `{}` when undefined), or an error object.
+fn evaluate_item(
+    snapshot: &Snapshot,
+    path: &DataPath,
+    common: Option<&Value>,
+    options: EvalOptions,
+    raw: &str,
+) -> ItemResult {
+    let answer = wire::parse_query_input(raw)
+        .map_err(|e| ApiError::BadRequest(format!("input contains malformed document: {}", e.0)))
+        .and_then(|input| {
+            let input = match common {
+                Some(common) => merge(common.clone(), input),
+                None => input,
+            };
+            Ok(snapshot.evaluate(path, Some(input), options)?)
+        });
+    match answer {
+        Ok(outcome) => {
+            let result = match &outcome {
+                Outcome::Defined(value) => Some(value),
+                Outcome::Undefined => None,
+            };
+            let mut bytes = wire::to_json(
+                &DataResponse {
+                    result,
+                    ..DataResponse::default()
+                },
+                false,
+            );
+            bytes.pop();
+            (StatusCode::OK, Bytes::from(bytes))
+        }
+        Err(err) => {
+            let mut bytes = err.body(false);
+            bytes.pop();
+            (err.status(), Bytes::from(bytes))
+        }
+    }
+}
+
+/// Deep-merges `item` into `common`: objects merge key by key, anything
+/// else in `item` wins.
+fn merge(common: Value, item: Value) -> Value {
+    match (common, item) {
+        (Value::Object(base), Value::Object(over)) => {
+            let mut base = (*base).clone();
+            for (key, value) in over.iter() {
+                let merged = match base.remove(key) {
+                    Some(existing) => merge(existing, value.clone()),
+                    None => value.clone(),
+                };
+                base.insert(key.clone(), merged);
+            }
+            Value::from(base)
+        }
+        (_, item) => item,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_input_merges_deeply_and_items_win() {
+        let common = Value::from_json_str(r#"{"a": {"x": 1, "y": 2}, "b": 1}"#).unwrap();
+        let item = Value::from_json_str(r#"{"a": {"y": 3}, "c": 4}"#).unwrap();
+        let merged = merge(common, item);
+        assert_eq!(
+            merged,
+            Value::from_json_str(r#"{"a": {"x": 1, "y": 3}, "b": 1, "c": 4}"#).unwrap()
+        );
+    }
+
+    #[test]
+    fn status_is_spliced_into_items() {
+        let mut out = Vec::new();
+        with_status(&mut out, b"{}", StatusCode::OK);
+        out.push(b' ');
+        with_status(&mut out, b"{\"result\":true}", StatusCode::OK);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"http_status_code":"200"} {"http_status_code":"200","result":true}"#
+        );
+    }
+}
