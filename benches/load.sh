@@ -33,8 +33,8 @@ echo "bodies: $(wc -l < "$work/allow.txt") per endpoint"
 now_ms() { date +%s%3N; }
 
 # 100k distinct bodies (generated inputs with a counter) to fill the cache.
-awk -F'\t' '{ sub(/}$/, "", $2); for (k = 0; k < 4; k++) { printf "%s\t%s, \"fill\": %d}\n", $1, $2, NR * 4 + k } }' \
-  "$work/allow.txt" | head -100000 > "$work/fill.txt"
+awk -F'\t' '{ sub(/}$/, "", $2); for (k = 0; k < 4; k++) if (n++ < 100000) printf "%s\t%s, \"fill\": %d}\n", $1, $2, n }' \
+  "$work/allow.txt" > "$work/fill.txt"
 
 # Start a Regent (extra flags: $1) and print "pid addr"; time spawn -> first 200 on /health.
 start_regent() { # log-name flags...
@@ -75,12 +75,13 @@ for run in $(seq "$RUNS"); do
   load "$cached_addr" "$work/filter.txt" filter-cached
 done > "$work/results.txt"
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$regent_pid/status")
+warm_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
 # Fill the cached instance with 100k distinct decisions, then read its RSS.
 DURATION=15s load "$cached_addr" "$work/fill.txt" fill > /dev/null
 entries=$(curl -sf "http://$cached_addr/metrics" | awk '/^regent_decision_cache_entries/ {print $2}')
 cached_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
 
-python3 - "$work/results.txt" "$ready_ms" "$rss_kb" "$entries" "$cached_rss_kb" <<'PY'
+python3 - "$work/results.txt" "$ready_ms" "$rss_kb" "$entries" "$cached_rss_kb" "$warm_rss_kb" <<'PY'
 import statistics, sys
 def ms(v):
     for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
@@ -99,5 +100,5 @@ for name in ("bare", "allow", "filter", "allow-cached", "filter-cached"):
     rps = med([x[0] for x in r])
     print(f"{name:13} {rps:10.0f} {rps / bare:6.2f} {med([x[1] for x in r]):7.3f} {med([x[2] for x in r]):7.3f} {sum(x[3] for x in r)}")
 print(f"start to ready: {sys.argv[2]} ms; uncached Regent RSS after the runs: {int(sys.argv[3]) / 1024:.1f} MiB")
-print(f"cached Regent after the fill: {sys.argv[4]} cached decisions, RSS {int(sys.argv[5]) / 1024:.1f} MiB")
+print(f"cached Regent: RSS {int(sys.argv[6]) / 1024:.1f} MiB after the cached runs; after the fill: {sys.argv[4]} cached decisions, RSS {int(sys.argv[5]) / 1024:.1f} MiB")
 PY

@@ -55,10 +55,10 @@ const BUILD_COMMIT: &str = match option_env!("REGENT_BUILD_COMMIT") {
 };
 
 /// Answers one request. Never fails: errors become OPA-shaped responses.
-pub async fn handle(state: AppState, req: Request<Incoming>) -> HttpResponse {
+pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
     let started = Instant::now();
     let method = req.method().clone();
-    let response = match route(&state, req, started).await {
+    let response = match route(state, req, started).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     };
@@ -188,6 +188,7 @@ async fn v1_data(
     let parse_started = Instant::now();
     let (input, missing_input) = match &body {
         Some(body) => {
+            body::check_body_depth(body, &state.limits, "")?;
             let input = wire::parse_data_request(body)
                 .map_err(|e| malformed("body contains malformed input document: ", e))?;
             let missing = input.is_none();
@@ -237,7 +238,7 @@ async fn v1_data(
     let bytes = Bytes::from(wire::to_json(&response, params.pretty));
     let status = match key {
         Some(key) => {
-            state.cache.insert(key, bytes.clone());
+            state.cache.insert(key, &bytes);
             "miss"
         }
         None => "bypass",
@@ -316,6 +317,7 @@ async fn v0_data(
 ) -> Result<HttpResponse, ApiError> {
     let context = "unexpected parse error for input: ";
     let body = body::read(req, &state.limits, context).await?;
+    body::check_body_depth(&body, &state.limits, context)?;
     let input = wire::parse_raw_input(&body).map_err(|e| {
         malformed(
             "unexpected parse error for input: body contains malformed input document: ",

@@ -129,9 +129,11 @@ impl DecisionCache {
         self.inner.as_ref()?.get(key)
     }
 
-    pub fn insert(&self, key: Key, body: Bytes) {
+    /// Stores a copy of `body` in an allocation of exactly its size (response
+    /// buffers are allocated with room to spare).
+    pub fn insert(&self, key: Key, body: &[u8]) {
         if let Some(cache) = &self.inner {
-            cache.insert(key, body);
+            cache.insert(key, Bytes::copy_from_slice(body));
         }
     }
 
@@ -189,7 +191,7 @@ mod tests {
         });
         for i in 0..1000u32 {
             let key = Key::new(&[0; 32], RequestKind::DataPost, 0, "p", &[&i.to_le_bytes()]);
-            cache.insert(key, Bytes::from_static(b"{\"result\":true}\n"));
+            cache.insert(key, b"{\"result\":true}\n");
         }
         let (entries, size) = cache.usage();
         assert!(entries <= 50, "{entries} entries");

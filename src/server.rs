@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,7 +20,7 @@ use crate::api::{self, AppState};
 /// Bound listeners and the state they serve; nothing is accepted until [`Server::serve`].
 pub struct Server {
     listeners: Vec<TcpListener>,
-    state: AppState,
+    state: Arc<AppState>,
 }
 
 impl Server {
@@ -35,7 +36,10 @@ impl Server {
                 .with_context(|| format!("cannot listen on `{addr}`"))?;
             listeners.push(listener);
         }
-        Ok(Server { listeners, state })
+        Ok(Server {
+            listeners,
+            state: Arc::new(state),
+        })
     }
 
     /// The addresses actually bound (ports resolved when `:0` was asked).
@@ -64,10 +68,10 @@ impl Server {
             tokio::select! {
                 stream = rx.recv() => {
                     let Some(stream) = stream else { break };
-                    let state = self.state.clone();
+                    let state = Arc::clone(&self.state);
                     let service = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(api::handle(state, req).await) }
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, std::convert::Infallible>(api::handle(&state, req).await) }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);

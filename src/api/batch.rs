@@ -47,6 +47,7 @@ pub async fn handle(
     params: &Params,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let body = body::read(req, &state.limits, "").await?;
+    body::check_body_depth(&body, &state.limits, "")?;
     let request: BatchRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body contains malformed batch request: {e}")))?;
     let inputs = request.inputs.ok_or_else(|| {
@@ -109,7 +110,7 @@ pub async fn handle(
     let evaluated = evaluate_all(&snapshot, path, common, options, todo).await?;
     for (slot, result) in evaluated {
         if cacheable && result.0 == StatusCode::OK {
-            state.cache.insert(key_of(distinct[slot]), result.1.clone());
+            state.cache.insert(key_of(distinct[slot]), &result.1);
         }
         answers[slot] = Some(result);
     }

@@ -38,6 +38,7 @@ impl Default for Limits {
 const TOO_LARGE: &str = "request body too large";
 
 /// Reads the whole body of `req`, decompressing it when it is gzip-encoded.
+/// The JSON depth is checked separately, by [`check_body_depth`].
 /// `context` prefixes decompression errors as OPA does for the endpoint.
 pub async fn read(
     req: Request<Incoming>,
@@ -76,13 +77,19 @@ pub async fn read(
     } else {
         body
     };
-    if json_depth_exceeds(&body, limits.max_json_depth) {
+    Ok(body)
+}
+
+/// Checks a body against the depth limit before it is parsed (not in
+/// [`read`]: a decision cache hit never parses, so it need not scan).
+pub fn check_body_depth(body: &[u8], limits: &Limits, context: &str) -> Result<(), ApiError> {
+    if json_depth_exceeds(body, limits.max_json_depth) {
         return Err(ApiError::BadRequest(format!(
             "{context}body contains malformed input document: exceeded max depth of {}",
             limits.max_json_depth
         )));
     }
-    Ok(body)
+    Ok(())
 }
 
 fn gunzip(body: &[u8], max: usize, context: &str) -> Result<Bytes, ApiError> {
