@@ -25,12 +25,15 @@ use wire::{DataResponse, Params, Provenance};
 
 use crate::cache::{DecisionCache, Key, RequestKind};
 use crate::metrics::Metrics;
+use crate::policy::store::{PolicyStore, WriteError};
 use crate::policy::{DataPath, EvalOptions, Outcome, Snapshot, SnapshotHandle};
 
 /// What every handler needs, cheap to clone: one per connection.
 #[derive(Clone)]
 pub struct AppState {
     pub snapshots: SnapshotHandle,
+    /// The write side (policy API); shares `snapshots`.
+    pub store: PolicyStore,
     pub limits: Limits,
     /// The document `POST /` answers (OPA's `default_decision`).
     pub default_decision: DataPath,
@@ -142,7 +145,9 @@ async fn route(
     if let Some(id) = path.strip_prefix("/v1/policies/") {
         return match method {
             Method::GET => get_policy(state, id, &params),
-            _ => Err(allow("GET")),
+            Method::PUT => put_policy(state, req, id).await,
+            Method::DELETE => delete_policy(state, id).await,
+            _ => Err(allow("GET, PUT, DELETE")),
         };
     }
     Err(ApiError::NotFound(format!(
@@ -421,6 +426,54 @@ fn get_policy(state: &AppState, id: &str, params: &Params) -> Result<HttpRespons
         wire::to_json(&ResultBody { result }, params.pretty),
         false,
     ))
+}
+
+/// `PUT /v1/policies/{id}`: the body is the module's Rego text. The module is
+/// compiled with all the others and a new snapshot activated, or nothing
+/// changes and the answer is 400 with the errors.
+async fn put_policy(
+    state: &AppState,
+    req: Request<Incoming>,
+    id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let body = body::read(req, &state.limits, "").await?;
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("policy body is not valid UTF-8".into()))?;
+    let (store, owned_id, owned_text) = (state.store.clone(), id.to_string(), text.clone());
+    tokio::task::spawn_blocking(move || store.put_policy(&owned_id, &owned_text))
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("policy write failed: {e}")))?
+        .map_err(|e| write_error(e, Some((id, &text))))?;
+    Ok(json_response(b"{}\n".to_vec(), false))
+}
+
+/// `DELETE /v1/policies/{id}`: removes the module, unless the rest then
+/// fails to compile (400, nothing changes).
+async fn delete_policy(state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
+    let (store, owned_id) = (state.store.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || store.delete_policy(&owned_id))
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("policy write failed: {e}")))?
+        .map_err(|e| write_error(e, None))?;
+    Ok(json_response(b"{}\n".to_vec(), false))
+}
+
+/// A failed write as OPA reports it. `written` is the module a PUT sent: when
+/// it does not parse on its own, the error is a `rego_parse_error`.
+fn write_error(err: WriteError, written: Option<(&str, &str)>) -> ApiError {
+    match err {
+        WriteError::NoSuchPolicy(id) => {
+            ApiError::NotFound(format!("storage_not_found_error: policy id {id:?}"))
+        }
+        WriteError::Build(err) => {
+            let diagnostic = crate::policy::Diagnostic::from_regorus(&err);
+            let code = match written {
+                Some((id, text)) if !crate::policy::parses(id, text) => "rego_parse_error",
+                _ => "rego_compile_error",
+            };
+            ApiError::Compile(vec![(code, diagnostic)])
+        }
+    }
 }
 
 fn json_response(body: impl Into<Bytes>, vary: bool) -> HttpResponse {

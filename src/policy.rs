@@ -10,6 +10,7 @@ pub mod path;
 pub mod purity;
 pub mod resolve;
 pub mod source;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -96,6 +97,13 @@ impl Snapshot {
     ) -> Result<Outcome, EvalError> {
         self.evaluator.evaluate(path, input, options)
     }
+}
+
+/// Whether `text` parses as a Rego module on its own.
+pub fn parses(id: &str, text: &str) -> bool {
+    regorus::Source::from_contents(id.to_string(), text.to_string())
+        .and_then(|source| regorus::unstable::Parser::new(&source)?.parse())
+        .is_ok()
 }
 
 /// A sha256 over every module id and text and the data document, so that the

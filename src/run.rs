@@ -10,40 +10,45 @@ use crate::api::AppState;
 use crate::cache::DecisionCache;
 use crate::config::RunConfig;
 use crate::metrics::Metrics;
-use crate::policy::{DataPath, Snapshot, SnapshotHandle, Sources};
+use crate::policy::store::PolicyStore;
+use crate::policy::{DataPath, Snapshot, Sources};
 use crate::server::Server;
 
 /// The default decision of `POST /` (OPA's `default_decision`).
 pub const DEFAULT_DECISION: &str = "system/main";
 
-/// Loads the configured sources (or the embedded default set) into a snapshot.
-pub fn load_snapshot(paths: &[String]) -> Result<Snapshot> {
-    let sources = if paths.is_empty() {
-        Sources::embedded_default().context("loading the default policies")?
+/// Reads the configured sources (or the embedded default set).
+pub fn load_sources(paths: &[String]) -> Result<Sources> {
+    if paths.is_empty() {
+        Sources::embedded_default().context("loading the default policies")
     } else {
-        Sources::load_paths(paths)?
-    };
-    Snapshot::build(sources)
+        Sources::load_paths(paths)
+    }
 }
 
-/// Builds the shared state for a server over `snapshot`.
-pub fn app_state(config: &RunConfig, snapshot: Snapshot) -> AppState {
-    AppState {
-        snapshots: SnapshotHandle::new(snapshot),
+/// Compiles `sources` and builds the shared state for a server over them.
+pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
+    let snapshot = Snapshot::build(sources.clone())?;
+    let cache = DecisionCache::new(config.cache);
+    let metrics = Metrics::new();
+    let store = PolicyStore::new(sources, snapshot, cache.clone(), metrics.clone());
+    Ok(AppState {
+        snapshots: store.snapshots().clone(),
+        store,
         limits: config.limits,
         default_decision: DataPath::parse(DEFAULT_DECISION),
-        cache: DecisionCache::new(config.cache),
-        metrics: Metrics::new(),
+        cache,
+        metrics,
         max_batch_inputs: config.max_batch_inputs,
-    }
+    })
 }
 
 /// Runs the server until `shutdown` completes.
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let snapshot = load_snapshot(&config.paths)?;
+    let state = app_state(&config, load_sources(&config.paths)?)?;
+    let snapshot = state.snapshots.load();
     let modules = snapshot.modules().len();
     let revision = snapshot.revision().to_string();
-    let state = app_state(&config, snapshot);
     let server = Server::bind(&config.addrs, state).await?;
     let addrs: Vec<String> = server
         .local_addrs()

@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use super::wire::to_json;
-use crate::policy::EvalError;
+use crate::policy::{Diagnostic, EvalError};
 
 /// OPA's message for a request that failed in evaluation.
 const MSG_EVALUATION_ERROR: &str = "error(s) occurred while evaluating query";
@@ -30,7 +30,13 @@ pub enum ApiError {
     MethodNotAllowed { method: String, allow: &'static str },
     /// A failed health check: OPA answers these with `{"error": ...}`.
     Unhealthy(String),
+    /// 400 `invalid_parameter`: a written module does not parse or compile;
+    /// each error has its code (`rego_parse_error`, `rego_compile_error`).
+    Compile(Vec<(&'static str, Diagnostic)>),
 }
+
+/// OPA's message for a policy write that does not compile.
+const MSG_COMPILE_ERROR: &str = "error(s) occurred while compiling module(s)";
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -63,7 +69,7 @@ struct HealthBody<'a> {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Compile(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Eval(_) | ApiError::Unhealthy(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Undefined(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -117,6 +123,21 @@ impl ApiError {
             }
             ApiError::BadRequest(m) | ApiError::TooLarge(m) => {
                 error_body("invalid_parameter", m, vec![], pretty)
+            }
+            ApiError::Compile(errors) => {
+                let details = errors
+                    .iter()
+                    .map(|(code, d)| ErrorDetail {
+                        code,
+                        message: &d.message,
+                        location: d.location.as_ref().map(|l| LocationBody {
+                            file: &l.file,
+                            row: l.row,
+                            col: l.col,
+                        }),
+                    })
+                    .collect();
+                error_body("invalid_parameter", MSG_COMPILE_ERROR, details, pretty)
             }
             ApiError::Undefined(m) => error_body("undefined_document", m, vec![], pretty),
             ApiError::NotFound(m) => error_body("resource_not_found", m, vec![], pretty),

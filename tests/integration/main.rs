@@ -11,5 +11,6 @@ mod default_suite;
 mod differential;
 mod errors;
 mod health_policies;
+mod policy_writes;
 mod process;
 mod support;

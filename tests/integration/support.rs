@@ -80,8 +80,8 @@ impl TestServer {
     }
 
     async fn launch(dir: tempfile::TempDir, config: RunConfig) -> TestServer {
-        let snapshot = regent::run::load_snapshot(&config.paths).unwrap();
-        let state = regent::run::app_state(&config, snapshot);
+        let sources = regent::run::load_sources(&config.paths).unwrap();
+        let state = regent::run::app_state(&config, sources).unwrap();
         let server = Server::bind(&config.addrs, state).await.unwrap();
         let addr = server.local_addrs()[0];
         let (tx, rx) = oneshot::channel::<()>();

@@ -1,0 +1,210 @@
+//! OPA's policy write API (`PUT`/`DELETE /v1/policies/{id}`), each write
+//! checked through a following decision, and the decision cache seeing the
+//! new revision at once.
+
+use crate::support::{request, Reply, TestServer};
+use bytes::Bytes;
+
+const V1: &str =
+    "package app\nimport rego.v1\ndefault allow := false\nallow if input.user == \"alice\"\n";
+const V2: &str =
+    "package app\nimport rego.v1\ndefault allow := false\nallow if input.user == \"bob\"\n";
+
+async fn put(server: &TestServer, id: &str, text: &str) -> Reply {
+    request(
+        server.addr,
+        "PUT",
+        &format!("/v1/policies/{id}"),
+        &[],
+        Bytes::from(text.to_string()),
+    )
+    .await
+}
+
+async fn delete(server: &TestServer, id: &str) -> Reply {
+    let path = format!("/v1/policies/{id}");
+    request(server.addr, "DELETE", &path, &[], Bytes::new()).await
+}
+
+async fn allow(server: &TestServer, user: &str) -> (String, String) {
+    let reply = server
+        .post(
+            "/v1/data/app/allow",
+            &format!(r#"{{"input": {{"user": "{user}"}}}}"#),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let cache = reply.headers["x-regent-decision-cache"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (reply.body, cache)
+}
+
+#[tokio::test]
+async fn a_put_policy_flips_the_answer_and_the_cache_never_serves_the_old_one() {
+    let server = TestServer::start(&[("app.rego", V1)]).await;
+    let revision =
+        server.post("/v1/data?provenance", "{}").await.json()["provenance"]["revision"].clone();
+    assert_eq!(
+        allow(&server, "alice").await,
+        ("{\"result\":true}\n".into(), "miss".into())
+    );
+    assert_eq!(
+        allow(&server, "alice").await,
+        ("{\"result\":true}\n".into(), "hit".into())
+    );
+
+    let reply = put(
+        &server,
+        "extra.rego",
+        V2.replace("package app", "package app2").as_str(),
+    )
+    .await;
+    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "{}\n"));
+    // A write to another package is still a new revision: no old entry is served.
+    assert_eq!(allow(&server, "alice").await.1, "miss");
+
+    // Replace the module that defines the answer (ids of loaded files are their paths).
+    let id = server.get("/v1/policies").await.json()["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .find(|id| id.ends_with("app.rego"))
+        .unwrap();
+    let reply = put(&server, &id, V2).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        allow(&server, "alice").await,
+        ("{\"result\":false}\n".into(), "miss".into())
+    );
+    assert_eq!(allow(&server, "bob").await.0, "{\"result\":true}\n");
+    let now =
+        server.post("/v1/data?provenance", "{}").await.json()["provenance"]["revision"].clone();
+    assert_ne!(revision, now);
+    let got = server.get(&format!("/v1/policies/{id}")).await.json();
+    assert_eq!(got["result"]["raw"], V2);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_puts_answer_400_with_opa_errors_and_change_nothing() {
+    let server = TestServer::start(&[("app.rego", V1)]).await;
+    let reply = put(&server, "bad.rego", "package bad\nx := \n").await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["code"], "invalid_parameter");
+    assert_eq!(
+        body["message"],
+        "error(s) occurred while compiling module(s)"
+    );
+    assert_eq!(body["errors"][0]["code"], "rego_parse_error");
+    assert_eq!(body["errors"][0]["location"]["file"], "bad.rego");
+    assert_eq!(body["errors"][0]["location"]["row"], 3);
+
+    // Parses, but does not compile (a variable declared twice).
+    let clash = "package app\nimport rego.v1\nx if {\n\ty := 1\n\ty := 2\n}\n";
+    let reply = put(&server, "clash.rego", clash).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["errors"][0]["code"], "rego_compile_error");
+
+    assert_eq!(allow(&server, "alice").await.0, "{\"result\":true}\n");
+    let ids = server.get("/v1/policies").await.body;
+    assert!(
+        !ids.contains("bad.rego") && !ids.contains("clash.rego"),
+        "{ids}"
+    );
+    let metrics = server.get("/metrics").await.body;
+    assert!(
+        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 2"),
+        "{metrics}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn delete_removes_a_module_and_its_rules() {
+    let lib = "package lib\nimport rego.v1\nis_alice if input.user == \"alice\"\n";
+    let user = "package app\nimport rego.v1\nimport data.lib\nallow if lib.is_alice\n";
+    let server = TestServer::start(&[]).await;
+    assert_eq!(put(&server, "lib.rego", lib).await.status, 200);
+    assert_eq!(put(&server, "user.rego", user).await.status, 200);
+    assert_eq!(allow(&server, "alice").await.0, "{\"result\":true}\n");
+
+    let deleted = delete(&server, "user.rego").await;
+    assert_eq!(
+        (deleted.status.as_u16(), deleted.body.as_str()),
+        (200, "{}\n")
+    );
+    assert_eq!(allow(&server, "alice").await.0, "{}\n");
+
+    let missing = delete(&server, "user.rego").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.json()["message"],
+        "storage_not_found_error: policy id \"user.rego\""
+    );
+    let wrong = request(
+        server.addr,
+        "POST",
+        "/v1/policies/user.rego",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.headers["allow"], "GET, PUT, DELETE");
+    server.stop().await.unwrap();
+}
+
+/// Clients decide continuously while the module is swapped 50 times between
+/// two versions: no request fails, every answer is one of the two versions',
+/// and after each write returns, the next answer is the new version's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_under_load_never_fails_a_request_or_serves_a_stale_answer() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let server = TestServer::start(&[]).await;
+    assert_eq!(put(&server, "app.rego", V1).await.status, 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, stop) = (server.addr, stop.clone());
+            tokio::spawn(async move {
+                let mut conn = crate::support::Conn::open(addr).await;
+                let mut answered = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = Bytes::from_static(br#"{"input": {"user": "alice"}}"#);
+                    let reply = conn.send("POST", "/v1/data/app/allow", &[], body).await;
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                    assert!(
+                        reply.body == "{\"result\":true}\n" || reply.body == "{\"result\":false}\n",
+                        "{}",
+                        reply.body
+                    );
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    for swap in 0..50 {
+        let (text, alice) = if swap % 2 == 0 {
+            (V2, "false")
+        } else {
+            (V1, "true")
+        };
+        assert_eq!(put(&server, "app.rego", text).await.status, 200);
+        assert_eq!(
+            allow(&server, "alice").await.0,
+            format!("{{\"result\":{alice}}}\n")
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        assert!(client.await.unwrap() > 0);
+    }
+    server.stop().await.unwrap();
+}
