@@ -105,6 +105,12 @@ async fn route(
             _ => Err(allow("POST")),
         };
     }
+    if path == "/v1/status" {
+        return match method {
+            Method::GET => Ok(status(state, &params)),
+            _ => Err(allow("GET")),
+        };
+    }
     if path == "/metrics" {
         return match method {
             Method::GET => Ok(metrics(state)),
@@ -300,6 +306,43 @@ fn decision_response(body: Bytes, cache: &'static str) -> HttpResponse {
         .headers_mut()
         .insert(CACHE_HEADER, HeaderValue::from_static(cache));
     response
+}
+
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    revision: &'a str,
+    activated_at_unix: u64,
+    modules: usize,
+    last_error: Option<LastErrorBody>,
+}
+
+#[derive(Serialize)]
+struct LastErrorBody {
+    source: String,
+    message: String,
+    time_unix: u64,
+}
+
+fn unix(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `GET /v1/status`: the active revision and the last failed activation
+/// (a file reload or a policy write that did not build), if any.
+fn status(state: &AppState, params: &Params) -> HttpResponse {
+    let snapshot = state.snapshots.load();
+    let result = StatusBody {
+        revision: snapshot.revision(),
+        activated_at_unix: unix(snapshot.activated_at()),
+        modules: snapshot.modules().len(),
+        last_error: state.store.last_error().map(|e| LastErrorBody {
+            source: e.source,
+            message: e.message,
+            time_unix: unix(e.time),
+        }),
+    };
+    json_response(wire::to_json(&ResultBody { result }, params.pretty), false)
 }
 
 /// `GET /metrics`: Prometheus text exposition.

@@ -240,6 +240,10 @@ pub struct RunArgs {
     )]
     pub max_json_depth: usize,
 
+    /// Reload the paths when files under them change.
+    #[arg(short = 'w', long, env = "REGENT_WATCH")]
+    pub watch: bool,
+
     /// Turn the decision cache off.
     #[arg(long, env = "REGENT_DISABLE_DECISION_CACHE")]
     pub disable_decision_cache: bool,

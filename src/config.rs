@@ -23,6 +23,8 @@ pub struct RunConfig {
     pub limits: Limits,
     pub cache: CacheConfig,
     pub max_batch_inputs: usize,
+    /// Reload `paths` when they change.
+    pub watch: bool,
     /// Empty: serve the embedded default policies.
     pub paths: Vec<String>,
 }
@@ -43,6 +45,11 @@ impl RunConfig {
         }
         if args.max_request_body_bytes == 0 || args.max_decompressed_body_bytes == 0 {
             bail!("body size limits must be positive");
+        }
+        if args.watch && args.paths.is_empty() {
+            bail!(
+                "`--watch` needs at least one path (the embedded default policies cannot change)"
+            );
         }
         if args.max_batch_inputs == 0 {
             bail!("`--max-batch-inputs` must be positive");
@@ -66,6 +73,7 @@ impl RunConfig {
                     .then(|| Duration::from_secs(args.decision_cache_ttl_seconds)),
             },
             max_batch_inputs: args.max_batch_inputs,
+            watch: args.watch,
             paths: args.paths,
         })
     }

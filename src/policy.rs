@@ -11,6 +11,7 @@ pub mod purity;
 pub mod resolve;
 pub mod source;
 pub mod store;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::SystemTime;

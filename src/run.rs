@@ -11,6 +11,7 @@ use crate::cache::DecisionCache;
 use crate::config::RunConfig;
 use crate::metrics::Metrics;
 use crate::policy::store::PolicyStore;
+use crate::policy::watch;
 use crate::policy::{DataPath, Snapshot, Sources};
 use crate::server::Server;
 
@@ -43,9 +44,18 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
     })
 }
 
+/// Starts what runs beside the server: the file watcher with `--watch`.
+pub fn start_background(config: &RunConfig, state: &AppState) -> Result<()> {
+    if config.watch {
+        watch::spawn(state.store.clone(), config.paths.clone())?;
+    }
+    Ok(())
+}
+
 /// Runs the server until `shutdown` completes.
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
     let state = app_state(&config, load_sources(&config.paths)?)?;
+    start_background(&config, &state)?;
     let snapshot = state.snapshots.load();
     let modules = snapshot.modules().len();
     let revision = snapshot.revision().to_string();

@@ -201,6 +201,12 @@ fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("{}: cannot read", dir.display()))?;
+        // Hidden entries are skipped, as with OPA's `--ignore=.*`: a mounted
+        // Kubernetes ConfigMap holds each file three times (`..data/`,
+        // `..<timestamp>/` and the top-level symlink).
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let path = entry.path();
         let meta =
             std::fs::metadata(&path).with_context(|| format!("{}: cannot read", path.display()))?;

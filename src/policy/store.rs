@@ -5,7 +5,9 @@
 //! readers go through [`SnapshotHandle`] and never wait. A build that fails
 //! changes nothing.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use anyhow::{anyhow, Result};
 
@@ -27,8 +29,19 @@ pub enum WriteError {
 pub struct PolicyStore {
     snapshots: SnapshotHandle,
     sources: Arc<Mutex<Sources>>,
+    /// Ids of modules written through the API: a file reload keeps them.
+    api_ids: Arc<Mutex<HashSet<String>>>,
+    last_error: Arc<Mutex<Option<LastError>>>,
     cache: DecisionCache,
     metrics: Metrics,
+}
+
+/// The most recent failed activation, for operators (`GET /v1/status`).
+#[derive(Clone, Debug)]
+pub struct LastError {
+    pub source: String,
+    pub message: String,
+    pub time: SystemTime,
 }
 
 impl PolicyStore {
@@ -41,6 +54,8 @@ impl PolicyStore {
         PolicyStore {
             snapshots: SnapshotHandle::new(snapshot),
             sources: Arc::new(Mutex::new(sources)),
+            api_ids: Arc::default(),
+            last_error: Arc::default(),
             cache,
             metrics,
         }
@@ -48,6 +63,39 @@ impl PolicyStore {
 
     pub fn snapshots(&self) -> &SnapshotHandle {
         &self.snapshots
+    }
+
+    /// The last failed activation, if any.
+    pub fn last_error(&self) -> Option<LastError> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Re-reads the loaded files (a `--watch` reload): their modules and the
+    /// whole data document are replaced, as OPA does (data written through an
+    /// API is lost on a file reload); modules written through the API stay.
+    pub fn reload_files(&self, paths: &[String]) -> Result<(), WriteError> {
+        let api_ids = self
+            .api_ids
+            .lock()
+            .map(|ids| ids.clone())
+            .unwrap_or_default();
+        let files = match crate::run::load_sources(paths) {
+            Ok(files) => files,
+            Err(err) => {
+                self.failed("watch", &err);
+                return Err(WriteError::Build(err));
+            }
+        };
+        self.write("watch", move |sources| {
+            let mut next = files;
+            for module in &sources.modules {
+                if api_ids.contains(&module.id) && !next.modules.iter().any(|m| m.id == module.id) {
+                    next.modules.push(module.clone());
+                }
+            }
+            *sources = next;
+            Ok(())
+        })
     }
 
     /// `PUT /v1/policies/{id}`: adds or replaces module `id`. Blocking (it
@@ -63,7 +111,11 @@ impl PolicyStore {
                 None => sources.modules.push(module),
             }
             Ok(())
-        })
+        })?;
+        if let Ok(mut ids) = self.api_ids.lock() {
+            ids.insert(id.to_string());
+        }
+        Ok(())
     }
 
     /// `DELETE /v1/policies/{id}`.
@@ -75,7 +127,11 @@ impl PolicyStore {
                 return Err(WriteError::NoSuchPolicy(id.to_string()));
             }
             Ok(())
-        })
+        })?;
+        if let Ok(mut ids) = self.api_ids.lock() {
+            ids.remove(id);
+        }
+        Ok(())
     }
 
     /// Applies `change` to a copy of the current sources and activates the
@@ -104,13 +160,25 @@ impl PolicyStore {
                 Ok(())
             }
             Err(err) => {
-                tracing::warn!(source, error = %format!("{err:#}"), "kept the active snapshot: the new one does not build");
-                self.metrics
-                    .reloads
-                    .with_label_values(&[source, "failure"])
-                    .inc();
+                self.failed(source, &err);
                 Err(WriteError::Build(err))
             }
+        }
+    }
+
+    fn failed(&self, source: &str, err: &anyhow::Error) {
+        let message = format!("{err:#}");
+        tracing::warn!(source, error = %message, "kept the active snapshot: the new one does not build");
+        self.metrics
+            .reloads
+            .with_label_values(&[source, "failure"])
+            .inc();
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(LastError {
+                source: source.to_string(),
+                message,
+                time: SystemTime::now(),
+            });
         }
     }
 }

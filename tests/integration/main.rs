@@ -14,3 +14,4 @@ mod health_policies;
 mod policy_writes;
 mod process;
 mod support;
+mod watch;

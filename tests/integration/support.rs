@@ -40,6 +40,7 @@ pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
         limits,
         cache: CacheConfig::default(),
         max_batch_inputs: 10_000,
+        watch: false,
         paths,
     }
 }
@@ -82,6 +83,7 @@ impl TestServer {
     async fn launch(dir: tempfile::TempDir, config: RunConfig) -> TestServer {
         let sources = regent::run::load_sources(&config.paths).unwrap();
         let state = regent::run::app_state(&config, sources).unwrap();
+        regent::run::start_background(&config, &state).unwrap();
         let server = Server::bind(&config.addrs, state).await.unwrap();
         let addr = server.local_addrs()[0];
         let (tx, rx) = oneshot::channel::<()>();

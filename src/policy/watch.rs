@@ -1,0 +1,68 @@
+//! `--watch`: reload the loaded paths when anything under them changes.
+//!
+//! Every path is watched with `notify` (directories recursively; a file
+//! through its parent directory, so that rename-over writes and re-created
+//! files are seen). Any event counts: a burst (an editor's save, a `git
+//! checkout`, Kubernetes swapping a ConfigMap's `..data` symlink) becomes one
+//! reload once the events have been quiet for [`DEBOUNCE`]. The reload goes
+//! through [`PolicyStore::reload_files`]: a complete new snapshot or nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::store::PolicyStore;
+
+/// Quiet time after the last event before a reload starts.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Starts watching `paths` (as given on the command line, `a.b:` prefixes
+/// allowed); the watch lasts as long as the returned task runs.
+pub fn spawn(store: PolicyStore, paths: Vec<String>) -> Result<tokio::task::JoinHandle<()>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .context("starting the file watcher")?;
+    for arg in &paths {
+        let path = strip_prefix(arg);
+        let (target, mode) = if path.is_dir() {
+            (path.to_path_buf(), RecursiveMode::Recursive)
+        } else {
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            (parent, RecursiveMode::NonRecursive)
+        };
+        watcher
+            .watch(&target, mode)
+            .with_context(|| format!("{}: cannot watch", target.display()))?;
+    }
+    tracing::info!(paths = ?paths, "watching for changes");
+    Ok(tokio::spawn(async move {
+        let _watcher = watcher;
+        while rx.recv().await.is_some() {
+            // Wait for the burst to end.
+            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+            let (store, paths) = (store.clone(), paths.clone());
+            let reload = tokio::task::spawn_blocking(move || store.reload_files(&paths)).await;
+            if let Ok(Ok(())) = reload {
+                tracing::info!("reloaded the watched paths");
+            }
+        }
+    }))
+}
+
+/// The filesystem path of a `a.b:path` argument.
+fn strip_prefix(arg: &str) -> &Path {
+    match arg.split_once(':') {
+        Some((prefix, path)) if !path.starts_with("//") && !prefix.is_empty() => Path::new(path),
+        _ => Path::new(arg),
+    }
+}

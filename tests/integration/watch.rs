@@ -1,0 +1,137 @@
+//! `--watch`: real files in a temp dir changed under a running server.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::support::{path_string, TestServer};
+
+const V1: &str =
+    "package app\nimport rego.v1\ndefault allow := false\nallow if input.user == \"alice\"\n";
+const V2: &str =
+    "package app\nimport rego.v1\ndefault allow := false\nallow if input.user == \"bob\"\n";
+
+async fn alice(server: &TestServer) -> String {
+    server
+        .post("/v1/data/app/allow", r#"{"input": {"user": "alice"}}"#)
+        .await
+        .body
+}
+
+/// Polls until `alice` answers `want` (5 s at most; the reload takes
+/// milliseconds, the margin is for a loaded machine).
+async fn eventually(server: &TestServer, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = alice(server).await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {got:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn watched(dir: &Path) -> TestServer {
+    let dir = path_string(dir);
+    TestServer::start_configured(&[], move |c| {
+        c.paths = vec![dir];
+        c.watch = true;
+    })
+    .await
+}
+
+const TRUE: &str = "{\"result\":true}\n";
+const FALSE: &str = "{\"result\":false}\n";
+
+#[tokio::test]
+async fn edits_new_files_and_deletions_are_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.rego"), V1).unwrap();
+    let server = watched(dir.path()).await;
+    assert_eq!(alice(&server).await, TRUE);
+
+    // Truncate-then-write.
+    std::fs::write(dir.path().join("app.rego"), V2).unwrap();
+    eventually(&server, FALSE).await;
+
+    // Rename-over write.
+    std::fs::write(dir.path().join("tmp.swp"), V1).unwrap();
+    std::fs::rename(dir.path().join("tmp.swp"), dir.path().join("app.rego")).unwrap();
+    eventually(&server, TRUE).await;
+
+    // A new subdirectory with a new module.
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(
+        dir.path().join("sub/extra.rego"),
+        "package extra\nimport rego.v1\nx := 1\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.get("/v1/data/extra/x").await.body != "{\"result\":1}\n" {
+        assert!(
+            Instant::now() < deadline,
+            "new module never loaded: {}",
+            server.get("/v1/status").await.body
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A deleted file's rules disappear.
+    std::fs::remove_file(dir.path().join("app.rego")).unwrap();
+    eventually(&server, "{}\n").await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_broken_change_keeps_the_old_answers_until_it_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.rego"), V1).unwrap();
+    let server = watched(dir.path()).await;
+
+    std::fs::write(dir.path().join("app.rego"), "package app\nallow := \n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = server.get("/v1/status").await.json();
+        if let Some(message) = status["result"]["last_error"]["message"].as_str() {
+            assert!(message.contains("app.rego:3"), "{message}");
+            assert_eq!(status["result"]["last_error"]["source"], "watch");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no error reported: {status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(alice(&server).await, TRUE);
+    let metrics = server.get("/metrics").await.body;
+    assert!(
+        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"watch\"}"),
+        "{metrics}"
+    );
+
+    std::fs::write(dir.path().join("app.rego"), V2).unwrap();
+    eventually(&server, FALSE).await;
+    server.stop().await.unwrap();
+}
+
+/// Kubernetes mounts a ConfigMap as `file -> ..data/file` with
+/// `..data -> ..<timestamp>/`, and updates it by swapping `..data`.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_configmap_style_symlink_swap_reloads() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("..2026_11_23_a")).unwrap();
+    std::fs::write(root.join("..2026_11_23_a/app.rego"), V1).unwrap();
+    symlink("..2026_11_23_a", root.join("..data")).unwrap();
+    symlink("..data/app.rego", root.join("app.rego")).unwrap();
+    let server = watched(root).await;
+    assert_eq!(alice(&server).await, TRUE);
+
+    std::fs::create_dir(root.join("..2026_11_23_b")).unwrap();
+    std::fs::write(root.join("..2026_11_23_b/app.rego"), V2).unwrap();
+    symlink("..2026_11_23_b", root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    std::fs::remove_dir_all(root.join("..2026_11_23_a")).unwrap();
+    eventually(&server, FALSE).await;
+    server.stop().await.unwrap();
+}
