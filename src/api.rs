@@ -25,6 +25,7 @@ use wire::{DataResponse, Params, Provenance};
 
 use crate::cache::{DecisionCache, Key, RequestKind};
 use crate::metrics::Metrics;
+use crate::policy::data_write::{DataWrite, DataWriteError};
 use crate::policy::store::{PolicyStore, WriteError};
 use crate::policy::{DataPath, EvalOptions, Outcome, Snapshot, SnapshotHandle};
 
@@ -95,7 +96,8 @@ async fn route(
         let data_path = DataPath::parse(rest);
         return match method {
             Method::POST | Method::GET => v1_data(state, req, &data_path, &params, started).await,
-            _ => Err(allow("GET, POST")),
+            Method::PUT | Method::PATCH | Method::DELETE => data_write(state, req, data_path).await,
+            _ => Err(allow("GET, POST, PUT, PATCH, DELETE")),
         };
     }
     if let Some(rest) = sub_path(&path, "/v1/batch/data") {
@@ -471,6 +473,58 @@ fn get_policy(state: &AppState, id: &str, params: &Params) -> Result<HttpRespons
     ))
 }
 
+/// `PUT`/`PATCH`/`DELETE /v1/data/{path}`: 204 on success, as OPA.
+async fn data_write(
+    state: &AppState,
+    req: Request<Incoming>,
+    path: DataPath,
+) -> Result<HttpResponse, ApiError> {
+    let method = req.method().clone();
+    let if_none_match = req
+        .headers()
+        .get(hyper::header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == b"*");
+    let path = path.segments().to_vec();
+    let write = if method == Method::DELETE {
+        DataWrite::Delete { path }
+    } else {
+        let body = body::read(req, &state.limits, "").await?;
+        body::check_body_depth(&body, &state.limits, "")?;
+        if method == Method::PUT {
+            let value = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::BadRequest(format!("body contains malformed document: {e}"))
+            })?;
+            DataWrite::Put {
+                path,
+                value,
+                if_none_match,
+            }
+        } else {
+            let ops = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::BadRequest(format!("body contains malformed JSON patch: {e}"))
+            })?;
+            DataWrite::Patch { path, ops }
+        }
+    };
+    let store = state.store.clone();
+    let result = tokio::task::spawn_blocking(move || store.write_data(write))
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("data write failed: {e}")))?;
+    match result {
+        Ok(()) => Ok(empty_response(StatusCode::NO_CONTENT)),
+        Err(WriteError::Data(DataWriteError::NotModified)) => {
+            Ok(empty_response(StatusCode::NOT_MODIFIED))
+        }
+        Err(err) => Err(write_error(err, None)),
+    }
+}
+
+fn empty_response(status: StatusCode) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
 /// `PUT /v1/policies/{id}`: the body is the module's Rego text. The module is
 /// compiled with all the others and a new snapshot activated, or nothing
 /// changes and the answer is 400 with the errors.
@@ -507,6 +561,13 @@ fn write_error(err: WriteError, written: Option<(&str, &str)>) -> ApiError {
     match err {
         WriteError::NoSuchPolicy(id) => {
             ApiError::NotFound(format!("storage_not_found_error: policy id {id:?}"))
+        }
+        WriteError::Data(DataWriteError::NotFound(message)) => {
+            ApiError::NotFound(format!("storage_not_found_error: {message}"))
+        }
+        WriteError::Data(DataWriteError::Invalid(message)) => ApiError::BadRequest(message),
+        WriteError::Data(DataWriteError::NotModified) => {
+            ApiError::BadRequest("document exists (If-None-Match: *)".into())
         }
         WriteError::Build(err) => {
             let diagnostic = crate::policy::Diagnostic::from_regorus(&err);

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::{anyhow, Result};
 
+use super::data_write::{self, DataWrite, DataWriteError};
 use super::{Module, Snapshot, SnapshotHandle, Sources};
 use crate::cache::DecisionCache;
 use crate::metrics::Metrics;
@@ -22,6 +23,8 @@ pub enum WriteError {
     NoSuchPolicy(String),
     /// The new sources do not parse or compile; the old snapshot stays.
     Build(anyhow::Error),
+    /// A data write that cannot be applied.
+    Data(DataWriteError),
 }
 
 /// Shared by the API and the loaders; cheap to clone.
@@ -116,6 +119,15 @@ impl PolicyStore {
             ids.insert(id.to_string());
         }
         Ok(())
+    }
+
+    /// `PUT`/`PATCH`/`DELETE /v1/data/{path}`. The new data document is
+    /// compiled with the modules like any other change. It lasts until the
+    /// next file reload (`--watch`), which replaces the data document.
+    pub fn write_data(&self, write: DataWrite) -> Result<(), WriteError> {
+        self.write("api", |sources| {
+            data_write::apply(&mut sources.data, write).map_err(WriteError::Data)
+        })
     }
 
     /// `DELETE /v1/policies/{id}`.

@@ -134,7 +134,11 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
         ("PUT", "/", "POST"),
         ("GET", "/v0/data/p", "POST"),
         ("POST", "/v1/policies", "GET"),
-        ("OPTIONS", "/v1/data/p/allow", "GET, POST"),
+        (
+            "OPTIONS",
+            "/v1/data/p/allow",
+            "GET, POST, PUT, PATCH, DELETE",
+        ),
     ] {
         let r = request(s.addr, method, path, &[], Bytes::new()).await;
         assert_eq!(r.status, 405, "{method} {path}");

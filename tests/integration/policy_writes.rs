@@ -7,6 +7,8 @@ use bytes::Bytes;
 
 const V1: &str =
     "package app\nimport rego.v1\ndefault allow := false\nallow if input.user == \"alice\"\n";
+const TRUE: &str = "{\"result\":true}\n";
+const FALSE: &str = "{\"result\":false}\n";
 const V2: &str =
     "package app\nimport rego.v1\ndefault allow := false\nallow if input.user == \"bob\"\n";
 
@@ -206,5 +208,56 @@ async fn swapping_under_load_never_fails_a_request_or_serves_a_stale_answer() {
     for client in clients {
         assert!(client.await.unwrap() > 0);
     }
+    server.stop().await.unwrap();
+}
+
+/// OPA's data write API, each write checked through a decision.
+#[tokio::test]
+async fn data_writes_change_decisions() {
+    let policy = "package app\nimport rego.v1\ndefault allow := false\nallow if input.user in data.acl.admins\n";
+    let server = TestServer::start(&[("app.rego", policy)]).await;
+    let send = |method: &'static str,
+                path: &'static str,
+                headers: &'static [(&'static str, &'static str)],
+                body: &'static str| {
+        request(
+            server.addr,
+            method,
+            path,
+            headers,
+            Bytes::from_static(body.as_bytes()),
+        )
+    };
+    assert_eq!(allow(&server, "alice").await.0, FALSE);
+
+    let put = send("PUT", "/v1/data/acl", &[], r#"{"admins": ["alice"]}"#).await;
+    assert_eq!((put.status.as_u16(), put.body.as_str()), (204, ""));
+    assert_eq!(allow(&server, "alice").await.0, TRUE);
+
+    let again = send(
+        "PUT",
+        "/v1/data/acl",
+        &[("if-none-match", "*")],
+        r#"{"admins": []}"#,
+    )
+    .await;
+    assert_eq!(again.status, 304);
+    assert_eq!(allow(&server, "alice").await.0, TRUE);
+
+    let patch = r#"[{"op": "replace", "path": "/admins/0", "value": "bob"}]"#;
+    assert_eq!(send("PATCH", "/v1/data/acl", &[], patch).await.status, 204);
+    assert_eq!(allow(&server, "alice").await.0, FALSE);
+    assert_eq!(allow(&server, "bob").await.0, TRUE);
+
+    let missing = send("PATCH", "/v1/data/nothing/here", &[], "[]").await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert_eq!(missing.json()["code"], "resource_not_found");
+    let bad = send("PATCH", "/v1/data/acl", &[], r#"{"op": "add"}"#).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+
+    assert_eq!(send("DELETE", "/v1/data/acl", &[], "").await.status, 204);
+    assert_eq!(allow(&server, "bob").await.0, FALSE);
+    let gone = send("DELETE", "/v1/data/acl", &[], "").await;
+    assert_eq!(gone.status, 404);
     server.stop().await.unwrap();
 }

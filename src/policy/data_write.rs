@@ -1,0 +1,238 @@
+//! OPA's data writes on the data document: `PUT` (create or overwrite,
+//! creating missing parents), `PATCH` (JSON Patch, RFC 6902, applied to the
+//! document at the path) and `DELETE`. Pure functions on a JSON object; the
+//! store applies them to a copy and activates the result.
+
+use serde_json::{Map, Value as Json};
+
+/// One data write.
+#[derive(Debug)]
+pub enum DataWrite {
+    Put {
+        path: Vec<String>,
+        value: Json,
+        /// `If-None-Match: *`: do nothing when the document exists.
+        if_none_match: bool,
+    },
+    Patch {
+        path: Vec<String>,
+        ops: json_patch::Patch,
+    },
+    Delete {
+        path: Vec<String>,
+    },
+}
+
+/// Why a data write was not applied.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DataWriteError {
+    /// The document (or a parent) does not exist: 404.
+    NotFound(String),
+    /// `If-None-Match: *` and the document exists: 304.
+    NotModified,
+    /// A bad value or patch: 400.
+    Invalid(String),
+}
+
+fn rendered(path: &[String]) -> String {
+    format!("/{}", path.join("/"))
+}
+
+/// Applies `write` to `data` (the root object).
+pub fn apply(data: &mut Map<String, Json>, write: DataWrite) -> Result<(), DataWriteError> {
+    match write {
+        DataWrite::Put {
+            path,
+            value,
+            if_none_match,
+        } => {
+            let Some((last, parents)) = path.split_last() else {
+                let Json::Object(value) = value else {
+                    return Err(DataWriteError::Invalid(
+                        "the root document must be an object".into(),
+                    ));
+                };
+                if if_none_match {
+                    return Err(DataWriteError::NotModified);
+                }
+                *data = value;
+                return Ok(());
+            };
+            let mut node = data;
+            for (i, segment) in parents.iter().enumerate() {
+                let child = node
+                    .entry(segment.clone())
+                    .or_insert_with(|| Json::Object(Map::new()));
+                node = match child {
+                    Json::Object(map) => map,
+                    _ => {
+                        return Err(DataWriteError::Invalid(format!(
+                            "storage_write_conflict: {}",
+                            rendered(&path[..=i])
+                        )))
+                    }
+                };
+            }
+            if if_none_match && node.contains_key(last) {
+                return Err(DataWriteError::NotModified);
+            }
+            node.insert(last.clone(), value);
+            Ok(())
+        }
+        DataWrite::Delete { path } => {
+            let Some((last, parents)) = path.split_last() else {
+                data.clear();
+                return Ok(());
+            };
+            let missing =
+                || DataWriteError::NotFound(format!("{}: document missing", rendered(&path)));
+            let parent = object_at(data, parents).ok_or_else(missing)?;
+            parent.remove(last).map(|_| ()).ok_or_else(missing)
+        }
+        DataWrite::Patch { path, ops } => {
+            let mut root = Json::Object(std::mem::take(data));
+            let result = patch_at(&mut root, &path, &ops);
+            if let Json::Object(map) = root {
+                *data = map;
+            }
+            result
+        }
+    }
+}
+
+fn object_at<'a>(
+    data: &'a mut Map<String, Json>,
+    path: &[String],
+) -> Option<&'a mut Map<String, Json>> {
+    let mut node = data;
+    for segment in path {
+        node = match node.get_mut(segment)? {
+            Json::Object(map) => map,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+fn patch_at(
+    root: &mut Json,
+    path: &[String],
+    ops: &json_patch::Patch,
+) -> Result<(), DataWriteError> {
+    let mut target = root;
+    for segment in path {
+        target = match target {
+            Json::Object(map) => map.get_mut(segment),
+            Json::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+            _ => None,
+        }
+        .ok_or_else(|| DataWriteError::NotFound(format!("{}: document missing", rendered(path))))?;
+    }
+    json_patch::patch(target, ops).map_err(|err| match err.kind {
+        json_patch::PatchErrorKind::InvalidPointer => DataWriteError::NotFound(format!(
+            "{}{}: document missing",
+            rendered(path).trim_end_matches('/'),
+            err.path
+        )),
+        _ => DataWriteError::Invalid(err.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(v: Json) -> Map<String, Json> {
+        match v {
+            Json::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    fn path(p: &str) -> Vec<String> {
+        p.split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn put_creates_parents_and_honours_if_none_match() {
+        let mut data = doc(json!({}));
+        let put = |p: &str, v: Json, inm| DataWrite::Put {
+            path: path(p),
+            value: v,
+            if_none_match: inm,
+        };
+        apply(&mut data, put("a/b/c", json!(1), false)).unwrap();
+        assert_eq!(Json::Object(data.clone()), json!({"a": {"b": {"c": 1}}}));
+        assert_eq!(
+            apply(&mut data, put("a/b/c", json!(2), true)),
+            Err(DataWriteError::NotModified)
+        );
+        assert!(matches!(
+            apply(&mut data, put("a/b/c/d", json!(2), false)),
+            Err(DataWriteError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn patch_and_delete_need_the_document_to_exist() {
+        let mut data = doc(json!({"users": {"alice": {"roles": ["a"]}}}));
+        let ops: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "add", "path": "/alice/roles/-", "value": "b"},
+            {"op": "replace", "path": "/alice/name", "value": "Alice"}
+        ]))
+        .unwrap();
+        // `replace` of a missing member fails: nothing is applied.
+        let err = apply(
+            &mut data,
+            DataWrite::Patch {
+                path: path("users"),
+                ops,
+            },
+        );
+        assert!(matches!(err, Err(DataWriteError::NotFound(_))), "{err:?}");
+        assert_eq!(data["users"]["alice"]["roles"], json!(["a"]));
+        let ops: json_patch::Patch =
+            serde_json::from_value(json!([{"op": "add", "path": "/alice/roles/-", "value": "b"}]))
+                .unwrap();
+        apply(
+            &mut data,
+            DataWrite::Patch {
+                path: path("users"),
+                ops,
+            },
+        )
+        .unwrap();
+        assert_eq!(data["users"]["alice"]["roles"], json!(["a", "b"]));
+        let ops: json_patch::Patch = serde_json::from_value(json!([])).unwrap();
+        let err = apply(
+            &mut data,
+            DataWrite::Patch {
+                path: path("nobody"),
+                ops,
+            },
+        );
+        assert!(matches!(err, Err(DataWriteError::NotFound(_))));
+        apply(
+            &mut data,
+            DataWrite::Delete {
+                path: path("users/alice"),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            apply(
+                &mut data,
+                DataWrite::Delete {
+                    path: path("users/alice")
+                }
+            ),
+            Err(DataWriteError::NotFound(
+                "/users/alice: document missing".into()
+            ))
+        );
+    }
+}
