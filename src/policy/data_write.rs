@@ -23,6 +23,17 @@ pub enum DataWrite {
     },
 }
 
+impl DataWrite {
+    /// The path the write changes.
+    pub fn path(&self) -> &[String] {
+        match self {
+            DataWrite::Put { path, .. }
+            | DataWrite::Patch { path, .. }
+            | DataWrite::Delete { path } => path,
+        }
+    }
+}
+
 /// Why a data write was not applied.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DataWriteError {

@@ -35,6 +35,9 @@ pub struct PolicyStore {
     /// Ids of modules written through the API: a file reload keeps them.
     api_ids: Arc<Mutex<HashSet<String>>>,
     last_error: Arc<Mutex<Option<LastError>>>,
+    /// Data roots owned by bundles, read-only for the data API (filled in
+    /// when bundles are activated; none yet).
+    owned_roots: Arc<Mutex<Vec<Vec<String>>>>,
     cache: DecisionCache,
     metrics: Metrics,
 }
@@ -59,6 +62,7 @@ impl PolicyStore {
             sources: Arc::new(Mutex::new(sources)),
             api_ids: Arc::default(),
             last_error: Arc::default(),
+            owned_roots: Arc::default(),
             cache,
             metrics,
         }
@@ -125,6 +129,22 @@ impl PolicyStore {
     /// compiled with the modules like any other change. It lasts until the
     /// next file reload (`--watch`), which replaces the data document.
     pub fn write_data(&self, write: DataWrite) -> Result<(), WriteError> {
+        let path = write.path();
+        let owned = self
+            .owned_roots
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        if let Some(root) = owned
+            .iter()
+            .find(|root| root.starts_with(path) || path.starts_with(root))
+        {
+            return Err(WriteError::Data(DataWriteError::Invalid(format!(
+                "path /{} is owned by a bundle (root /{})",
+                path.join("/"),
+                root.join("/")
+            ))));
+        }
         self.write("api", |sources| {
             data_write::apply(&mut sources.data, write).map_err(WriteError::Data)
         })
