@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use regorus::unstable::{Expr, Rule, RuleHead};
 use regorus::{Engine, Value};
 
@@ -130,6 +130,9 @@ pub struct RuleIndex {
     /// Packages whose documents the decision cache must not answer
     /// (`None`: the analysis failed, cache nothing).
     impure: Option<Vec<Vec<String>>>,
+    /// A second `default` rule for the same document (OPA rejects these;
+    /// regorus accepts them across modules): the document and where.
+    duplicate_default: Option<(String, Location)>,
 }
 
 impl RuleIndex {
@@ -141,6 +144,7 @@ impl RuleIndex {
         let mut complete: std::collections::HashMap<String, (String, Vec<Option<String>>)> =
             Default::default();
         let mut texts: Vec<(String, Vec<String>, String)> = Vec::new();
+        let mut defaults: HashSet<String> = HashSet::new();
         for module in engine.get_modules().iter() {
             let Some(package) = ref_segments(&module.package.refr) else {
                 continue;
@@ -160,6 +164,17 @@ impl RuleIndex {
                 };
                 let mut path = package.clone();
                 path.extend(head_segments);
+                if let Rule::Default { span, .. } = rule.as_ref() {
+                    let rendered = DataPath::from_segments(path.clone()).to_string();
+                    if !defaults.insert(rendered.clone()) && index.duplicate_default.is_none() {
+                        let location = Location {
+                            file: span.source.get_path().clone(),
+                            row: span.line,
+                            col: span.col,
+                        };
+                        index.duplicate_default = Some((rendered, location));
+                    }
+                }
                 if !is_function {
                     let rendered = DataPath::from_segments(path.clone()).to_string();
                     if let Rule::Spec {
@@ -352,6 +367,14 @@ impl Evaluator {
             .eval_query("true".to_string(), false)
             .map_err(|e| anyhow!("{}", format!("{e:#}").trim()))?;
         let rules = RuleIndex::build(&mut engine);
+        if let Some((path, at)) = &rules.duplicate_default {
+            bail!(
+                "--> {}:{}:{}\nerror: multiple default rules {path} found",
+                at.file,
+                at.row,
+                at.col
+            );
+        }
         let entries = rules.fast_candidates();
         let (fast, rejected) = FastPath::build(&engine, &entries, &data);
         for r in &rejected {

@@ -111,6 +111,18 @@ async fn invalid_puts_answer_400_with_opa_errors_and_change_nothing() {
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert_eq!(reply.json()["errors"][0]["code"], "rego_compile_error");
 
+    // A second `default` for a document another module defaults: OPA
+    // rejects it, so does Regent (regorus alone would accept it).
+    let second_default = "package app\nimport rego.v1\ndefault allow := true\n";
+    let reply = put(&server, "second.rego", second_default).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let error = &reply.json()["errors"][0];
+    assert_eq!(error["code"], "rego_compile_error");
+    assert_eq!(
+        error["message"],
+        "multiple default rules data.app.allow found"
+    );
+
     assert_eq!(allow(&server, "alice").await.0, "{\"result\":true}\n");
     let ids = server.get("/v1/policies").await.body;
     assert!(
@@ -119,7 +131,7 @@ async fn invalid_puts_answer_400_with_opa_errors_and_change_nothing() {
     );
     let metrics = server.get("/metrics").await.body;
     assert!(
-        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 2"),
+        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 3"),
         "{metrics}"
     );
     server.stop().await.unwrap();
