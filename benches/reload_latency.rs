@@ -49,9 +49,12 @@ async fn main() {
         max_batch_inputs: 10,
         watch: true,
         paths: vec![dir.path().to_string_lossy().into_owned()],
+        bundle: false,
+        local_verification: None,
+        opa: Default::default(),
+        default_decision: "system/main".into(),
     };
-    let sources = regent::run::load_sources(&config.paths).unwrap();
-    let state = regent::run::app_state(&config, sources).unwrap();
+    let state = regent::run::prepare(&config).unwrap();
     regent::run::start_background(&config, &state).unwrap();
     let server = regent::server::Server::bind(&config.addrs, state)
         .await

@@ -134,7 +134,7 @@ async fn route(
     }
     if path == "/health" {
         return match method {
-            Method::GET => health(&params),
+            Method::GET => health(state, &params),
             _ => Err(allow("GET")),
         };
     }
@@ -316,6 +316,7 @@ struct StatusBody<'a> {
     activated_at_unix: u64,
     modules: usize,
     last_error: Option<LastErrorBody>,
+    bundles: std::collections::BTreeMap<String, crate::bundle::status::StatusBody>,
 }
 
 #[derive(Serialize)]
@@ -343,6 +344,7 @@ fn status(state: &AppState, params: &Params) -> HttpResponse {
             message: e.message,
             time_unix: unix(e.time),
         }),
+        bundles: state.store.bundle_statuses().to_json(),
     };
     json_response(wire::to_json(&ResultBody { result }, params.pretty), false)
 }
@@ -396,9 +398,19 @@ fn eval_options(params: &Params) -> EvalOptions {
 }
 
 /// `GET /health`: 200 once policies are loaded, which is before the server
-/// binds. `?bundles` and `?plugins` are accepted; no bundle or plugin is
-/// configured yet, so both are always ready.
-fn health(_params: &Params) -> Result<HttpResponse, ApiError> {
+/// binds. With `?bundles` (or `?plugins`, the bundle downloaders being
+/// Regent's only plugins), 500 until every configured bundle has been
+/// activated once, as OPA answers.
+fn health(state: &AppState, params: &Params) -> Result<HttpResponse, ApiError> {
+    let statuses = state.store.bundle_statuses();
+    if params.has("bundles") && !statuses.all_activated() {
+        return Err(ApiError::Unhealthy(
+            "one or more bundles are not activated".into(),
+        ));
+    }
+    if params.has("plugins") && !statuses.all_activated() {
+        return Err(ApiError::Unhealthy("one or more plugins are not up".into()));
+    }
     Ok(json_response(b"{}\n".to_vec(), false))
 }
 

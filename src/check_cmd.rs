@@ -70,8 +70,12 @@ pub fn check<S: AsRef<str>>(paths: &[S]) -> Result<Vec<(&'static str, Diagnostic
     let sources = Sources::load_paths(paths)?;
     let mut errors = Vec::new();
     for m in &sources.modules {
-        let parsed = Source::from_contents(m.id.clone(), m.text.clone())
-            .and_then(|source| Parser::new(&source).and_then(|mut p| p.parse().map(|_| ())));
+        let parsed = Source::from_contents(m.id.clone(), m.text.clone()).and_then(|source| {
+            Parser::new(&source).and_then(|mut p| {
+                p.enable_rego_v1()?;
+                p.parse().map(|_| ())
+            })
+        });
         if let Err(err) = parsed {
             errors.push(("rego_parse_error", Diagnostic::from_regorus(&err)));
         }

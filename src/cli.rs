@@ -27,6 +27,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Parse and compile policies, reporting every error (`opa check`).
     Check(CheckArgs),
+    /// Build a bundle tarball from bundle directories (`opa build -b`).
+    Build(BuildArgs),
     /// Write the default policies' tests from the decision tables.
     GenTests(GenTestsArgs),
 }
@@ -96,6 +98,38 @@ pub struct EvalArgs {
     /// Make built-in errors fail the query instead of being undefined.
     #[arg(long)]
     pub strict_builtin_errors: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Bundle directories or `.tar.gz` bundles to merge (`-b` as in `opa build -b`).
+    #[arg(short = 'b', long = "bundle", value_name = "PATH")]
+    pub bundles: Vec<String>,
+
+    /// More inputs, read like `-b` ones.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<String>,
+
+    /// Output file.
+    #[arg(short = 'o', long, default_value = "bundle.tar.gz")]
+    pub output: std::path::PathBuf,
+
+    /// The manifest's `revision`.
+    #[arg(short = 'r', long)]
+    pub revision: Option<String>,
+
+    /// Sign the bundle with this key: a PEM private key (RSA, EC) or an HMAC
+    /// secret, as a file path or the key itself.
+    #[arg(long, value_name = "KEY")]
+    pub signing_key: Option<String>,
+
+    /// The signing algorithm (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384).
+    #[arg(long, default_value = "RS256")]
+    pub signing_alg: String,
+
+    /// The key id written into the signature (`kid`).
+    #[arg(long, default_value = "default")]
+    pub verification_key_id: String,
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +274,47 @@ pub struct RunArgs {
     )]
     pub max_json_depth: usize,
 
+    /// Load the paths as bundles (directories or `.tar.gz` files), as `opa run -b`.
+    #[arg(short = 'b', long)]
+    pub bundle: bool,
+
+    /// OPA configuration file (YAML or JSON): services, bundles, keys, ...
+    #[arg(short = 'c', long, value_name = "FILE", env = "REGENT_CONFIG_FILE")]
+    pub config_file: Option<std::path::PathBuf>,
+
+    /// Override a configuration value: `--set bundles.x.resource=/b.tar.gz`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Set a configuration value to a file's contents: `--set-file keys.k.key=pub.pem`.
+    #[arg(long = "set-file", value_name = "KEY=PATH")]
+    pub set_file: Vec<String>,
+
+    /// Key to verify `-b` bundle signatures with: a PEM public key or an HMAC
+    /// secret, as a file path or the key itself.
+    #[arg(long, value_name = "KEY")]
+    pub verification_key: Option<String>,
+
+    /// Id of `--verification-key`.
+    #[arg(long, default_value = "default")]
+    pub verification_key_id: String,
+
+    /// Algorithm of `--verification-key`.
+    #[arg(long, default_value = "RS256")]
+    pub signing_alg: String,
+
+    /// Scope the `-b` bundle signatures must carry.
+    #[arg(long)]
+    pub scope: Option<String>,
+
+    /// Files of `-b` bundles that need not be signed (globs). Repeatable.
+    #[arg(long = "exclude-files-verify", value_name = "GLOB")]
+    pub exclude_files_verify: Vec<String>,
+
+    /// Do not verify `-b` bundle signatures.
+    #[arg(long)]
+    pub skip_verify: bool,
+
     /// Reload the paths when files under them change.
     #[arg(short = 'w', long, env = "REGENT_WATCH")]
     pub watch: bool,
@@ -248,27 +323,27 @@ pub struct RunArgs {
     #[arg(long, env = "REGENT_DISABLE_DECISION_CACHE")]
     pub disable_decision_cache: bool,
 
-    /// Most decisions the cache holds.
+    /// Most decisions the cache holds [default: 100000, or `decision_cache.max_entries`].
+    #[arg(long, value_name = "N", env = "REGENT_DECISION_CACHE_MAX_ENTRIES")]
+    pub decision_cache_max_entries: Option<u64>,
+
+    /// Most bytes the cache holds (entries weigh their response, key and
+    /// bookkeeping) [default: 67108864, or `decision_cache.max_size_bytes`].
     #[arg(
         long,
-        value_name = "N",
-        default_value_t = 100_000,
-        env = "REGENT_DECISION_CACHE_MAX_ENTRIES"
+        value_name = "BYTES",
+        env = "REGENT_DECISION_CACHE_MAX_SIZE_BYTES"
     )]
-    pub decision_cache_max_entries: u64,
+    pub decision_cache_max_size_bytes: Option<u64>,
 
-    /// Most bytes the cache holds (entries weigh their response, key and bookkeeping).
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, env = "REGENT_DECISION_CACHE_MAX_SIZE_BYTES")]
-    pub decision_cache_max_size_bytes: u64,
-
-    /// Seconds a cached decision lives (0: until evicted or the policy changes).
+    /// Seconds a cached decision lives, 0: until evicted or the policy
+    /// changes [default: 0, or `decision_cache.ttl_seconds`].
     #[arg(
         long,
         value_name = "SECONDS",
-        default_value_t = 0,
         env = "REGENT_DECISION_CACHE_TTL_SECONDS"
     )]
-    pub decision_cache_ttl_seconds: u64,
+    pub decision_cache_ttl_seconds: Option<u64>,
 
     /// Most inputs one `POST /v1/batch/data` request may carry.
     #[arg(

@@ -1,14 +1,19 @@
-//! The checked run configuration: every flag validated, nothing read from disk
-//! yet. Building a [`RunConfig`] is pure, so bad flags fail before any I/O.
+//! The checked run configuration: every flag validated and the OPA
+//! configuration (`-c`, `--set`, `--set-file`) read and typed. Policies and
+//! bundles are not read yet, so bad flags and bad configuration fail before
+//! any other I/O.
 
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 
 use crate::api::Limits;
+use crate::bundle::configured::local_verification;
+use crate::bundle::signing::Verification;
 use crate::cache::CacheConfig;
 use crate::cli::RunArgs;
 use crate::logging::{LogFormat, LogLevel};
+use crate::opa_config::{self, OpaConfig};
 
 /// The deepest nesting the JSON parser itself supports.
 const PARSER_MAX_DEPTH: usize = 128;
@@ -25,8 +30,24 @@ pub struct RunConfig {
     pub max_batch_inputs: usize,
     /// Reload `paths` when they change.
     pub watch: bool,
-    /// Empty: serve the embedded default policies.
+    /// Empty (and no bundles configured): serve the embedded default policies.
     pub paths: Vec<String>,
+    /// `-b`: the paths are bundles.
+    pub bundle: bool,
+    /// How `-b` bundles' signatures are checked (`--verification-key`).
+    pub local_verification: Option<Verification>,
+    /// The OPA configuration: services, bundles, keys, labels...
+    pub opa: OpaConfig,
+    /// The document `POST /` answers (`default_decision`).
+    pub default_decision: String,
+}
+
+impl RunConfig {
+    /// Whether the embedded default policies are served: only when no path
+    /// and no bundle is given (a bundle brings its own policies).
+    pub fn serves_default_policies(&self) -> bool {
+        self.paths.is_empty() && self.opa.bundles.is_empty()
+    }
 }
 
 impl RunConfig {
@@ -54,6 +75,39 @@ impl RunConfig {
         if args.max_batch_inputs == 0 {
             bail!("`--max-batch-inputs` must be positive");
         }
+        if args.watch && args.bundle {
+            bail!("`--watch` with `--bundle` is not supported yet: bundles reload through a service (`bundles.*` configuration)");
+        }
+        if args.bundle && args.paths.is_empty() {
+            bail!("`--bundle` needs at least one bundle path");
+        }
+        let opa = opa_config::load(args.config_file.as_deref(), &args.set, &args.set_file)?;
+        let local_verification = if args.skip_verify {
+            None
+        } else {
+            local_verification(
+                args.verification_key.as_deref(),
+                &args.verification_key_id,
+                &args.signing_alg,
+                args.scope.as_deref(),
+                &args.exclude_files_verify,
+            )?
+        };
+        let file_cache = &opa.decision_cache;
+        let max_entries = args
+            .decision_cache_max_entries
+            .or(file_cache.max_entries)
+            .unwrap_or(100_000);
+        let max_size_bytes = args
+            .decision_cache_max_size_bytes
+            .or(file_cache.max_size_bytes)
+            .unwrap_or(64 << 20);
+        let ttl_seconds = args
+            .decision_cache_ttl_seconds
+            .or(file_cache.ttl_seconds)
+            .unwrap_or(0);
+        let cache_enabled = !args.disable_decision_cache && file_cache.enabled.unwrap_or(true);
+        let default_decision = opa.default_decision_path().to_string();
         Ok(RunConfig {
             addrs: args.addrs,
             log_level: args.log_level,
@@ -66,15 +120,18 @@ impl RunConfig {
                 max_json_depth: args.max_json_depth,
             },
             cache: CacheConfig {
-                enabled: !args.disable_decision_cache,
-                max_entries: args.decision_cache_max_entries,
-                max_size_bytes: args.decision_cache_max_size_bytes,
-                ttl: (args.decision_cache_ttl_seconds > 0)
-                    .then(|| Duration::from_secs(args.decision_cache_ttl_seconds)),
+                enabled: cache_enabled,
+                max_entries,
+                max_size_bytes,
+                ttl: (ttl_seconds > 0).then(|| Duration::from_secs(ttl_seconds)),
             },
             max_batch_inputs: args.max_batch_inputs,
             watch: args.watch,
             paths: args.paths,
+            bundle: args.bundle,
+            local_verification,
+            opa,
+            default_decision,
         })
     }
 }

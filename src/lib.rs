@@ -2,12 +2,14 @@
 //!
 //! - [`policy`]: sources, the immutable compiled snapshot, evaluation.
 //! - [`api`]: OPA's REST API over the current snapshot (the request path).
+//! - [`bundle`]: OPA bundles: format, signatures, `regent build`, polling.
 //! - [`cache`]: the decision cache; [`metrics`]: Prometheus metrics.
 //! - [`server`]: listeners, connections, graceful shutdown.
 //! - [`cli`], [`config`], [`logging`]: the command line and its checked form.
 //! - [`run`]: the `regent run` command, tying them together.
 
 pub mod api;
+pub mod bundle;
 pub mod cache;
 pub mod check_cmd;
 pub mod cli;
@@ -15,6 +17,7 @@ pub mod config;
 pub mod eval_cmd;
 pub mod logging;
 pub mod metrics;
+pub mod opa_config;
 pub mod policy;
 pub mod rego_test;
 pub mod run;

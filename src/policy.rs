@@ -40,7 +40,8 @@ impl Snapshot {
     /// compile error fails the whole build; the caller keeps its old snapshot.
     pub fn build(sources: Sources) -> Result<Snapshot> {
         let digest = digest_of(&sources);
-        let revision = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let revision = bundle_revision(&sources)
+            .unwrap_or_else(|| digest.iter().take(8).map(|b| format!("{b:02x}")).collect());
         let data = sources.data_value()?;
         let evaluator = Evaluator::build(
             sources
@@ -104,8 +105,52 @@ impl Snapshot {
 /// Whether `text` parses as a Rego module on its own.
 pub fn parses(id: &str, text: &str) -> bool {
     regorus::Source::from_contents(id.to_string(), text.to_string())
-        .and_then(|source| regorus::unstable::Parser::new(&source)?.parse())
+        .and_then(|source| {
+            let mut parser = regorus::unstable::Parser::new(&source)?;
+            parser.enable_rego_v1()?;
+            parser.parse()
+        })
         .is_ok()
+}
+
+/// With bundles active, the revision is theirs: the one bundle's revision,
+/// or `name=revision` pairs for several. `None` without bundles or when the
+/// bundles carry no revision (the content hash is used then).
+fn bundle_revision(sources: &Sources) -> Option<String> {
+    match sources.revisions.len() {
+        0 => None,
+        1 => sources
+            .revisions
+            .values()
+            .next()
+            .filter(|r| !r.is_empty())
+            .cloned(),
+        _ => Some(
+            sources
+                .revisions
+                .iter()
+                .map(|(name, rev)| format!("{name}={rev}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    }
+}
+
+/// The package of a module, as segments below `data`.
+pub fn module_package(id: &str, text: &str) -> Result<Vec<String>> {
+    let parsed = regorus::Source::from_contents(id.to_string(), text.to_string())
+        .and_then(|source| {
+            let mut parser = regorus::unstable::Parser::new(&source)?;
+            parser.enable_rego_v1()?;
+            parser.parse()
+        })
+        .map_err(|e| anyhow::anyhow!("{}", Diagnostic::from_regorus(&e)))?;
+    let mut segments = eval::ref_segments(&parsed.package.refr)
+        .ok_or_else(|| anyhow::anyhow!("{id}: cannot read the package path"))?;
+    if segments.first().map(String::as_str) == Some("data") {
+        segments.remove(0);
+    }
+    Ok(segments)
 }
 
 /// A sha256 over every module id and text and the data document, so that the
@@ -164,6 +209,7 @@ mod tests {
                 text: text.into(),
             }],
             data: Default::default(),
+            revisions: Default::default(),
         }
     }
 

@@ -82,7 +82,10 @@ impl Suite {
         for m in &sources.modules {
             let source = Source::from_contents(m.id.clone(), m.text.clone())?;
             let module = Parser::new(&source)
-                .and_then(|mut p| p.parse())
+                .and_then(|mut p| {
+                    p.enable_rego_v1()?;
+                    p.parse()
+                })
                 .map_err(|e| anyhow!("{}", Diagnostic::from_regorus(&e)))?;
             modules.push((m.id.clone(), module));
         }

@@ -1,12 +1,16 @@
-//! `regent run --server`: load the policies, bind, serve until a signal.
-//! Every configuration problem (bad path, Rego error, address in use) is
-//! reported before the server accepts its first connection.
+//! `regent run --server`: load the policies and bundles, bind, serve until a
+//! signal. Every configuration problem (bad path, Rego error, bad bundle,
+//! address in use) is reported before the server accepts its first
+//! connection; a configured bundle service that is down is not a problem
+//! (the downloader retries, `/health?bundles` says not ready).
 
 use std::future::Future;
 
 use anyhow::{Context, Result};
 
 use crate::api::AppState;
+use crate::bundle::configured::bundle_sources;
+use crate::bundle::{archive, download, Bundle};
 use crate::cache::DecisionCache;
 use crate::config::RunConfig;
 use crate::metrics::Metrics;
@@ -14,9 +18,6 @@ use crate::policy::store::PolicyStore;
 use crate::policy::watch;
 use crate::policy::{DataPath, Snapshot, Sources};
 use crate::server::Server;
-
-/// The default decision of `POST /` (OPA's `default_decision`).
-pub const DEFAULT_DECISION: &str = "system/main";
 
 /// Reads the configured sources (or the embedded default set).
 pub fn load_sources(paths: &[String]) -> Result<Sources> {
@@ -37,24 +38,58 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
         snapshots: store.snapshots().clone(),
         store,
         limits: config.limits,
-        default_decision: DataPath::parse(DEFAULT_DECISION),
+        default_decision: DataPath::parse(&config.default_decision),
         cache,
         metrics,
         max_batch_inputs: config.max_batch_inputs,
     })
 }
 
-/// Starts what runs beside the server: the file watcher with `--watch`.
+/// Everything before binding: the policy paths (or the embedded default
+/// set), the `-b` bundles, and the persisted copies of configured bundles.
+pub fn prepare(config: &RunConfig) -> Result<AppState> {
+    let sources = if config.serves_default_policies() {
+        Sources::embedded_default().context("loading the default policies")?
+    } else if config.bundle {
+        Sources::default()
+    } else {
+        Sources::load_paths(&config.paths)?
+    };
+    let state = app_state(config, sources)?;
+    if config.bundle {
+        for path in &config.paths {
+            let files =
+                archive::read_path(std::path::Path::new(path), archive::DEFAULT_SIZE_LIMIT)?;
+            let bundle = Bundle::from_files(path, files, config.local_verification.as_ref())
+                .with_context(|| format!("bundle {path}"))?;
+            let revision = bundle.revision_or(None);
+            state.store.activate_bundle(bundle, revision).map_err(|e| {
+                anyhow::anyhow!("bundle {path}: {}", crate::policy::store::describe(&e))
+            })?;
+        }
+    }
+    for source in bundle_sources(&config.opa)? {
+        state.store.bundle_statuses().register(&source.name);
+        download::activate_persisted(&state.store, &source);
+    }
+    Ok(state)
+}
+
+/// Starts what runs beside the server: the file watcher with `--watch`, one
+/// downloader per configured bundle. Needs a tokio runtime.
 pub fn start_background(config: &RunConfig, state: &AppState) -> Result<()> {
     if config.watch {
         watch::spawn(state.store.clone(), config.paths.clone())?;
+    }
+    for source in bundle_sources(&config.opa)? {
+        download::spawn(state.store.clone(), source);
     }
     Ok(())
 }
 
 /// Runs the server until `shutdown` completes.
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let state = app_state(&config, load_sources(&config.paths)?)?;
+    let state = prepare(&config)?;
     start_background(&config, &state)?;
     let snapshot = state.snapshots.load();
     let modules = snapshot.modules().len();

@@ -24,7 +24,10 @@ pub fn resolve_imports(id: &str, text: &str) -> Result<Option<String>> {
     let Ok(source) = Source::from_contents(id.to_string(), text.to_string()) else {
         return Ok(None);
     };
-    let Ok(module) = Parser::new(&source).and_then(|mut p| p.parse()) else {
+    let Ok(module) = Parser::new(&source).and_then(|mut p| {
+        p.enable_rego_v1()?;
+        p.parse()
+    }) else {
         return Ok(None);
     };
     // alias -> target text, and the byte ranges of the import statements.

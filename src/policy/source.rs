@@ -23,6 +23,8 @@ pub struct Sources {
     pub modules: Vec<Module>,
     /// The merged data document (always an object).
     pub data: Map<String, Json>,
+    /// The revision of each active bundle, by bundle name.
+    pub revisions: std::collections::BTreeMap<String, String>,
 }
 
 // The default policy set, compiled into the binary by `build.rs` so the daemon

@@ -1,11 +1,12 @@
 //! The write side of the policy state: the sources the current snapshot was
-//! built from, and the one place that activates a new snapshot. Writers (the
-//! policy API today; file reloads and bundles later) take the writer lock,
+//! built from, the active bundles, and the one place that activates a new
+//! snapshot. Writers (the policy and data API, file reloads, bundle
+//! activations) take the writer lock,
 //! build a complete snapshot off the request path and swap it in whole;
 //! readers go through [`SnapshotHandle`] and never wait. A build that fails
 //! changes nothing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -13,6 +14,8 @@ use anyhow::{anyhow, Result};
 
 use super::data_write::{self, DataWrite, DataWriteError};
 use super::{Module, Snapshot, SnapshotHandle, Sources};
+use crate::bundle::status::BundleStatuses;
+use crate::bundle::{roots_overlap, Bundle};
 use crate::cache::DecisionCache;
 use crate::metrics::Metrics;
 
@@ -35,9 +38,10 @@ pub struct PolicyStore {
     /// Ids of modules written through the API: a file reload keeps them.
     api_ids: Arc<Mutex<HashSet<String>>>,
     last_error: Arc<Mutex<Option<LastError>>>,
-    /// Data roots owned by bundles, read-only for the data API (filled in
-    /// when bundles are activated; none yet).
-    owned_roots: Arc<Mutex<Vec<Vec<String>>>>,
+    /// The active bundles by name: their roots are read-only for the APIs,
+    /// and a file reload re-applies them. Locked before `sources`.
+    bundles: Arc<Mutex<BTreeMap<String, Bundle>>>,
+    statuses: BundleStatuses,
     cache: DecisionCache,
     metrics: Metrics,
 }
@@ -62,7 +66,8 @@ impl PolicyStore {
             sources: Arc::new(Mutex::new(sources)),
             api_ids: Arc::default(),
             last_error: Arc::default(),
-            owned_roots: Arc::default(),
+            bundles: Arc::default(),
+            statuses: BundleStatuses::default(),
             cache,
             metrics,
         }
@@ -70,6 +75,11 @@ impl PolicyStore {
 
     pub fn snapshots(&self) -> &SnapshotHandle {
         &self.snapshots
+    }
+
+    /// Each configured bundle's status.
+    pub fn bundle_statuses(&self) -> &BundleStatuses {
+        &self.statuses
     }
 
     /// The last failed activation, if any.
@@ -93,6 +103,7 @@ impl PolicyStore {
                 return Err(WriteError::Build(err));
             }
         };
+        let bundles = self.bundles.lock().map_err(|_| poisoned())?;
         self.write("watch", move |sources| {
             let mut next = files;
             for module in &sources.modules {
@@ -100,14 +111,93 @@ impl PolicyStore {
                     next.modules.push(module.clone());
                 }
             }
+            for bundle in bundles.values() {
+                let revision = sources
+                    .revisions
+                    .get(&bundle.name)
+                    .cloned()
+                    .unwrap_or_default();
+                apply_bundle(&mut next, None, bundle, revision);
+            }
             *sources = next;
             Ok(())
+        })
+    }
+
+    /// Activates `bundle` (replacing an earlier version of the same name):
+    /// its modules replace the old ones, its data replaces everything under
+    /// its roots. Refused when its roots overlap another active bundle's.
+    pub fn activate_bundle(&self, bundle: Bundle, revision: String) -> Result<(), WriteError> {
+        let result = self.activate_bundle_inner(&bundle, revision.clone());
+        match &result {
+            Ok(()) => self.statuses.update(&bundle.name, |s| {
+                s.active_revision = Some(revision);
+                s.last_successful_activation = Some(SystemTime::now());
+                s.error = None;
+            }),
+            Err(err) => self.statuses.failed(&bundle.name, describe(err), None),
+        }
+        result
+    }
+
+    fn activate_bundle_inner(&self, bundle: &Bundle, revision: String) -> Result<(), WriteError> {
+        let mut bundles = self.bundles.lock().map_err(|_| poisoned())?;
+        let overlapping: Vec<&str> = bundles
+            .values()
+            .filter(|other| other.name != bundle.name)
+            .filter(|other| {
+                other
+                    .roots()
+                    .iter()
+                    .any(|a| bundle.roots().iter().any(|b| roots_overlap(a, b)))
+            })
+            .map(|other| other.name.as_str())
+            .collect();
+        if !overlapping.is_empty() {
+            let err = anyhow!(
+                "bundle {}: detected overlapping roots in bundle manifest with: [{}]",
+                bundle.name,
+                overlapping.join(" ")
+            );
+            self.failed("bundle", &err);
+            return Err(WriteError::Build(err));
+        }
+        let previous = bundles.get(&bundle.name);
+        self.write("bundle", |sources| {
+            apply_bundle(sources, previous, bundle, revision);
+            Ok(())
+        })?;
+        bundles.insert(bundle.name.clone(), bundle.clone());
+        Ok(())
+    }
+
+    /// The bundle owning `path` and the refusal message, if a bundle does.
+    fn owner_message(&self, path: &[String]) -> Option<String> {
+        let bundles = self.bundles.lock().ok()?;
+        if path.is_empty() && !bundles.is_empty() {
+            return Some("can't write to document root with bundle roots configured".into());
+        }
+        bundles.values().find_map(|bundle| {
+            let root = bundle
+                .roots()
+                .into_iter()
+                .find(|root| roots_overlap(root, path))?;
+            Some(if root.is_empty() {
+                format!("all paths owned by bundle {:?}", bundle.name)
+            } else {
+                format!(
+                    "path {} is owned by bundle {:?}",
+                    path.join("/"),
+                    bundle.name
+                )
+            })
         })
     }
 
     /// `PUT /v1/policies/{id}`: adds or replaces module `id`. Blocking (it
     /// compiles): call it off the async workers.
     pub fn put_policy(&self, id: &str, text: &str) -> Result<(), WriteError> {
+        self.check_policy_owner(id, Some(text))?;
         self.write("api", |sources| {
             let module = Module {
                 id: id.to_string(),
@@ -129,21 +219,8 @@ impl PolicyStore {
     /// compiled with the modules like any other change. It lasts until the
     /// next file reload (`--watch`), which replaces the data document.
     pub fn write_data(&self, write: DataWrite) -> Result<(), WriteError> {
-        let path = write.path();
-        let owned = self
-            .owned_roots
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default();
-        if let Some(root) = owned
-            .iter()
-            .find(|root| root.starts_with(path) || path.starts_with(root))
-        {
-            return Err(WriteError::Data(DataWriteError::Invalid(format!(
-                "path /{} is owned by a bundle (root /{})",
-                path.join("/"),
-                root.join("/")
-            ))));
+        if let Some(message) = self.owner_message(write.path()) {
+            return Err(WriteError::Data(DataWriteError::Invalid(message)));
         }
         self.write("api", |sources| {
             data_write::apply(&mut sources.data, write).map_err(WriteError::Data)
@@ -152,6 +229,7 @@ impl PolicyStore {
 
     /// `DELETE /v1/policies/{id}`.
     pub fn delete_policy(&self, id: &str) -> Result<(), WriteError> {
+        self.check_policy_owner(id, None)?;
         self.write("api", |sources| {
             let before = sources.modules.len();
             sources.modules.retain(|m| m.id != id);
@@ -166,6 +244,23 @@ impl PolicyStore {
         Ok(())
     }
 
+    /// As OPA: a policy write is refused when the new module's package, or
+    /// the package of the module it replaces, lies under a bundle's roots.
+    fn check_policy_owner(&self, id: &str, text: Option<&str>) -> Result<(), WriteError> {
+        let existing = self.snapshots.load().module(id).cloned();
+        let texts = text
+            .into_iter()
+            .chain(existing.as_ref().map(|m| m.text.as_str()));
+        for text in texts {
+            if let Ok(package) = super::module_package(id, text) {
+                if let Some(message) = self.owner_message(&package) {
+                    return Err(WriteError::Data(DataWriteError::Invalid(message)));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Applies `change` to a copy of the current sources and activates the
     /// result; on any error the current snapshot and sources stay.
     fn write(
@@ -173,10 +268,7 @@ impl PolicyStore {
         source: &str,
         change: impl FnOnce(&mut Sources) -> Result<(), WriteError>,
     ) -> Result<(), WriteError> {
-        let mut current = self
-            .sources
-            .lock()
-            .map_err(|_| WriteError::Build(anyhow!("policy store lock poisoned")))?;
+        let mut current = self.sources.lock().map_err(|_| poisoned())?;
         let mut next = current.clone();
         change(&mut next)?;
         match Snapshot::build(next.clone()) {
@@ -211,6 +303,62 @@ impl PolicyStore {
                 message,
                 time: SystemTime::now(),
             });
+        }
+    }
+}
+
+fn poisoned() -> WriteError {
+    WriteError::Build(anyhow!("policy store lock poisoned"))
+}
+
+/// A one-line description of a failed write.
+pub fn describe(err: &WriteError) -> String {
+    match err {
+        WriteError::Build(err) => format!("{err:#}"),
+        WriteError::NoSuchPolicy(id) => format!("no policy {id}"),
+        WriteError::Data(err) => format!("{err:?}"),
+    }
+}
+
+/// Puts `bundle` into `sources`: the modules of `previous` (the same bundle's
+/// last version) go, data under both versions' roots is replaced.
+fn apply_bundle(
+    sources: &mut Sources,
+    previous: Option<&Bundle>,
+    bundle: &Bundle,
+    revision: String,
+) {
+    let mut gone: HashSet<&str> = bundle.modules.iter().map(|m| m.id.as_str()).collect();
+    let mut roots = bundle.roots();
+    if let Some(previous) = previous {
+        gone.extend(previous.modules.iter().map(|m| m.id.as_str()));
+        roots.extend(previous.roots());
+    }
+    sources.modules.retain(|m| !gone.contains(m.id.as_str()));
+    sources.modules.extend(bundle.modules.iter().cloned());
+    for root in &roots {
+        remove_under(&mut sources.data, root);
+    }
+    // Everything under the roots was just removed and a bundle's data lies
+    // under its roots, so this merge cannot conflict.
+    let _ = sources.merge_data(
+        &bundle.name,
+        &[],
+        serde_json::Value::Object(bundle.data.clone()),
+    );
+    sources.revisions.insert(bundle.name.clone(), revision);
+}
+
+fn remove_under(data: &mut serde_json::Map<String, serde_json::Value>, root: &[String]) {
+    match root {
+        [] => data.clear(),
+        [last] => {
+            data.remove(last);
+        }
+        [first, rest @ ..] => {
+            if let Some(serde_json::Value::Object(inner)) = data.get_mut(first) {
+                remove_under(inner, rest);
+            }
         }
     }
 }

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod batch;
+mod bundle_service;
+mod bundles;
 mod cache;
 mod commands;
 mod data_api;

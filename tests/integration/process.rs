@@ -10,14 +10,14 @@ use std::time::Duration;
 use crate::support::{path_string, regent_bin, write_tree};
 
 /// A running `regent run --server` process and the address it bound.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     _lines: mpsc::Receiver<String>,
 }
 
 impl Daemon {
-    fn start(cwd: &std::path::Path, extra: &[&str]) -> Daemon {
+    pub(crate) fn start(cwd: &std::path::Path, extra: &[&str]) -> Daemon {
         let mut child = Command::new(regent_bin())
             .args([
                 "run",
@@ -88,7 +88,7 @@ impl Drop for Daemon {
     }
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> String {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,

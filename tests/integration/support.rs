@@ -42,6 +42,10 @@ pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
         max_batch_inputs: 10_000,
         watch: false,
         paths,
+        bundle: false,
+        local_verification: None,
+        opa: Default::default(),
+        default_decision: "system/main".into(),
     }
 }
 
@@ -80,9 +84,13 @@ impl TestServer {
         TestServer::launch(tempfile::tempdir().unwrap(), config).await
     }
 
+    /// A server on `config` as given (bundles, OPA configuration...).
+    pub async fn start_config(config: RunConfig) -> TestServer {
+        TestServer::launch(tempfile::tempdir().unwrap(), config).await
+    }
+
     async fn launch(dir: tempfile::TempDir, config: RunConfig) -> TestServer {
-        let sources = regent::run::load_sources(&config.paths).unwrap();
-        let state = regent::run::app_state(&config, sources).unwrap();
+        let state = regent::run::prepare(&config).unwrap();
         regent::run::start_background(&config, &state).unwrap();
         let server = Server::bind(&config.addrs, state).await.unwrap();
         let addr = server.local_addrs()[0];

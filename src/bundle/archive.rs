@@ -1,0 +1,290 @@
+//! Bundle files from a gzip'd tarball or a directory, and back to a tarball.
+//!
+//! Reading a tarball is bounded and refuses anything that is not a plain
+//! file: links, devices and FIFOs are errors, as are names with `..`
+//! components, duplicate names, and more uncompressed bytes than the size
+//! limit (counted while decompressing, so a gzip bomb stops at the limit
+//! instead of filling memory). A leading `/` is how `opa build` names every
+//! entry (`/data.json`), so it means the bundle root, never the host's root:
+//! nothing here writes an entry to disk.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tar::EntryType;
+
+use super::BundleFile;
+
+/// OPA's default `size_limit_bytes` (1 GiB).
+pub const DEFAULT_SIZE_LIMIT: u64 = 1 << 30;
+
+/// Reads a bundle from disk: a directory, or a `.tar.gz` file.
+pub fn read_path(path: &Path, size_limit: u64) -> Result<Vec<BundleFile>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if meta.is_dir() {
+        read_dir(path)
+    } else {
+        if meta.len() > size_limit {
+            bail!(
+                "{}: bundle of {} bytes exceeds the size limit of {size_limit} bytes",
+                path.display(),
+                meta.len()
+            );
+        }
+        let bytes =
+            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        read_tarball(&bytes, size_limit).with_context(|| format!("{}", path.display()))
+    }
+}
+
+/// Reads a gzip'd tarball, bounded by `size_limit` bytes compressed and uncompressed.
+pub fn read_tarball(bytes: &[u8], size_limit: u64) -> Result<Vec<BundleFile>> {
+    if bytes.len() as u64 > size_limit {
+        bail!(
+            "bundle of {} bytes exceeds the size limit of {size_limit} bytes",
+            bytes.len()
+        );
+    }
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let reader = Bounded {
+        inner: flate2::read::GzDecoder::new(bytes),
+        left: size_limit,
+        exceeded: exceeded.clone(),
+    };
+    let too_big = || anyhow!("bundle exceeds the size limit of {size_limit} bytes uncompressed");
+    let mut archive = tar::Archive::new(reader);
+    let mut files: Vec<BundleFile> = Vec::new();
+    let entries = archive.entries().context("reading the bundle archive")?;
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            Err(_) if exceeded.load(Ordering::Relaxed) => return Err(too_big()),
+            Err(err) => return Err(anyhow!("reading the bundle archive: {err}")),
+        };
+        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).to_string();
+        match entry.header().entry_type() {
+            EntryType::Regular | EntryType::Continuous => {}
+            EntryType::Directory | EntryType::XGlobalHeader => continue,
+            EntryType::Symlink | EntryType::Link => {
+                bail!("bundle entry '{raw_name}' is a link: refused")
+            }
+            other => bail!("bundle entry '{raw_name}' is not a regular file ({other:?}): refused"),
+        }
+        let name = clean_name(&raw_name)?;
+        if entry.size() > size_limit {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::new();
+        if let Err(err) = entry.read_to_end(&mut bytes) {
+            if exceeded.load(Ordering::Relaxed) {
+                return Err(too_big());
+            }
+            bail!("reading bundle entry '{raw_name}': {err}");
+        }
+        if name.is_empty() {
+            continue;
+        }
+        if files.iter().any(|f| f.name == name) {
+            bail!("bundle entry '{name}' appears twice");
+        }
+        files.push(BundleFile { name, bytes });
+    }
+    if exceeded.load(Ordering::Relaxed) {
+        return Err(too_big());
+    }
+    Ok(files)
+}
+
+/// The bundle-relative name of an archive entry: `/`, `./` and empty
+/// components dropped; `..`, backslashes and NUL refused.
+fn clean_name(raw: &str) -> Result<String> {
+    if raw.contains('\\') || raw.contains('\0') {
+        bail!("bundle entry '{raw}' has an invalid name: refused");
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => bail!("bundle entry '{raw}' leaves the bundle root (`..`): refused"),
+            part => parts.push(part),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// A reader that fails once more than `left` bytes came through.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other("bundle size limit exceeded"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads a bundle directory: every file, dot files (`.manifest`,
+/// `.signatures.json`) included, except entries starting with `..` (the
+/// copies a mounted Kubernetes ConfigMap keeps).
+pub fn read_dir(root: &Path) -> Result<Vec<BundleFile>> {
+    let mut files = Vec::new();
+    walk(root, root, &mut files)?;
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<BundleFile>) -> Result<()> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("{}: cannot read", dir.display()))?;
+        if entry.file_name().to_string_lossy().starts_with("..") {
+            continue;
+        }
+        let path = entry.path();
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        if meta.is_dir() {
+            walk(root, &path, out)?;
+        } else if meta.is_file() {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            let name = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().to_string())
+                .collect::<Vec<_>>()
+                .join("/");
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            out.push(BundleFile { name, bytes });
+        }
+    }
+    Ok(())
+}
+
+/// Writes `files` as a gzip'd tarball with fixed modes and times, so the same
+/// files always give the same bytes.
+pub fn write_tarball(files: &[BundleFile]) -> Result<Vec<u8>> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut builder = tar::Builder::new(encoder);
+    for file in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(file.bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_entry_type(EntryType::Regular);
+        builder
+            .append_data(&mut header, &file.name, file.bytes.as_slice())
+            .with_context(|| format!("writing {}", file.name))?;
+    }
+    let encoder = builder.into_inner().context("writing the bundle")?;
+    encoder.finish().context("writing the bundle")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn tarball(entries: &[(&str, EntryType, &[u8])]) -> Vec<u8> {
+        let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut builder = tar::Builder::new(encoder);
+        for (name, kind, bytes) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            // Written raw: `append_data` refuses the names under test.
+            let field = &mut header.as_old_mut().name;
+            field[..name.len()].copy_from_slice(name.as_bytes());
+            if *kind == EntryType::Symlink {
+                header.set_link_name("target").unwrap();
+            }
+            header.set_cksum();
+            builder.append(&header, *bytes).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn opa_style_names_are_bundle_relative() {
+        let bytes = tarball(&[
+            ("/data.json", EntryType::Regular, b"{}"),
+            ("./rules/a.rego", EntryType::Regular, b"package a"),
+            ("rules/", EntryType::Directory, b""),
+        ]);
+        let files = read_tarball(&bytes, 1 << 20).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["data.json", "rules/a.rego"]);
+    }
+
+    #[test]
+    fn escapes_links_and_devices_are_refused() {
+        for (name, kind, want) in [
+            ("../x.rego", EntryType::Regular, "`..`"),
+            ("a/../../x.rego", EntryType::Regular, "`..`"),
+            ("link.rego", EntryType::Symlink, "is a link"),
+            ("hard.rego", EntryType::Link, "is a link"),
+            ("dev", EntryType::Char, "not a regular file"),
+            ("fifo", EntryType::Fifo, "not a regular file"),
+        ] {
+            let bytes = tarball(&[(name, kind, b"")]);
+            let err = read_tarball(&bytes, 1 << 20).unwrap_err().to_string();
+            assert!(err.contains(want), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        // 64 MiB of zeros compresses to ~64 KiB.
+        let zeros = vec![0u8; 64 << 20];
+        let bytes = tarball(&[("data.json", EntryType::Regular, &zeros)]);
+        assert!(bytes.len() < 1 << 20);
+        let err = read_tarball(&bytes, 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("size limit"), "{err}");
+        let err = read_tarball(&bytes, 1 << 10).unwrap_err().to_string();
+        assert!(
+            err.contains("exceeds the size limit of 1024 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn not_gzip_and_duplicates_are_errors() {
+        assert!(read_tarball(b"not a tarball", 1 << 20).is_err());
+        let bytes = tarball(&[
+            ("a.rego", EntryType::Regular, b"x"),
+            ("/a.rego", EntryType::Regular, b"y"),
+        ]);
+        let err = read_tarball(&bytes, 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn written_tarballs_read_back() {
+        let files = vec![
+            BundleFile {
+                name: "rules/a.rego".into(),
+                bytes: b"package a".to_vec(),
+            },
+            BundleFile {
+                name: ".manifest".into(),
+                bytes: b"{}".to_vec(),
+            },
+        ];
+        let bytes = write_tarball(&files).unwrap();
+        assert_eq!(read_tarball(&bytes, 1 << 20).unwrap(), files);
+        assert_eq!(write_tarball(&files).unwrap(), bytes);
+    }
+}

@@ -1,0 +1,137 @@
+//! From configuration to bundle sources: the downloaders' settings resolved
+//! from OPA's `services`, `bundles` and `keys` sections, and the signature
+//! check for `-b` bundles from `--verification-key` and friends.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Result};
+
+use super::download::{join_url, Bearer, BundleSource};
+use super::persist;
+use super::signing::{self, KeySpec, Verification};
+use crate::opa_config::OpaConfig;
+
+/// One [`BundleSource`] per configured bundle.
+pub fn bundle_sources(config: &OpaConfig) -> Result<Vec<BundleSource>> {
+    let keys = key_specs(config)?;
+    let mut out = Vec::new();
+    for (name, bundle) in &config.bundles {
+        let service_name = bundle
+            .service
+            .as_deref()
+            .ok_or_else(|| anyhow!("bundles.{name}.service: no service configured"))?;
+        let service = config
+            .services
+            .get(service_name)
+            .ok_or_else(|| anyhow!("bundles.{name}.service: unknown service {service_name:?}"))?;
+        if service.url.starts_with("https://") {
+            bail!(
+                "services.{service_name}.url: https services are not supported yet (this build has no TLS client); use http://"
+            );
+        }
+        let resource = bundle
+            .resource
+            .clone()
+            .unwrap_or_else(|| format!("bundles/{name}"));
+        let bearer = match service.bearer() {
+            Some(b) => match (&b.token, &b.token_path) {
+                (Some(token), _) => Some(Bearer::Token {
+                    scheme: b.auth_scheme().to_string(),
+                    token: token.clone(),
+                }),
+                (None, Some(path)) => Some(Bearer::File {
+                    scheme: b.auth_scheme().to_string(),
+                    path: path.clone(),
+                }),
+                (None, None) => None,
+            },
+            None => None,
+        };
+        let verification = bundle.signing.as_ref().map(|s| Verification {
+            keys: keys.clone(),
+            keyid: s.keyid.clone().unwrap_or_default(),
+            scope: s.scope.clone(),
+            exclude_files: s.exclude_files.clone(),
+        });
+        out.push(BundleSource {
+            name: name.clone(),
+            url: join_url(&service.url, &resource),
+            headers: service
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            bearer,
+            min_delay: bundle.min_delay(),
+            max_delay: bundle.max_delay(),
+            long_polling_timeout: bundle.long_polling_timeout(),
+            response_header_timeout: service.response_header_timeout(),
+            size_limit: bundle.size_limit(),
+            persist_dir: bundle
+                .persist
+                .then(|| persist::bundle_dir(&config.persistence_dir(), name)),
+            verification,
+        });
+    }
+    Ok(out)
+}
+
+fn key_specs(config: &OpaConfig) -> Result<BTreeMap<String, KeySpec>> {
+    config
+        .keys
+        .iter()
+        .map(|(id, key)| {
+            let text = key
+                .key
+                .clone()
+                .or_else(|| key.private_key.clone())
+                .ok_or_else(|| {
+                    anyhow!("invalid keys configuration: no keys provided for key ID {id}")
+                })?;
+            let algorithm = signing::parse_algorithm(key.algorithm.as_deref().unwrap_or("RS256"))?;
+            Ok((
+                id.clone(),
+                KeySpec {
+                    key: text,
+                    algorithm,
+                    scope: key.scope.clone(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The check for `-b` bundles: `--verification-key` (a file or the key
+/// itself) under `--verification-key-id` with `--signing-alg`.
+pub fn local_verification(
+    key: Option<&str>,
+    keyid: &str,
+    algorithm: &str,
+    scope: Option<&str>,
+    exclude_files: &[String],
+) -> Result<Option<Verification>> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let mut keys = BTreeMap::new();
+    keys.insert(
+        keyid.to_string(),
+        KeySpec {
+            key: signing::key_text(key)?,
+            algorithm: signing::parse_algorithm(algorithm)?,
+            scope: None,
+        },
+    );
+    Ok(Some(Verification {
+        keys,
+        keyid: keyid.to_string(),
+        scope: scope.map(str::to_string),
+        exclude_files: exclude_files.to_vec(),
+    }))
+}
+
+/// The persistence directory of bundle `name` (for tests and tools).
+pub fn persisted_path(config: &OpaConfig, name: &str) -> PathBuf {
+    persist::bundle_dir(&config.persistence_dir(), name)
+}

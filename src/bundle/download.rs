@@ -1,0 +1,395 @@
+//! One downloader per configured bundle: poll the service, activate what
+//! changed. As OPA's downloader: `If-None-Match` with the last ETag (a 304
+//! changes nothing), a uniformly random delay between the polling bounds
+//! after a success, exponential backoff (100 ms × 1.6ⁿ, ±20% jitter, capped
+//! at the max delay) after an error, long polling when configured
+//! (`Prefer: modes=snapshot,wait=N`, kept while the service answers with
+//! `application/vnd.openpolicyagent.bundles`), a response-header timeout,
+//! and the body bounded by the bundle's size limit. A download that does
+//! not read, verify or build is reported and the active policies stay.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use hyper::{Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rand::Rng;
+use sha2::Digest;
+
+use super::signing::Verification;
+use super::{archive, persist, Bundle};
+use crate::policy::store::PolicyStore;
+
+/// The content type under which a service confirms long polling.
+const LONG_POLL_TYPE: &str = "application/vnd.openpolicyagent.bundles";
+
+/// Everything one downloader needs, resolved from the configuration.
+#[derive(Clone, Debug)]
+pub struct BundleSource {
+    pub name: String,
+    /// The service URL joined with the resource.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// `(scheme, token)`, or the token file read before every request.
+    pub bearer: Option<Bearer>,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    pub long_polling_timeout: Option<Duration>,
+    /// `None`: no limit (OPA's `response_header_timeout_seconds: 0`).
+    pub response_header_timeout: Option<Duration>,
+    pub size_limit: u64,
+    /// Where to persist the bundle (`persist: true`).
+    pub persist_dir: Option<PathBuf>,
+    pub verification: Option<Verification>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Bearer {
+    Token { scheme: String, token: String },
+    File { scheme: String, path: PathBuf },
+}
+
+/// Joins a service URL and a resource as OPA does (one `/` between).
+pub fn join_url(service: &str, resource: &str) -> String {
+    format!(
+        "{}/{}",
+        service.trim_end_matches('/'),
+        resource.trim_start_matches('/')
+    )
+}
+
+/// Loads the persisted copy of `source` (if any) and activates it; its ETag
+/// goes into the bundle's status, so the first poll can be answered with 304.
+pub fn activate_persisted(store: &PolicyStore, source: &BundleSource) {
+    let Some(dir) = source.persist_dir.as_ref() else {
+        return;
+    };
+    let (bytes, etag) = match persist::load(dir) {
+        Ok(Some(found)) => found,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(bundle = %source.name, error = %format!("{err:#}"), "cannot read the persisted bundle");
+            return;
+        }
+    };
+    match activate(store, source, &bytes, etag.as_deref()) {
+        Ok(revision) => {
+            tracing::info!(bundle = %source.name, revision = %revision, "activated the persisted bundle");
+            store
+                .bundle_statuses()
+                .update(&source.name, |s| s.etag = etag);
+        }
+        Err(err) => {
+            let message = format!("{err:#}");
+            tracing::warn!(bundle = %source.name, error = %message, "persisted bundle not activated");
+        }
+    }
+}
+
+/// Starts polling `source` on the current tokio runtime.
+pub fn spawn(store: PolicyStore, source: BundleSource) {
+    let statuses = store.bundle_statuses();
+    statuses.register(&source.name);
+    let etag = statuses.get(&source.name).and_then(|s| s.etag);
+    tokio::spawn(poll_forever(store, source, etag));
+}
+
+async fn poll_forever(store: PolicyStore, source: BundleSource, mut etag: Option<String>) {
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut retries: u32 = 0;
+    loop {
+        let delay = match poll_once(&client, &store, &source, &mut etag).await {
+            Ok(Polled { long_poll: true }) => {
+                retries = 0;
+                Duration::ZERO
+            }
+            Ok(Polled { long_poll: false }) => {
+                retries = 0;
+                random_delay(source.min_delay, source.max_delay)
+            }
+            Err(err) => {
+                let message = format!("{err:#}");
+                tracing::warn!(bundle = %source.name, error = %message, "bundle download failed");
+                let delay = backoff(retries, source.max_delay);
+                retries = retries.saturating_add(1);
+                delay
+            }
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+struct Polled {
+    /// The service holds requests open: ask again at once.
+    long_poll: bool,
+}
+
+async fn poll_once(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    store: &PolicyStore,
+    source: &BundleSource,
+    etag: &mut Option<String>,
+) -> Result<Polled> {
+    let statuses = store.bundle_statuses().clone();
+    statuses.update(&source.name, |s| s.last_request = Some(SystemTime::now()));
+    let result = download(client, source, etag.as_deref()).await;
+    let downloaded = match result {
+        Ok(downloaded) => downloaded,
+        Err(DownloadError { message, http_code }) => {
+            statuses.failed(&source.name, message.clone(), http_code);
+            bail!("{message}");
+        }
+    };
+    statuses.update(&source.name, |s| {
+        s.last_successful_request = Some(SystemTime::now());
+    });
+    let Some(body) = downloaded.body else {
+        return Ok(Polled {
+            long_poll: downloaded.long_poll,
+        });
+    };
+    statuses.update(&source.name, |s| {
+        s.last_successful_download = Some(SystemTime::now());
+    });
+    let digest: [u8; 32] = sha2::Sha256::digest(&body).into();
+    if statuses.get(&source.name).and_then(|s| s.digest) == Some(digest) {
+        *etag = downloaded.etag.clone();
+        return Ok(Polled {
+            long_poll: downloaded.long_poll,
+        });
+    }
+    let (store2, source2, new_etag) = (store.clone(), source.clone(), downloaded.etag.clone());
+    let activated = tokio::task::spawn_blocking(move || {
+        activate(&store2, &source2, &body, new_etag.as_deref()).map(|revision| (revision, body))
+    })
+    .await
+    .map_err(|e| anyhow!("activation task failed: {e}"))?;
+    match activated {
+        Ok((revision, body)) => {
+            tracing::info!(bundle = %source.name, revision = %revision, "bundle activated");
+            *etag = downloaded.etag.clone();
+            statuses.update(&source.name, |s| {
+                s.etag = downloaded.etag.clone();
+                s.digest = Some(digest);
+            });
+            if let Some(dir) = &source.persist_dir {
+                if let Err(err) = persist::save(dir, &body, downloaded.etag.as_deref()) {
+                    tracing::warn!(bundle = %source.name, error = %format!("{err:#}"), "cannot persist the bundle");
+                }
+            }
+            Ok(Polled {
+                long_poll: downloaded.long_poll,
+            })
+        }
+        Err(err) => {
+            statuses.failed(&source.name, format!("{err:#}"), None);
+            Err(err)
+        }
+    }
+}
+
+/// Reads, verifies and activates bundle bytes; returns the revision.
+fn activate(
+    store: &PolicyStore,
+    source: &BundleSource,
+    bytes: &[u8],
+    etag: Option<&str>,
+) -> Result<String> {
+    let files = archive::read_tarball(bytes, source.size_limit)?;
+    let bundle = Bundle::from_files(&source.name, files, source.verification.as_ref())?;
+    let revision = bundle.revision_or(etag.map(unquote));
+    store
+        .activate_bundle(bundle, revision.clone())
+        .map_err(|e| anyhow!("{}", crate::policy::store::describe(&e)))?;
+    Ok(revision)
+}
+
+/// `"abc"` and `W/"abc"` as `abc`.
+fn unquote(etag: &str) -> &str {
+    etag.trim_start_matches("W/").trim_matches('"')
+}
+
+struct Downloaded {
+    /// `None`: 304, nothing new.
+    body: Option<Vec<u8>>,
+    etag: Option<String>,
+    long_poll: bool,
+}
+
+struct DownloadError {
+    message: String,
+    http_code: Option<u16>,
+}
+
+impl DownloadError {
+    fn new(message: impl Into<String>) -> DownloadError {
+        DownloadError {
+            message: message.into(),
+            http_code: None,
+        }
+    }
+}
+
+async fn download(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    source: &BundleSource,
+    etag: Option<&str>,
+) -> Result<Downloaded, DownloadError> {
+    let request = build_request(source, etag).map_err(|e| DownloadError::new(format!("{e:#}")))?;
+    let header_timeout = match (source.response_header_timeout, source.long_polling_timeout) {
+        (_, Some(wait)) => Some(wait + source.response_header_timeout.unwrap_or(Duration::ZERO)),
+        (timeout, None) => timeout,
+    };
+    let response = match header_timeout {
+        Some(limit) => tokio::time::timeout(limit, client.request(request))
+            .await
+            .map_err(|_| {
+                DownloadError::new(format!("no response from {} within {limit:?}", source.url))
+            })?,
+        None => client.request(request).await,
+    }
+    .map_err(|e| DownloadError::new(format!("request to {} failed: {e}", source.url)))?;
+    let status = response.status();
+    let long_poll = source.long_polling_timeout.is_some()
+        && response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(LONG_POLL_TYPE));
+    if status == StatusCode::NOT_MODIFIED {
+        return Ok(Downloaded {
+            body: None,
+            etag: etag.map(str::to_string),
+            long_poll,
+        });
+    }
+    if status != StatusCode::OK {
+        return Err(DownloadError {
+            message: format!(
+                "server replied with {}",
+                status.canonical_reason().unwrap_or(status.as_str())
+            ),
+            http_code: Some(status.as_u16()),
+        });
+    }
+    let new_etag = response
+        .headers()
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let limit = usize::try_from(source.size_limit).unwrap_or(usize::MAX);
+    let body = tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(response.into_body(), limit).collect(),
+    )
+    .await
+    .map_err(|_| DownloadError::new("timed out reading the bundle"))?
+    .map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            DownloadError::new(format!(
+                "bundle exceeds the size limit of {} bytes",
+                source.size_limit
+            ))
+        } else {
+            DownloadError::new(format!("reading the bundle: {e}"))
+        }
+    })?
+    .to_bytes();
+    Ok(Downloaded {
+        body: Some(body.to_vec()),
+        etag: new_etag,
+        long_poll,
+    })
+}
+
+/// How long reading a bundle's body may take.
+const BODY_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn build_request(source: &BundleSource, etag: Option<&str>) -> Result<Request<Empty<Bytes>>> {
+    let mut builder = Request::get(&source.url);
+    for (name, value) in &source.headers {
+        builder = builder.header(
+            HeaderName::try_from(name.as_str()).with_context(|| format!("header {name}"))?,
+            HeaderValue::try_from(value.as_str()).with_context(|| format!("header {name}"))?,
+        );
+    }
+    if let Some(bearer) = &source.bearer {
+        let (scheme, token) = match bearer {
+            Bearer::Token { scheme, token } => (scheme, token.clone()),
+            Bearer::File { scheme, path } => (
+                scheme,
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("{}: cannot read the token", path.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+        };
+        builder = builder.header(AUTHORIZATION, format!("{scheme} {token}"));
+    }
+    if let Some(etag) = etag {
+        builder = builder.header(IF_NONE_MATCH, etag);
+    }
+    let prefer = match source.long_polling_timeout {
+        Some(wait) => format!("modes=snapshot,delta;wait={}", wait.as_secs()),
+        None => "modes=snapshot,delta".to_string(),
+    };
+    builder = builder.header("prefer", prefer);
+    builder
+        .body(Empty::new())
+        .with_context(|| format!("bad bundle URL {}", source.url))
+}
+
+/// Uniform in `[min, max]`.
+fn random_delay(min: Duration, max: Duration) -> Duration {
+    if max <= min {
+        return min;
+    }
+    rand::rng().random_range(min..=max)
+}
+
+/// OPA's `DefaultBackoff`: 0 on the first retry, then 100 ms × 1.6ⁿ with
+/// ±20% jitter, capped at `max`.
+fn backoff(retries: u32, max: Duration) -> Duration {
+    if retries == 0 {
+        return Duration::ZERO;
+    }
+    let base = 0.1 * 1.6f64.powi(i32::try_from(retries).unwrap_or(i32::MAX));
+    let capped = base.min(max.as_secs_f64());
+    let jitter = rand::rng().random_range(0.8..=1.2);
+    Duration::from_secs_f64((capped * jitter).min(max.as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_join_with_one_slash() {
+        assert_eq!(join_url("http://h:1/", "/api/x"), "http://h:1/api/x");
+        assert_eq!(join_url("http://h:1", "bundles/b"), "http://h:1/bundles/b");
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_under_the_cap() {
+        let max = Duration::from_secs(15);
+        assert_eq!(backoff(0, max), Duration::ZERO);
+        assert!(backoff(1, max) <= Duration::from_millis(200));
+        assert!(backoff(5, max) > backoff(1, max));
+        assert!(backoff(100, max) <= max);
+        let d = random_delay(Duration::from_secs(5), Duration::from_secs(15));
+        assert!(d >= Duration::from_secs(5) && d <= Duration::from_secs(15));
+    }
+
+    #[test]
+    fn etags_lose_their_quotes() {
+        assert_eq!(unquote("\"abc\""), "abc");
+        assert_eq!(unquote("W/\"abc\""), "abc");
+    }
+}

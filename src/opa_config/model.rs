@@ -1,0 +1,213 @@
+//! The typed OPA configuration: serde structs mirroring the OPA keys Regent
+//! implements (unknown keys are rejected), with accessors that apply OPA's
+//! defaults. [`super::load`] also writes the defaults OPA injects (a bundle's
+//! service and resource, polling delays, a key's algorithm) into the fields.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// OPA's default polling delays.
+pub const DEFAULT_MIN_DELAY_SECONDS: u64 = 60;
+pub const DEFAULT_MAX_DELAY_SECONDS: u64 = 120;
+/// OPA's default bundle size limit (1 GiB).
+pub const DEFAULT_SIZE_LIMIT_BYTES: u64 = 1 << 30;
+/// OPA's default wait for a service's response headers.
+pub const DEFAULT_RESPONSE_HEADER_TIMEOUT_SECONDS: u64 = 10;
+/// OPA's default signing algorithm for a key.
+pub const DEFAULT_KEY_ALGORITHM: &str = "RS256";
+
+/// The whole configuration (`--config-file` plus `--set`/`--set-file`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpaConfig {
+    /// Accepted as a map or (OPA's Helm-friendly form) a list of services
+    /// each with a `name`; always a map here.
+    pub services: BTreeMap<String, ServiceConfig>,
+    pub bundles: BTreeMap<String, BundleConfig>,
+    pub keys: BTreeMap<String, KeyConfig>,
+    pub persistence_directory: Option<PathBuf>,
+    pub labels: BTreeMap<String, String>,
+    /// `/system/main` or `system/main`; see [`OpaConfig::default_decision_path`].
+    pub default_decision: Option<String>,
+    /// Accepted for compatibility, unused.
+    pub default_authorization_decision: Option<String>,
+    pub decision_logs: DecisionLogsConfig,
+    /// Regent's own section (OPA has none).
+    pub decision_cache: DecisionCacheConfig,
+}
+
+impl OpaConfig {
+    /// `persistence_directory`, by default `.opa` in the working directory.
+    pub fn persistence_dir(&self) -> PathBuf {
+        match &self.persistence_directory {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().unwrap_or_default().join(".opa"),
+        }
+    }
+
+    /// The decision `POST /` answers, without a leading `/`: `system/main`
+    /// by default.
+    pub fn default_decision_path(&self) -> &str {
+        let path = self.default_decision.as_deref().unwrap_or("/system/main");
+        path.trim_start_matches('/')
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// An `http://` or `https://` URL, trailing `/` removed (as OPA does).
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
+    #[serde(default)]
+    pub response_header_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    #[serde(default)]
+    pub allow_insecure_tls: Option<bool>,
+}
+
+impl ServiceConfig {
+    /// How long to wait for response headers: 10s by default, `None` (no
+    /// limit) when configured as 0, as in OPA.
+    pub fn response_header_timeout(&self) -> Option<Duration> {
+        let secs = self
+            .response_header_timeout_seconds
+            .unwrap_or(DEFAULT_RESPONSE_HEADER_TIMEOUT_SECONDS);
+        (secs > 0).then(|| Duration::from_secs(secs))
+    }
+
+    pub fn bearer(&self) -> Option<&Bearer> {
+        self.credentials.as_ref()?.bearer.as_ref()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Credentials {
+    pub bearer: Option<Bearer>,
+}
+
+/// `Authorization: <scheme> <token>`, the token given inline or read from
+/// `token_path` (at most one of the two).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bearer {
+    pub token: Option<String>,
+    pub token_path: Option<PathBuf>,
+    pub scheme: Option<String>,
+}
+
+impl Bearer {
+    /// The scheme, `Bearer` by default.
+    pub fn auth_scheme(&self) -> &str {
+        self.scheme.as_deref().unwrap_or("Bearer")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    pub ca_cert: Option<PathBuf>,
+    pub system_ca_required: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BundleConfig {
+    /// Set after loading: the one configured service when omitted.
+    pub service: Option<String>,
+    /// Set after loading: `bundles/<name>` when omitted.
+    pub resource: Option<String>,
+    pub polling: Polling,
+    pub persist: bool,
+    /// Set after loading to the default (any configured key) when omitted
+    /// while `keys` is not empty: OPA then verifies every bundle.
+    pub signing: Option<Signing>,
+    pub size_limit_bytes: Option<u64>,
+    /// Only `periodic` (the default) is supported.
+    pub trigger: Option<String>,
+}
+
+impl BundleConfig {
+    pub fn min_delay(&self) -> Duration {
+        Duration::from_secs(
+            self.polling
+                .min_delay_seconds
+                .unwrap_or(DEFAULT_MIN_DELAY_SECONDS),
+        )
+    }
+
+    pub fn max_delay(&self) -> Duration {
+        Duration::from_secs(
+            self.polling
+                .max_delay_seconds
+                .unwrap_or(DEFAULT_MAX_DELAY_SECONDS),
+        )
+    }
+
+    /// `Some` when the service should be asked to long-poll.
+    pub fn long_polling_timeout(&self) -> Option<Duration> {
+        self.polling
+            .long_polling_timeout_seconds
+            .map(Duration::from_secs)
+    }
+
+    /// The size limit, 1 GiB when unset or 0 (as in OPA).
+    pub fn size_limit(&self) -> u64 {
+        match self.size_limit_bytes {
+            Some(limit) if limit > 0 => limit,
+            _ => DEFAULT_SIZE_LIMIT_BYTES,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Polling {
+    pub min_delay_seconds: Option<u64>,
+    pub max_delay_seconds: Option<u64>,
+    pub long_polling_timeout_seconds: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Signing {
+    /// Must name an entry of `keys`.
+    pub keyid: Option<String>,
+    pub scope: Option<String>,
+    pub exclude_files: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeyConfig {
+    pub key: Option<String>,
+    pub private_key: Option<String>,
+    /// Set after loading: `RS256` when omitted.
+    pub algorithm: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// OPA's `decision_logs`: only console logging is implemented.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecisionLogsConfig {
+    pub console: bool,
+}
+
+/// Regent's decision cache bounds; `None`: not set in this configuration.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecisionCacheConfig {
+    pub enabled: Option<bool>,
+    pub max_entries: Option<u64>,
+    pub max_size_bytes: Option<u64>,
+    pub ttl_seconds: Option<u64>,
+}

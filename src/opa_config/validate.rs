@@ -1,0 +1,147 @@
+//! Checks across the typed configuration that serde cannot express, and the
+//! defaults OPA injects, following OPA's `validateAndInjectDefaults` for
+//! services (`plugins/rest`), keys (`keys`) and bundles (`plugins/bundle`,
+//! `download`). Every error names the offending key.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use hyper::Uri;
+
+use super::model::{
+    BundleConfig, KeyConfig, OpaConfig, ServiceConfig, Signing, DEFAULT_KEY_ALGORITHM,
+    DEFAULT_MAX_DELAY_SECONDS, DEFAULT_MIN_DELAY_SECONDS,
+};
+
+/// OPA's algorithms, less ES512 (which the JWT library lacks).
+const ALGORITHMS: &[&str] = &[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384",
+];
+
+pub(super) fn validate(config: &mut OpaConfig) -> Result<()> {
+    for (name, service) in &mut config.services {
+        service_defaults(name, service)?;
+    }
+    for (id, key) in &mut config.keys {
+        key_defaults(id, key)?;
+    }
+    let services: Vec<&str> = config.services.keys().map(String::as_str).collect();
+    for (name, bundle) in &mut config.bundles {
+        bundle_defaults(name, bundle, &services, &config.keys)?;
+    }
+    Ok(())
+}
+
+fn service_defaults(name: &str, service: &mut ServiceConfig) -> Result<()> {
+    let url = service.url.trim_end_matches('/');
+    let valid = url.parse::<Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+    });
+    if !valid {
+        bail!(
+            "config: services.{name}.url: invalid URL \"{}\": expected http://HOST[:PORT][/PATH] or https://...",
+            service.url
+        );
+    }
+    service.url = url.to_owned();
+    if let Some(bearer) = service.bearer() {
+        if bearer.token.is_some() && bearer.token_path.is_some() {
+            bail!(
+                "config: services.{name}.credentials.bearer: specify either \"token\" or \"token_path\", not both"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn key_defaults(id: &str, key: &mut KeyConfig) -> Result<()> {
+    if key.key.is_none() && key.private_key.is_none() {
+        bail!("config: keys.{id}: no key provided for key ID {id} (set `key` or `private_key`)");
+    }
+    let algorithm = key
+        .algorithm
+        .get_or_insert_with(|| DEFAULT_KEY_ALGORITHM.to_owned());
+    if !ALGORITHMS.contains(&algorithm.as_str()) {
+        bail!(
+            "config: keys.{id}.algorithm: unsupported algorithm '{algorithm}' (supported: {})",
+            ALGORITHMS.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn bundle_defaults(
+    name: &str,
+    bundle: &mut BundleConfig,
+    services: &[&str],
+    keys: &BTreeMap<String, KeyConfig>,
+) -> Result<()> {
+    let invalid = format!("invalid configuration for bundle \"{name}\"");
+    if bundle.resource.as_deref().unwrap_or("").is_empty() {
+        bundle.resource = Some(format!("bundles/{name}"));
+    }
+
+    match (&bundle.service, services) {
+        (Some(service), _) if services.contains(&service.as_str()) => {}
+        (Some(service), _) => bail!(
+            "config: bundles.{name}.service: {invalid}: unknown service \"{service}\" (configured services: {})",
+            list(services)
+        ),
+        (None, [only]) => bundle.service = Some((*only).to_owned()),
+        (None, []) => bail!(
+            "config: bundles.{name}.service: {invalid}: no service configured (set services.NAME.url)"
+        ),
+        (None, _) => bail!(
+            "config: bundles.{name}.service: {invalid}: several services are configured, name one of {}",
+            list(services)
+        ),
+    }
+
+    match &mut bundle.signing {
+        Some(Signing {
+            keyid: Some(keyid), ..
+        }) if !keys.contains_key(keyid.as_str()) => {
+            bail!("config: bundles.{name}.signing.keyid: {invalid}: key id {keyid} not found")
+        }
+        Some(_) => {}
+        None if !keys.is_empty() => bundle.signing = Some(Signing::default()),
+        None => {}
+    }
+
+    match bundle.trigger.as_deref() {
+        None | Some("periodic") => {}
+        Some("manual") => bail!(
+            "config: config key \"bundles.{name}.trigger\" set to \"manual\" is an OPA option Regent does not support (use \"periodic\")"
+        ),
+        Some(other) => bail!(
+            "config: bundles.{name}.trigger: {invalid}: invalid trigger mode \"{other}\" (want \"periodic\")"
+        ),
+    }
+
+    let polling = &mut bundle.polling;
+    match (polling.min_delay_seconds, polling.max_delay_seconds) {
+        (Some(min), Some(max)) if max < min => bail!(
+            "config: bundles.{name}.polling: max_delay_seconds ({max}) must be >= min_delay_seconds ({min})"
+        ),
+        (Some(_), Some(_)) => {}
+        (Some(_), None) => bail!("config: bundles.{name}.polling: missing 'max_delay_seconds'"),
+        (None, Some(_)) => bail!("config: bundles.{name}.polling: missing 'min_delay_seconds'"),
+        (None, None) => {
+            polling.min_delay_seconds = Some(DEFAULT_MIN_DELAY_SECONDS);
+            polling.max_delay_seconds = Some(DEFAULT_MAX_DELAY_SECONDS);
+        }
+    }
+    if polling.long_polling_timeout_seconds == Some(0) {
+        bail!("config: bundles.{name}.polling.long_polling_timeout_seconds: must be at least 1");
+    }
+    Ok(())
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    quoted.join(", ")
+}

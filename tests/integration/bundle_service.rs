@@ -1,0 +1,169 @@
+//! A bundle service for tests: a real HTTP server on 127.0.0.1:0 (on its own
+//! thread and runtime) that serves one resource the way CVAT's server does —
+//! a gzip'd tarball, `Content-Type: application/x-tar`, an `ETag`, and 304
+//! on a matching `If-None-Match` — and records what it was asked.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use regent::bundle::BundleFile;
+
+/// What one request asked and got.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub if_none_match: Option<String>,
+    pub authorization: Option<String>,
+    pub status: u16,
+}
+
+struct Served {
+    /// `false`: answer 503, as a service that is still starting.
+    available: bool,
+    resource: String,
+    body: Vec<u8>,
+    etag: String,
+    seen: Vec<Seen>,
+}
+
+pub struct BundleService {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<Served>>,
+}
+
+impl BundleService {
+    /// Serves `body` at `resource` with `etag`.
+    pub fn start(resource: &str, body: Vec<u8>, etag: &str) -> BundleService {
+        let state = Arc::new(Mutex::new(Served {
+            available: true,
+            resource: resource.to_string(),
+            body,
+            etag: etag.to_string(),
+            seen: Vec::new(),
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let state = shared.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let state = state.clone();
+                            async move { Ok::<_, Infallible>(answer(&state, &req)) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        BundleService { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves new bytes under a new ETag.
+    pub fn set(&self, body: Vec<u8>, etag: &str) {
+        let mut served = self.state.lock().unwrap();
+        served.body = body;
+        served.etag = etag.to_string();
+    }
+
+    pub fn set_available(&self, available: bool) {
+        self.state.lock().unwrap().available = available;
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Waits until `pred` holds for the requests seen (at most 30 s).
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&[Seen]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !pred(&self.seen()) {
+            assert!(
+                Instant::now() < deadline,
+                "bundle service never saw: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn answer(state: &Mutex<Served>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut served = state.lock().unwrap();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let if_none_match = header("if-none-match");
+    let (status, body) = if !served.available {
+        (StatusCode::SERVICE_UNAVAILABLE, Vec::new())
+    } else if req.uri().path() != served.resource {
+        (StatusCode::NOT_FOUND, Vec::new())
+    } else if if_none_match.as_deref() == Some(served.etag.as_str()) {
+        (StatusCode::NOT_MODIFIED, Vec::new())
+    } else {
+        (StatusCode::OK, served.body.clone())
+    };
+    served.seen.push(Seen {
+        if_none_match,
+        authorization: header("authorization"),
+        status: status.as_u16(),
+    });
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/x-tar")
+        .header("etag", served.etag.clone())
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+/// A CVAT-shaped bundle: `rules/<file>.rego`, no manifest, no data.
+pub fn cvat_bundle(rules: &[(&str, &str)]) -> Vec<u8> {
+    let files: Vec<BundleFile> = rules
+        .iter()
+        .map(|(name, text)| BundleFile {
+            name: format!("rules/{name}"),
+            bytes: text.as_bytes().to_vec(),
+        })
+        .collect();
+    regent::bundle::archive::write_tarball(&files).unwrap()
+}
+
+/// A gzip'd tarball with raw entry names (which `tar::Builder` would refuse).
+pub fn raw_tarball(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut builder = tar::Builder::new(encoder);
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        builder.append(&header, *bytes).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}

@@ -1,0 +1,529 @@
+//! Bundles end to end: CVAT's exact command against a real bundle service,
+//! ETag/304, broken bundles kept out, persistence across a service outage,
+//! signed bundles built by `regent build`, `-b` bundles with roots, and the
+//! configuration errors.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::bundle_service::{cvat_bundle, raw_tarball, BundleService};
+use crate::process::{http_get, Daemon};
+use crate::support::{config, path_string, regent_bin, write_tree, TestServer};
+
+const PROBE_V1: &str = "package cvat_probe\n\nallow if input.user == \"alice\"\n";
+const PROBE_V2: &str = "package cvat_probe\n\nallow if input.user == \"bob\"\n";
+
+/// The default policies' rule files, in CVAT's bundle shape, plus `probe`.
+fn cvat_rules(probe: &str) -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rego"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    assert!(files.len() > 10, "default rules not found");
+    files.push(("probe.rego".into(), probe.into()));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    cvat_bundle(&refs)
+}
+
+fn status_code(reply: &str) -> u16 {
+    reply[9..12].parse().unwrap()
+}
+
+fn http_post(addr: std::net::SocketAddr, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn body_json(reply: &str) -> Value {
+    serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cvat_exact_command_polls_activates_and_follows_changes() {
+    let service = BundleService::start("/api/auth/rules", cvat_rules(PROBE_V1), "\"v1\"");
+    service.set_available(false);
+    let cwd = tempfile::tempdir().unwrap();
+    let url = format!("--set=services.cvat.url={}", service.url());
+    let daemon = Daemon::start(
+        cwd.path(),
+        &[
+            &url,
+            "--set=bundles.cvat.service=cvat",
+            "--set=bundles.cvat.resource=/api/auth/rules",
+            "--set=bundles.cvat.polling.min_delay_seconds=5",
+            "--set=bundles.cvat.polling.max_delay_seconds=15",
+            "--set=decision_logs.console=true",
+        ],
+    );
+    // Not activated yet: OPA answers 500 with this body.
+    let reply = http_get(daemon.addr, "/health?bundles");
+    assert_eq!(status_code(&reply), 500, "{reply}");
+    assert!(
+        reply.contains("one or more bundles are not activated"),
+        "{reply}"
+    );
+    assert_eq!(status_code(&http_get(daemon.addr, "/health")), 200);
+
+    service.set_available(true);
+    eventually("bundle activated", Duration::from_secs(30), || {
+        status_code(&http_get(daemon.addr, "/health?bundles")) == 200
+    });
+    let allow = |user: &str| {
+        body_json(&http_post(
+            daemon.addr,
+            "/v1/data/cvat_probe/allow",
+            &format!(r#"{{"input": {{"user": "{user}"}}}}"#),
+        ))
+    };
+    assert_eq!(allow("alice"), json!({"result": true}));
+    assert_eq!(allow("bob"), json!({}));
+    // The served default rules answer too (no embedded policies are loaded:
+    // every module comes from the bundle).
+    let policies = body_json(&http_get(daemon.addr, "/v1/policies"));
+    let ids: Vec<&str> = policies["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.iter().all(|id| id.starts_with("cvat/rules/")),
+        "{ids:?}"
+    );
+    assert!(ids.contains(&"cvat/rules/tasks.rego"), "{ids:?}");
+
+    // The next poll carries the ETag and gets 304: nothing changes.
+    service.wait_for("a 304", |seen| {
+        seen.iter()
+            .any(|s| s.status == 304 && s.if_none_match.as_deref() == Some("\"v1\""))
+    });
+    assert_eq!(allow("alice"), json!({"result": true}));
+
+    service.set(cvat_rules(PROBE_V2), "\"v2\"");
+    eventually("v2 activated", Duration::from_secs(30), || {
+        allow("bob") == json!({"result": true})
+    });
+    assert_eq!(allow("alice"), json!({}));
+    let status = body_json(&http_get(daemon.addr, "/v1/status"));
+    assert_eq!(status["result"]["bundles"]["cvat"]["active_revision"], "v2");
+    assert_eq!(status["result"]["revision"], "v2");
+    assert_eq!(status_code(&http_get(daemon.addr, "/health?bundles")), 200);
+}
+
+/// A configuration for one bundle `b` from `service`, polled every 0-1 s.
+fn polled_config(service: &BundleService, extra: &[String]) -> regent::config::RunConfig {
+    polled_config_files(service, extra, &[])
+}
+
+fn polled_config_files(
+    service: &BundleService,
+    extra: &[String],
+    set_file: &[String],
+) -> regent::config::RunConfig {
+    let mut set = vec![
+        format!("services.s.url={}", service.url()),
+        "bundles.b.service=s".to_string(),
+        "bundles.b.resource=/b.tar.gz".to_string(),
+        "bundles.b.polling.min_delay_seconds=0".to_string(),
+        "bundles.b.polling.max_delay_seconds=1".to_string(),
+    ];
+    set.extend(extra.iter().cloned());
+    let mut config = config(Vec::new(), regent::api::Limits::default());
+    config.opa = regent::opa_config::from_parts(None, &set, set_file)
+        .unwrap_or_else(|e| panic!("{set:?} {set_file:?}: {e:#}"));
+    config
+}
+
+async fn allow(server: &TestServer, user: &str) -> Value {
+    server
+        .post(
+            "/v1/data/cvat_probe/allow",
+            &format!(r#"{{"input": {{"user": "{user}"}}}}"#),
+        )
+        .await
+        .json()
+}
+
+async fn bundle_status(server: &TestServer) -> Value {
+    server.get("/v1/status").await.json()["result"]["bundles"]["b"].clone()
+}
+
+async fn wait_async(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
+    let good = cvat_bundle(&[("probe.rego", PROBE_V1)]);
+    let service = BundleService::start("/b.tar.gz", good, "\"good\"");
+    let server = TestServer::start_config(polled_config(
+        &service,
+        &[
+            "bundles.b.size_limit_bytes=20000".to_string(),
+            "services.s.credentials.bearer.token=t0k".to_string(),
+        ],
+    ))
+    .await;
+    wait_async("activation", async || {
+        allow(&server, "alice").await == json!({"result": true})
+    })
+    .await;
+    assert_eq!(
+        service.seen()[0].authorization.as_deref(),
+        Some("Bearer t0k")
+    );
+
+    let oversized = "# padding\n".repeat(4000);
+    let broken: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "syntax",
+            cvat_bundle(&[("probe.rego", "package cvat_probe\nallow if {\n")]),
+            "probe.rego",
+        ),
+        ("gzip", b"this is not gzip".to_vec(), "archive"),
+        (
+            "dotdot",
+            raw_tarball(&[("../probe.rego", PROBE_V2.as_bytes())]),
+            "`..`",
+        ),
+        (
+            "oversized",
+            cvat_bundle(&[("probe.rego", &format!("{PROBE_V2}{oversized}"))]),
+            "size limit",
+        ),
+    ];
+    for (etag, bytes, want) in broken {
+        service.set(bytes, &format!("\"{etag}\""));
+        wait_async(etag, async || {
+            bundle_status(&server).await["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(want))
+        })
+        .await;
+        assert_eq!(
+            allow(&server, "alice").await,
+            json!({"result": true}),
+            "{etag}"
+        );
+        assert_eq!(bundle_status(&server).await["active_revision"], "good");
+        assert_eq!(server.get("/health?bundles").await.status, 200);
+    }
+
+    service.set(cvat_bundle(&[("probe.rego", PROBE_V2)]), "\"fixed\"");
+    wait_async("fixed bundle", async || {
+        allow(&server, "bob").await == json!({"result": true})
+    })
+    .await;
+    let status = bundle_status(&server).await;
+    assert_eq!(status["active_revision"], "fixed");
+    assert!(status.get("message").is_none(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persisted_bundle_serves_while_the_service_is_down() {
+    let persistence = tempfile::tempdir().unwrap();
+    let persist = [
+        "bundles.b.persist=true".to_string(),
+        format!("persistence_directory={}", path_string(persistence.path())),
+    ];
+    let service = BundleService::start(
+        "/b.tar.gz",
+        cvat_bundle(&[("probe.rego", PROBE_V1)]),
+        "\"p1\"",
+    );
+    let first = TestServer::start_config(polled_config(&service, &persist)).await;
+    wait_async("activation", async || {
+        first.get("/health?bundles").await.status == 200
+    })
+    .await;
+    first.stop().await.unwrap();
+    assert!(persistence.path().join("bundles/b/bundle.tar.gz").is_file());
+
+    // Port 1 on loopback: nothing listens, every download fails.
+    let mut config = polled_config(&service, &persist);
+    config.opa.services.get_mut("s").unwrap().url = "http://127.0.0.1:1".into();
+    let second = TestServer::start_config(config).await;
+    assert_eq!(second.get("/health?bundles").await.status, 200);
+    assert_eq!(allow(&second, "alice").await, json!({"result": true}));
+    wait_async("the download error is reported", async || {
+        bundle_status(&second).await["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("127.0.0.1:1"))
+    })
+    .await;
+    assert_eq!(allow(&second, "alice").await, json!({"result": true}));
+}
+
+fn fixture(name: &str) -> String {
+    path_string(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/keys")
+            .join(name),
+    )
+}
+
+/// `regent build` over a bundle directory, signed with `key`/`alg`.
+fn build_signed(dir: &std::path::Path, out: &std::path::Path, key: &str, alg: &str) {
+    let status = Command::new(regent_bin())
+        .args(["build", "-b", &path_string(dir), "-o", &path_string(out)])
+        .args([
+            "--revision",
+            "r7",
+            "--signing-key",
+            key,
+            "--signing-alg",
+            alg,
+        ])
+        .args(["--verification-key-id", "k"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_bundles_activate_only_with_the_right_key_and_untouched_files() {
+    let src = write_tree(&[
+        ("probe.rego", PROBE_V1),
+        ("cvat_probe/data.json", r#"{"level": 3}"#),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "rsa",
+            fixture("rsa_private.pem"),
+            "RS256",
+            fixture("rsa_public.pem"),
+        ),
+        (
+            "ps",
+            fixture("rsa_private.pem"),
+            "PS256",
+            fixture("rsa_public.pem"),
+        ),
+        (
+            "ec",
+            fixture("ec_private.pem"),
+            "ES256",
+            fixture("ec_public.pem"),
+        ),
+        ("hmac", "s3cret".to_string(), "HS256", "s3cret".to_string()),
+    ];
+    for (name, private, alg, public) in &cases {
+        let tarball = out.path().join(format!("{name}.tar.gz"));
+        build_signed(src.path(), &tarball, private, alg);
+        let bytes = std::fs::read(&tarball).unwrap();
+        let service = BundleService::start("/b.tar.gz", bytes.clone(), "\"e\"");
+        let public = if std::path::Path::new(public).is_file() {
+            public.clone()
+        } else {
+            let secret = out.path().join("secret");
+            std::fs::write(&secret, public).unwrap();
+            path_string(&secret)
+        };
+        let keys = vec![
+            format!("keys.k.algorithm={alg}"),
+            "bundles.b.signing.keyid=k".to_string(),
+        ];
+        let config = polled_config_files(&service, &keys, &[format!("keys.k.key={public}")]);
+        let server = TestServer::start_config(config).await;
+        wait_async(name, async || {
+            server.get("/health?bundles").await.status == 200
+        })
+        .await;
+        assert_eq!(allow(&server, "alice").await, json!({"result": true}));
+        let level = server.get("/v1/data/cvat_probe/level").await.json();
+        assert_eq!(level, json!({"result": 3}));
+        assert_eq!(bundle_status(&server).await["active_revision"], "r7");
+
+        // Tampered: the same signature over a changed module.
+        let files = regent::bundle::archive::read_tarball(&bytes, 1 << 20).unwrap();
+        let tampered: Vec<_> = files
+            .into_iter()
+            .map(|mut f| {
+                if f.name.ends_with("probe.rego") {
+                    f.bytes = PROBE_V2.as_bytes().to_vec();
+                }
+                f
+            })
+            .collect();
+        service.set(
+            regent::bundle::archive::write_tarball(&tampered).unwrap(),
+            "\"tampered\"",
+        );
+        wait_async("tampered refused", async || {
+            bundle_status(&server).await["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("probe.rego: digest mismatch"))
+        })
+        .await;
+        // Unsigned while a signature is required.
+        service.set(cvat_bundle(&[("probe.rego", PROBE_V2)]), "\"unsigned\"");
+        wait_async("unsigned refused", async || {
+            bundle_status(&server).await["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("bundle missing .signatures.json file"))
+        })
+        .await;
+        assert_eq!(allow(&server, "alice").await, json!({"result": true}));
+        assert_eq!(allow(&server, "bob").await, json!({}));
+    }
+
+    // The wrong key: never activated.
+    let tarball = out.path().join("hmac.tar.gz");
+    let service = BundleService::start("/b.tar.gz", std::fs::read(&tarball).unwrap(), "\"e\"");
+    let config = polled_config(
+        &service,
+        &[
+            "keys.k.algorithm=HS256".into(),
+            "keys.k.key=not-the-secret".into(),
+            "bundles.b.signing.keyid=k".into(),
+        ],
+    );
+    let server = TestServer::start_config(config).await;
+    wait_async("wrong key refused", async || {
+        bundle_status(&server).await["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("failed to verify"))
+    })
+    .await;
+    assert_eq!(server.get("/health?bundles").await.status, 500);
+}
+
+#[tokio::test]
+async fn local_bundles_own_their_roots() {
+    let a = write_tree(&[
+        (".manifest", r#"{"revision": "ra", "roots": ["a"]}"#),
+        ("a/p.rego", "package a.p\n\nx := data.a.v\n"),
+        ("a/data.json", r#"{"v": 1}"#),
+    ]);
+    let b_dir = write_tree(&[
+        (".manifest", r#"{"revision": "rb", "roots": ["b"]}"#),
+        ("q.rego", "package b\n\ny := 2\n"),
+    ]);
+    let b_files = regent::bundle::archive::read_dir(b_dir.path()).unwrap();
+    let b_tarball = b_dir.path().join("b.tar.gz");
+    std::fs::write(
+        &b_tarball,
+        regent::bundle::archive::write_tarball(&b_files).unwrap(),
+    )
+    .unwrap();
+
+    let mut cfg = config(
+        vec![path_string(a.path()), path_string(&b_tarball)],
+        regent::api::Limits::default(),
+    );
+    cfg.bundle = true;
+    let server = TestServer::start_config(cfg.clone()).await;
+    assert_eq!(
+        server.get("/v1/data/a/p/x").await.json(),
+        json!({"result": 1})
+    );
+    assert_eq!(
+        server.get("/v1/data/b/y").await.json(),
+        json!({"result": 2})
+    );
+
+    let reply = crate::support::request(server.addr, "PUT", "/v1/data/a/v", &[], "2".into()).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["code"], "invalid_parameter");
+    assert!(reply.body.contains("owned by bundle"), "{}", reply.body);
+    let reply = crate::support::request(
+        server.addr,
+        "PUT",
+        "/v1/policies/x",
+        &[],
+        "package b.z\n\nw := 1\n".into(),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("owned by bundle"), "{}", reply.body);
+    let reply = crate::support::request(server.addr, "PUT", "/v1/data/c", &[], "3".into()).await;
+    assert_eq!(reply.status, 204, "{}", reply.body);
+
+    // Overlapping roots across bundles: a start-up error.
+    let overlap = write_tree(&[(".manifest", r#"{"roots": ["a/p"]}"#)]);
+    cfg.paths.push(path_string(overlap.path()));
+    let err = regent::run::prepare(&cfg).err().unwrap();
+    assert!(format!("{err:#}").contains("overlapping roots"), "{err:#}");
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--set=bundles.b.polling.min_delay_seconds=abc"],
+            "bundles.b.polling.min_delay_seconds",
+        ),
+        (
+            &["--set=services.s.url=http://x", "--set=services.s.bogus=1"],
+            "services.s.bogus",
+        ),
+        (&["--set=discovery.name=x"], "discovery"),
+        (
+            &[
+                "--set=services.s.url=http://x",
+                "--set=bundles.b.service=nope",
+            ],
+            "unknown service",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(regent_bin())
+            .args(["run", "--server", "--addr", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    // A config file with `${ENV}`, overridden by --set.
+    let dir = write_tree(&[(
+        "config.yaml",
+        "services:\n  s:\n    url: ${REGENT_TEST_URL}\nbundles:\n  b:\n    service: s\n    polling:\n      min_delay_seconds: x\n",
+    )]);
+    let out = Command::new(regent_bin())
+        .args(["run", "--server", "--addr", "127.0.0.1:0", "-c"])
+        .arg(dir.path().join("config.yaml"))
+        .env("REGENT_TEST_URL", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("bundles.b.polling.min_delay_seconds"),
+        "{stderr}"
+    );
+}
