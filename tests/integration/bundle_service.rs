@@ -20,6 +20,7 @@ use regent::bundle::BundleFile;
 pub struct Seen {
     pub if_none_match: Option<String>,
     pub authorization: Option<String>,
+    pub prefer: Option<String>,
     pub status: u16,
 }
 
@@ -131,6 +132,7 @@ fn answer(state: &Mutex<Served>, req: &Request<Incoming>) -> Response<Full<Bytes
     served.seen.push(Seen {
         if_none_match,
         authorization: header("authorization"),
+        prefer: header("prefer"),
         status: status.as_u16(),
     });
     Response::builder()

@@ -193,6 +193,7 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
         &[
             "bundles.b.size_limit_bytes=20000".to_string(),
             "services.s.credentials.bearer.token=t0k".to_string(),
+            "bundles.b.polling.long_polling_timeout_seconds=7".to_string(),
         ],
     ))
     .await;
