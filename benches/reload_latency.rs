@@ -51,6 +51,7 @@ async fn main() {
         paths: vec![dir.path().to_string_lossy().into_owned()],
         bundle: false,
         local_verification: None,
+        skip_verify: false,
         opa: Default::default(),
         default_decision: "system/main".into(),
     };

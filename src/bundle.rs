@@ -93,6 +93,9 @@ impl Bundle {
         } else if signatures.is_some() {
             bail!("bundle signature verification failed: verification key not provided");
         }
+        if files.iter().any(|f| f.name == "patch.json") {
+            bail!("delta bundles (patch.json) are not supported");
+        }
         let mut manifest = Manifest::default();
         let mut modules = Vec::new();
         let mut sources = crate::policy::Sources::default();

@@ -36,6 +36,8 @@ pub struct RunConfig {
     pub bundle: bool,
     /// How `-b` bundles' signatures are checked (`--verification-key`).
     pub local_verification: Option<Verification>,
+    /// `--skip-verify`: `-b` bundles' signatures are ignored.
+    pub skip_verify: bool,
     /// The OPA configuration: services, bundles, keys, labels...
     pub opa: OpaConfig,
     /// The document `POST /` answers (`default_decision`).
@@ -130,6 +132,7 @@ impl RunConfig {
             paths: args.paths,
             bundle: args.bundle,
             local_verification,
+            skip_verify: args.skip_verify,
             opa,
             default_decision,
         })

@@ -58,6 +58,7 @@ pub fn read_tarball(bytes: &[u8], size_limit: u64) -> Result<Vec<BundleFile>> {
     let too_big = || anyhow!("bundle exceeds the size limit of {size_limit} bytes uncompressed");
     let mut archive = tar::Archive::new(reader);
     let mut files: Vec<BundleFile> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     let entries = archive.entries().context("reading the bundle archive")?;
     for entry in entries {
         let mut entry = match entry {
@@ -76,7 +77,10 @@ pub fn read_tarball(bytes: &[u8], size_limit: u64) -> Result<Vec<BundleFile>> {
         }
         let name = clean_name(&raw_name)?;
         if entry.size() > size_limit {
-            return Err(too_big());
+            bail!(
+                "bundle file '{name}' size ({} bytes) exceeds configured size_limit_bytes ({size_limit} bytes)",
+                entry.size()
+            );
         }
         let mut bytes = Vec::new();
         if let Err(err) = entry.read_to_end(&mut bytes) {
@@ -88,7 +92,7 @@ pub fn read_tarball(bytes: &[u8], size_limit: u64) -> Result<Vec<BundleFile>> {
         if name.is_empty() {
             continue;
         }
-        if files.iter().any(|f| f.name == name) {
+        if !names.insert(name.clone()) {
             bail!("bundle entry '{name}' appears twice");
         }
         files.push(BundleFile { name, bytes });
@@ -252,7 +256,7 @@ mod tests {
         let bytes = tarball(&[("data.json", EntryType::Regular, &zeros)]);
         assert!(bytes.len() < 1 << 20);
         let err = read_tarball(&bytes, 1 << 20).unwrap_err().to_string();
-        assert!(err.contains("size limit"), "{err}");
+        assert!(err.contains("exceeds configured size_limit_bytes"), "{err}");
         let err = read_tarball(&bytes, 1 << 10).unwrap_err().to_string();
         assert!(
             err.contains("exceeds the size limit of 1024 bytes"),

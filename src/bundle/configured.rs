@@ -25,10 +25,19 @@ pub fn bundle_sources(config: &OpaConfig) -> Result<Vec<BundleSource>> {
             .services
             .get(service_name)
             .ok_or_else(|| anyhow!("bundles.{name}.service: unknown service {service_name:?}"))?;
-        if service.url.starts_with("https://") {
-            bail!(
-                "services.{service_name}.url: https services are not supported yet (this build has no TLS client); use http://"
-            );
+        if service.allow_insecure_tls == Some(true) {
+            bail!("services.{service_name}.allow_insecure_tls: not supported (give the CA with `tls.ca_cert`)");
+        }
+        let ca_cert = service.tls.as_ref().and_then(|t| t.ca_cert.clone());
+        let system_ca_required = service
+            .tls
+            .as_ref()
+            .and_then(|t| t.system_ca_required)
+            .unwrap_or(false);
+        if let Some(path) = &ca_cert {
+            // Fail at start-up, not in the downloader.
+            super::download::client(Some(path), false)
+                .map_err(|e| anyhow!("services.{service_name}.tls.ca_cert: {e:#}"))?;
         }
         let resource = bundle
             .resource
@@ -68,6 +77,8 @@ pub fn bundle_sources(config: &OpaConfig) -> Result<Vec<BundleSource>> {
             long_polling_timeout: bundle.long_polling_timeout(),
             response_header_timeout: service.response_header_timeout(),
             size_limit: bundle.size_limit(),
+            ca_cert,
+            system_ca_required,
             persist_dir: bundle
                 .persist
                 .then(|| persist::bundle_dir(&config.persistence_dir(), name)),

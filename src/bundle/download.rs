@@ -3,7 +3,7 @@
 //! changes nothing), a uniformly random delay between the polling bounds
 //! after a success, exponential backoff (100 ms × 1.6ⁿ, ±20% jitter, capped
 //! at the max delay) after an error, long polling when configured
-//! (`Prefer: modes=snapshot,wait=N`, kept while the service answers with
+//! (`Prefer: modes=snapshot;wait=N`, kept while the service answers with
 //! `application/vnd.openpolicyagent.bundles`), a response-header timeout,
 //! and the body bounded by the bundle's size limit. A download that does
 //! not read, verify or build is reported and the active policies stay.
@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use hyper::{Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -44,6 +45,11 @@ pub struct BundleSource {
     /// `None`: no limit (OPA's `response_header_timeout_seconds: 0`).
     pub response_header_timeout: Option<Duration>,
     pub size_limit: u64,
+    /// PEM CA certificates to trust for `https://` (`tls.ca_cert`); `None`:
+    /// the system's roots.
+    pub ca_cert: Option<PathBuf>,
+    /// Trust the system's roots as well as `ca_cert`.
+    pub system_ca_required: bool,
     /// Where to persist the bundle (`persist: true`).
     pub persist_dir: Option<PathBuf>,
     pub verification: Option<Verification>,
@@ -100,9 +106,58 @@ pub fn spawn(store: PolicyStore, source: BundleSource) {
     tokio::spawn(poll_forever(store, source, etag));
 }
 
+type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// A client for `http://` and `https://`, trusting `ca_cert` (PEM), the
+/// system's roots when there is none, or both with `system_roots`.
+pub fn client(ca_cert: Option<&std::path::Path>, system_roots: bool) -> Result<HttpClient> {
+    let mut roots = rustls::RootCertStore::empty();
+    if system_roots || ca_cert.is_none() {
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+    }
+    if let Some(path) = ca_cert {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("{}: cannot read the CA certificate", path.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{}: bad PEM", path.display()))?;
+        if certs.is_empty() {
+            bail!("{}: no certificate found", path.display());
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .with_context(|| format!("{}: bad CA certificate", path.display()))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS configuration")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
 async fn poll_forever(store: PolicyStore, source: BundleSource, mut etag: Option<String>) {
-    let client: Client<HttpConnector, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client = match client(source.ca_cert.as_deref(), source.system_ca_required) {
+        Ok(client) => client,
+        Err(err) => {
+            let message = format!("{err:#}");
+            tracing::error!(bundle = %source.name, error = %message, "bundle downloader cannot start");
+            store.bundle_statuses().failed(&source.name, message, None);
+            return;
+        }
+    };
     let mut retries: u32 = 0;
     loop {
         let delay = match poll_once(&client, &store, &source, &mut etag).await {
@@ -132,7 +187,7 @@ struct Polled {
 }
 
 async fn poll_once(
-    client: &Client<HttpConnector, Empty<Bytes>>,
+    client: &HttpClient,
     store: &PolicyStore,
     source: &BundleSource,
     etag: &mut Option<String>,
@@ -149,6 +204,10 @@ async fn poll_once(
     };
     statuses.update(&source.name, |s| {
         s.last_successful_request = Some(SystemTime::now());
+        if downloaded.body.is_none() {
+            // 304: the active bundle is current, the last error is over.
+            s.error = None;
+        }
     });
     let Some(body) = downloaded.body else {
         return Ok(Polled {
@@ -161,6 +220,7 @@ async fn poll_once(
     let digest: [u8; 32] = sha2::Sha256::digest(&body).into();
     if statuses.get(&source.name).and_then(|s| s.digest) == Some(digest) {
         *etag = downloaded.etag.clone();
+        statuses.update(&source.name, |s| s.error = None);
         return Ok(Polled {
             long_poll: downloaded.long_poll,
         });
@@ -238,7 +298,7 @@ impl DownloadError {
 }
 
 async fn download(
-    client: &Client<HttpConnector, Empty<Bytes>>,
+    client: &HttpClient,
     source: &BundleSource,
     etag: Option<&str>,
 ) -> Result<Downloaded, DownloadError> {
@@ -337,8 +397,8 @@ fn build_request(source: &BundleSource, etag: Option<&str>) -> Result<Request<Em
         builder = builder.header(IF_NONE_MATCH, etag);
     }
     let prefer = match source.long_polling_timeout {
-        Some(wait) => format!("modes=snapshot,delta;wait={}", wait.as_secs()),
-        None => "modes=snapshot,delta".to_string(),
+        Some(wait) => format!("modes=snapshot;wait={}", wait.as_secs()),
+        None => "modes=snapshot".to_string(),
     };
     builder = builder.header("prefer", prefer);
     builder

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 
 use super::data_write::{self, DataWrite, DataWriteError};
 use super::{Module, Snapshot, SnapshotHandle, Sources};
@@ -117,7 +117,7 @@ impl PolicyStore {
                     .get(&bundle.name)
                     .cloned()
                     .unwrap_or_default();
-                apply_bundle(&mut next, None, bundle, revision);
+                apply_bundle(&mut next, None, bundle, revision).map_err(WriteError::Build)?;
             }
             *sources = next;
             Ok(())
@@ -164,8 +164,7 @@ impl PolicyStore {
         }
         let previous = bundles.get(&bundle.name);
         self.write("bundle", |sources| {
-            apply_bundle(sources, previous, bundle, revision);
-            Ok(())
+            apply_bundle(sources, previous, bundle, revision).map_err(WriteError::Build)
         })?;
         bundles.insert(bundle.name.clone(), bundle.clone());
         Ok(())
@@ -173,7 +172,9 @@ impl PolicyStore {
 
     /// The bundle owning `path` and the refusal message, if a bundle does.
     fn owner_message(&self, path: &[String]) -> Option<String> {
-        let bundles = self.bundles.lock().ok()?;
+        let Ok(bundles) = self.bundles.lock() else {
+            return Some("policy store lock poisoned".into());
+        };
         if path.is_empty() && !bundles.is_empty() {
             return Some("can't write to document root with bundle roots configured".into());
         }
@@ -316,7 +317,8 @@ pub fn describe(err: &WriteError) -> String {
     match err {
         WriteError::Build(err) => format!("{err:#}"),
         WriteError::NoSuchPolicy(id) => format!("no policy {id}"),
-        WriteError::Data(err) => format!("{err:?}"),
+        WriteError::Data(DataWriteError::Invalid(m) | DataWriteError::NotFound(m)) => m.clone(),
+        WriteError::Data(DataWriteError::NotModified) => "not modified".into(),
     }
 }
 
@@ -327,7 +329,7 @@ fn apply_bundle(
     previous: Option<&Bundle>,
     bundle: &Bundle,
     revision: String,
-) {
+) -> Result<()> {
     let mut gone: HashSet<&str> = bundle.modules.iter().map(|m| m.id.as_str()).collect();
     let mut roots = bundle.roots();
     if let Some(previous) = previous {
@@ -339,14 +341,17 @@ fn apply_bundle(
     for root in &roots {
         remove_under(&mut sources.data, root);
     }
-    // Everything under the roots was just removed and a bundle's data lies
-    // under its roots, so this merge cannot conflict.
-    let _ = sources.merge_data(
-        &bundle.name,
-        &[],
-        serde_json::Value::Object(bundle.data.clone()),
-    );
+    // Everything under the roots was removed, but a non-object value on the
+    // way to a root (data `a = 1`, root `a/b`) still conflicts: an error.
+    sources
+        .merge_data(
+            &format!("bundle {}", bundle.name),
+            &[],
+            serde_json::Value::Object(bundle.data.clone()),
+        )
+        .context("the bundle's data conflicts with the data outside its roots")?;
     sources.revisions.insert(bundle.name.clone(), revision);
+    Ok(())
 }
 
 fn remove_under(data: &mut serde_json::Map<String, serde_json::Value>, root: &[String]) {

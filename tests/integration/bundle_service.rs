@@ -28,6 +28,7 @@ struct Served {
     /// `false`: answer 503, as a service that is still starting.
     available: bool,
     resource: String,
+    content_type: String,
     body: Vec<u8>,
     etag: String,
     seen: Vec<Seen>,
@@ -41,9 +42,43 @@ pub struct BundleService {
 impl BundleService {
     /// Serves `body` at `resource` with `etag`.
     pub fn start(resource: &str, body: Vec<u8>, etag: &str) -> BundleService {
+        BundleService::start_inner(resource, body, etag, None)
+    }
+
+    /// The same over https, with `tests/fixtures/tls/cert.pem` (signed by
+    /// `ca.pem`, valid for 127.0.0.1 and localhost).
+    pub fn start_tls(resource: &str, body: Vec<u8>, etag: &str) -> BundleService {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.join("cert.pem"))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        BundleService::start_inner(resource, body, etag, Some(acceptor))
+    }
+
+    fn start_inner(
+        resource: &str,
+        body: Vec<u8>,
+        etag: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> BundleService {
         let state = Arc::new(Mutex::new(Served {
             available: true,
             resource: resource.to_string(),
+            content_type: "application/x-tar".to_string(),
             body,
             etag: etag.to_string(),
             seen: Vec::new(),
@@ -64,14 +99,24 @@ impl BundleService {
                         continue;
                     };
                     let state = shared.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             let state = state.clone();
                             async move { Ok::<_, Infallible>(answer(&state, &req)) }
                         });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        let http = hyper::server::conn::http1::Builder::new();
+                        match tls {
+                            Some(acceptor) => {
+                                if let Ok(stream) = acceptor.accept(stream).await {
+                                    let _ =
+                                        http.serve_connection(TokioIo::new(stream), service).await;
+                                }
+                            }
+                            None => {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
                     });
                 }
             });
@@ -83,11 +128,19 @@ impl BundleService {
         format!("http://{}", self.addr)
     }
 
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
     /// Serves new bytes under a new ETag.
     pub fn set(&self, body: Vec<u8>, etag: &str) {
         let mut served = self.state.lock().unwrap();
         served.body = body;
         served.etag = etag.to_string();
+    }
+
+    pub fn set_content_type(&self, content_type: &str) {
+        self.state.lock().unwrap().content_type = content_type.to_string();
     }
 
     pub fn set_available(&self, available: bool) {
@@ -137,7 +190,7 @@ fn answer(state: &Mutex<Served>, req: &Request<Incoming>) -> Response<Full<Bytes
     });
     Response::builder()
         .status(status)
-        .header("content-type", "application/x-tar")
+        .header("content-type", served.content_type.clone())
         .header("etag", served.etag.clone())
         .body(Full::new(Bytes::from(body)))
         .unwrap()

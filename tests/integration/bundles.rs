@@ -201,10 +201,11 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
         allow(&server, "alice").await == json!({"result": true})
     })
     .await;
-    assert_eq!(
-        service.seen()[0].authorization.as_deref(),
-        Some("Bearer t0k")
-    );
+    let first = service.seen()[0].clone();
+    assert_eq!(first.authorization.as_deref(), Some("Bearer t0k"));
+    // Long polling asked for; this service does not confirm it, so polling
+    // stays periodic (see `long_polling_is_kept_while_the_service_confirms_it`).
+    assert_eq!(first.prefer.as_deref(), Some("modes=snapshot;wait=7"));
 
     let oversized = "# padding\n".repeat(4000);
     let broken: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -222,7 +223,7 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
         (
             "oversized",
             cvat_bundle(&[("probe.rego", &format!("{PROBE_V2}{oversized}"))]),
-            "size limit",
+            "exceeds configured size_limit_bytes",
         ),
     ];
     for (etag, bytes, want) in broken {
@@ -250,6 +251,64 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
     let status = bundle_status(&server).await;
     assert_eq!(status["active_revision"], "fixed");
     assert!(status.get("message").is_none(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polling_is_kept_while_the_service_confirms_it() {
+    let service = BundleService::start(
+        "/b.tar.gz",
+        cvat_bundle(&[("probe.rego", PROBE_V1)]),
+        "\"lp\"",
+    );
+    service.set_content_type("application/vnd.openpolicyagent.bundles");
+    // Periodic polling would wait 60 s between requests; a confirmed long
+    // poll asks again at once (this service answers at once, not holding).
+    let server = TestServer::start_config(polled_config_files(
+        &service,
+        &[
+            "bundles.b.polling.min_delay_seconds=60".to_string(),
+            "bundles.b.polling.max_delay_seconds=60".to_string(),
+            "bundles.b.polling.long_polling_timeout_seconds=5".to_string(),
+        ],
+        &[],
+    ))
+    .await;
+    service.wait_for("three long polls", |seen| seen.len() >= 3);
+    assert!(service
+        .seen()
+        .iter()
+        .all(|s| s.prefer.as_deref() == Some("modes=snapshot;wait=5")));
+    assert_eq!(allow(&server, "alice").await, json!({"result": true}));
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_services_are_trusted_through_their_ca() {
+    let service = BundleService::start_tls(
+        "/b.tar.gz",
+        cvat_bundle(&[("probe.rego", PROBE_V1)]),
+        "\"t\"",
+    );
+    let ca = path_string(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem"),
+    );
+    let mut config = polled_config(&service, &[format!("services.s.tls.ca_cert={ca}")]);
+    config.opa.services.get_mut("s").unwrap().url = service.https_url();
+    let server = TestServer::start_config(config).await;
+    wait_async("activation over https", async || {
+        allow(&server, "alice").await == json!({"result": true})
+    })
+    .await;
+
+    // Without the CA the certificate is not trusted: never activated.
+    let mut config = polled_config(&service, &[]);
+    config.opa.services.get_mut("s").unwrap().url = service.https_url();
+    let untrusted = TestServer::start_config(config).await;
+    wait_async("the TLS failure is reported", async || {
+        bundle_status(&untrusted).await["message"].is_string()
+    })
+    .await;
+    assert_eq!(untrusted.get("/health?bundles").await.status, 500);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

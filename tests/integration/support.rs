@@ -44,6 +44,7 @@ pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
         paths,
         bundle: false,
         local_verification: None,
+        skip_verify: false,
         opa: Default::default(),
         default_decision: "system/main".into(),
     }
