@@ -77,9 +77,6 @@ impl RunConfig {
         if args.max_batch_inputs == 0 {
             bail!("`--max-batch-inputs` must be positive");
         }
-        if args.watch && args.bundle {
-            bail!("`--watch` with `--bundle` is not supported yet: bundles reload through a service (`bundles.*` configuration)");
-        }
         if args.bundle && args.paths.is_empty() {
             bail!("`--bundle` needs at least one bundle path");
         }

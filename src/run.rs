@@ -75,11 +75,36 @@ pub fn prepare(config: &RunConfig) -> Result<AppState> {
     Ok(state)
 }
 
+/// Reads and checks the `-b` bundle at `path`; returns it with its revision.
+pub fn load_local_bundle(
+    path: &str,
+    verification: Option<&crate::bundle::signing::Verification>,
+    skip_verify: bool,
+) -> Result<(Bundle, String)> {
+    let mut files = archive::read_path(std::path::Path::new(path), archive::DEFAULT_SIZE_LIMIT)
+        .with_context(|| format!("bundle {path}"))?;
+    if skip_verify {
+        files.retain(|f| f.name != ".signatures.json");
+    }
+    let bundle =
+        Bundle::from_files(path, files, verification).with_context(|| format!("bundle {path}"))?;
+    let revision = bundle.revision_or(None);
+    Ok((bundle, revision))
+}
+
 /// Starts what runs beside the server: the file watcher with `--watch`, one
 /// downloader per configured bundle. Needs a tokio runtime.
 pub fn start_background(config: &RunConfig, state: &AppState) -> Result<()> {
     if config.watch {
-        watch::spawn(state.store.clone(), config.paths.clone())?;
+        let watched = if config.bundle {
+            watch::Watched::Bundles {
+                verification: config.local_verification.clone(),
+                skip_verify: config.skip_verify,
+            }
+        } else {
+            watch::Watched::Files
+        };
+        watch::spawn(state.store.clone(), config.paths.clone(), watched)?;
     }
     for source in bundle_sources(&config.opa)? {
         download::spawn(state.store.clone(), source);

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Context, Result};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value as Json;
 use sha2::Digest;
 
@@ -154,8 +155,14 @@ impl Verification {
     /// Checks `signatures` (the `.signatures.json` bytes, if any) against
     /// the bundle's other files. Error texts follow OPA's.
     pub fn verify(&self, signatures: Option<&[u8]>, files: &[&BundleFile]) -> Result<()> {
-        let signatures =
-            signatures.ok_or_else(|| anyhow!("bundle missing .signatures.json file"))?;
+        // As OPA: an unsigned bundle is refused only when a key id is
+        // configured (keys without a `signing.keyid` verify what is signed).
+        let Some(signatures) = signatures else {
+            if self.keyid.is_empty() {
+                return Ok(());
+            }
+            bail!("bundle missing .signatures.json file");
+        };
         let parsed: SignaturesFile =
             serde_json::from_slice(signatures).map_err(|e| anyhow!(".signatures.json: {e}"))?;
         let token = match parsed.signatures.as_slice() {
@@ -185,7 +192,11 @@ impl Verification {
         let claims = jsonwebtoken::decode::<Claims>(token, &decoding_key(key)?, &validation)
             .map_err(|e| anyhow!("failed to verify the JWT: {e}"))?
             .claims;
-        let scope = self.scope.clone().or_else(|| key.scope.clone());
+        let scope = self
+            .scope
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| key.scope.clone());
         if scope.unwrap_or_default() != claims.scope.clone().unwrap_or_default() {
             bail!("scope mismatch");
         }
@@ -250,15 +261,16 @@ fn hash_file(file: &BundleFile, algorithm: &str) -> Result<Vec<u8>> {
     let canonical;
     let bytes: &[u8] = match base {
         "data.json" | ".manifest" => {
-            let doc: Json =
-                serde_json::from_slice(&file.bytes).map_err(|e| anyhow!("{}: {e}", file.name))?;
-            canonical = canonical_json(&doc);
+            let text =
+                std::str::from_utf8(&file.bytes).map_err(|e| anyhow!("{}: {e}", file.name))?;
+            canonical = canonical_json(text).map_err(|e| anyhow!("{}: {e}", file.name))?;
             canonical.as_bytes()
         }
         "data.yaml" => {
             let doc: Json =
                 yaml_serde::from_slice(&file.bytes).map_err(|e| anyhow!("{}: {e}", file.name))?;
-            canonical = canonical_json(&doc);
+            canonical =
+                canonical_json(&doc.to_string()).map_err(|e| anyhow!("{}: {e}", file.name))?;
             canonical.as_bytes()
         }
         _ => &file.bytes,
@@ -271,41 +283,63 @@ fn hash_file(file: &BundleFile, algorithm: &str) -> Result<Vec<u8>> {
     })
 }
 
-/// JSON with object keys sorted and no whitespace, as OPA hashes it.
-fn canonical_json(doc: &Json) -> String {
+/// JSON with object keys sorted and no whitespace, as OPA hashes it:
+/// numbers keep their literal text (`0.50` stays `0.50`, as Go's
+/// `json.Number`), strings are re-encoded as Go encodes them.
+fn canonical_json(text: &str) -> Result<String> {
+    let raw: &RawValue = serde_json::from_str(text)?;
     let mut out = String::new();
-    write_canonical(doc, &mut out);
-    out
+    write_canonical(raw, &mut out)?;
+    Ok(out)
 }
 
-fn write_canonical(doc: &Json, out: &mut String) {
-    match doc {
-        Json::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
+fn write_canonical(raw: &RawValue, out: &mut String) -> Result<()> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let map: BTreeMap<String, &RawValue> = serde_json::from_str(text)?;
             out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
+            for (i, (key, value)) in map.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Json::String(key.clone()).to_string());
+                write_string(&key, out)?;
                 out.push(':');
-                write_canonical(&map[key], out);
+                write_canonical(value, out)?;
             }
             out.push('}');
         }
-        Json::Array(items) => {
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)?;
             out.push('[');
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                write_canonical(item, out);
+                write_canonical(item, out)?;
             }
             out.push(']');
         }
-        other => out.push_str(&other.to_string()),
+        Some(b'"') => {
+            let string: String = serde_json::from_str(text)?;
+            write_string(&string, out)?;
+        }
+        // Numbers, `true`, `false`, `null`: their text as written.
+        _ => out.push_str(text),
     }
+    Ok(())
+}
+
+/// A JSON string as Go's encoder (HTML escaping off) writes it: as
+/// serde_json does, plus `\u2028` and `\u2029` escaped.
+fn write_string(value: &str, out: &mut String) -> Result<()> {
+    let encoded = serde_json::to_string(value)?;
+    out.push_str(
+        &encoded
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029"),
+    );
+    Ok(())
 }
 
 /// Go's `filepath.Match` globs (`*`, `?`, `[...]`) as an anchored regex.
@@ -414,7 +448,11 @@ mod tests {
         excluding.exclude_files = vec!["*.json".into()];
         excluding.verify(Some(&only_rego), &refs).unwrap();
 
-        let err = verification.verify(None, &refs).unwrap_err();
+        // Unsigned: refused when a key id is configured, as OPA.
+        verification.verify(None, &refs).unwrap();
+        let mut with_id = verification.clone();
+        with_id.keyid = "k1".into();
+        let err = with_id.verify(None, &refs).unwrap_err();
         assert_eq!(err.to_string(), "bundle missing .signatures.json file");
     }
 
@@ -437,11 +475,16 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys_without_whitespace() {
-        let doc: Json =
-            serde_json::from_str(r#"{"b": {"d": 1, "c": "x"}, "a": [true, null]}"#).unwrap();
+        let text = r#"{"b": {"d": 1, "c": "x"}, "a": [true, null]}"#;
         assert_eq!(
-            canonical_json(&doc),
+            canonical_json(text).unwrap(),
             r#"{"a":[true,null],"b":{"c":"x","d":1}}"#
+        );
+        // Numbers keep their text; strings are re-encoded (as Go does).
+        let text = "{\"n\": [0.50, 1e3, -0], \"s\": \"\\u00e9\\u2028\"}";
+        assert_eq!(
+            canonical_json(text).unwrap(),
+            "{\"n\":[0.50,1e3,-0],\"s\":\"\u{e9}\\u2028\"}"
         );
     }
 

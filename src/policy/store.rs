@@ -291,6 +291,12 @@ impl PolicyStore {
         }
     }
 
+    /// Records a failure that happened before a write could start (a bundle
+    /// that does not read), as a failed activation.
+    pub fn record_failure(&self, source: &str, err: &anyhow::Error) {
+        self.failed(source, err);
+    }
+
     fn failed(&self, source: &str, err: &anyhow::Error) {
         let message = format!("{err:#}");
         tracing::warn!(source, error = %message, "kept the active snapshot: the new one does not build");

@@ -5,7 +5,8 @@
 //! files are seen). Any event counts: a burst (an editor's save, a `git
 //! checkout`, Kubernetes swapping a ConfigMap's `..data` symlink) becomes one
 //! reload once the events have been quiet for [`DEBOUNCE`]. The reload goes
-//! through [`PolicyStore::reload_files`]: a complete new snapshot or nothing.
+//! through [`PolicyStore::reload_files`] (or, with `-b`, re-activates each
+//! bundle): a complete new snapshot or nothing.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,13 +16,30 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::store::PolicyStore;
+use crate::bundle::signing::Verification;
+
+/// What the watched paths are.
+#[derive(Clone, Debug)]
+pub enum Watched {
+    /// Policy and data files (`regent run -w PATH...`).
+    Files,
+    /// Bundle directories or tarballs (`regent run -w -b PATH...`).
+    Bundles {
+        verification: Option<Verification>,
+        skip_verify: bool,
+    },
+}
 
 /// Quiet time after the last event before a reload starts.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Starts watching `paths` (as given on the command line, `a.b:` prefixes
 /// allowed); the watch lasts as long as the returned task runs.
-pub fn spawn(store: PolicyStore, paths: Vec<String>) -> Result<tokio::task::JoinHandle<()>> {
+pub fn spawn(
+    store: PolicyStore,
+    paths: Vec<String>,
+    watched: Watched,
+) -> Result<tokio::task::JoinHandle<()>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
@@ -50,9 +68,24 @@ pub fn spawn(store: PolicyStore, paths: Vec<String>) -> Result<tokio::task::Join
         while rx.recv().await.is_some() {
             // Wait for the burst to end.
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
-            let (store, paths) = (store.clone(), paths.clone());
-            let reload = tokio::task::spawn_blocking(move || store.reload_files(&paths)).await;
-            if let Ok(Ok(())) = reload {
+            let (store, paths, watched) = (store.clone(), paths.clone(), watched.clone());
+            let reload = tokio::task::spawn_blocking(move || match watched {
+                Watched::Files => store.reload_files(&paths).is_ok(),
+                Watched::Bundles {
+                    verification,
+                    skip_verify,
+                } => paths.iter().fold(true, |ok, path| {
+                    let result =
+                        crate::run::load_local_bundle(path, verification.as_ref(), skip_verify)
+                            .map_err(|err| store.record_failure("watch", &err))
+                            .and_then(|(bundle, revision)| {
+                                store.activate_bundle(bundle, revision).map_err(|_| ())
+                            });
+                    ok && result.is_ok()
+                }),
+            })
+            .await;
+            if let Ok(true) = reload {
                 tracing::info!("reloaded the watched paths");
             }
         }

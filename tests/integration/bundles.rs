@@ -587,3 +587,48 @@ fn configuration_errors_name_the_key() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_bundle_directories_reload_and_keep_the_last_good_bundle() {
+    let dir = write_tree(&[
+        (
+            ".manifest",
+            r#"{"revision": "w1", "roots": ["cvat_probe"]}"#,
+        ),
+        ("probe.rego", PROBE_V1),
+    ]);
+    let mut cfg = config(
+        vec![path_string(dir.path())],
+        regent::api::Limits::default(),
+    );
+    cfg.bundle = true;
+    cfg.watch = true;
+    let server = TestServer::start_config(cfg).await;
+    assert_eq!(allow(&server, "alice").await, json!({"result": true}));
+
+    std::fs::write(
+        dir.path().join("probe.rego"),
+        "package cvat_probe\n\nallow if {\n",
+    )
+    .unwrap();
+    wait_async("the broken bundle is reported", async || {
+        server.get("/v1/status").await.json()["result"]["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("probe.rego"))
+    })
+    .await;
+    assert_eq!(allow(&server, "alice").await, json!({"result": true}));
+
+    std::fs::write(
+        dir.path().join(".manifest"),
+        r#"{"revision": "w2", "roots": ["cvat_probe"]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("probe.rego"), PROBE_V2).unwrap();
+    wait_async("the fixed bundle is active", async || {
+        allow(&server, "bob").await == json!({"result": true})
+    })
+    .await;
+    let status = server.get("/v1/status").await.json();
+    assert_eq!(status["result"]["revision"], "w2");
+}
