@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Most inputs one batch request may carry.
     pub max_batch_inputs: usize,
+    /// The configured `labels`, with `version` added (as OPA's status).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The response header that says whether a decision came from the cache:
@@ -317,6 +319,7 @@ struct StatusBody<'a> {
     modules: usize,
     last_error: Option<LastErrorBody>,
     bundles: std::collections::BTreeMap<String, crate::bundle::status::StatusBody>,
+    labels: &'a std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -345,6 +348,7 @@ fn status(state: &AppState, params: &Params) -> HttpResponse {
             time_unix: unix(e.time),
         }),
         bundles: state.store.bundle_statuses().to_json(),
+        labels: &state.labels,
     };
     json_response(wire::to_json(&ResultBody { result }, params.pretty), false)
 }

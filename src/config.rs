@@ -135,3 +135,62 @@ impl RunConfig {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::Parser;
+
+    use super::RunConfig;
+    use crate::cli::{Cli, Command};
+
+    fn run_config(args: &[&str]) -> anyhow::Result<RunConfig> {
+        let mut argv = vec!["regent", "run", "--server"];
+        argv.extend_from_slice(args);
+        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not a run command");
+        };
+        RunConfig::from_args(args)
+    }
+
+    #[test]
+    fn decision_cache_keys_apply_and_flags_win() {
+        let c = run_config(&[
+            "--set=decision_cache.max_entries=5",
+            "--set=decision_cache.ttl_seconds=7",
+            "--set=decision_cache.max_size_bytes=1000",
+        ])
+        .unwrap();
+        assert_eq!(c.cache.max_entries, 5);
+        assert_eq!(c.cache.max_size_bytes, 1000);
+        assert_eq!(c.cache.ttl, Some(std::time::Duration::from_secs(7)));
+        assert!(c.cache.enabled);
+        let c = run_config(&[
+            "--set=decision_cache.max_entries=5",
+            "--decision-cache-max-entries=9",
+        ])
+        .unwrap();
+        assert_eq!(c.cache.max_entries, 9);
+        let c = run_config(&["--set=decision_cache.enabled=false"]).unwrap();
+        assert!(!c.cache.enabled);
+        let c = run_config(&[]).unwrap();
+        assert_eq!(
+            (c.cache.max_entries, c.cache.max_size_bytes),
+            (100_000, 64 << 20)
+        );
+    }
+
+    #[test]
+    fn default_decision_and_bundles_replace_the_embedded_policies() {
+        let c = run_config(&["--set=default_decision=/cvat/main"]).unwrap();
+        assert_eq!(c.default_decision, "cvat/main");
+        assert!(c.serves_default_policies());
+        let c = run_config(&[
+            "--set=services.s.url=http://127.0.0.1:1",
+            "--set=bundles.b.resource=/x",
+        ])
+        .unwrap();
+        assert!(!c.serves_default_policies());
+        assert_eq!(c.default_decision, "system/main");
+    }
+}

@@ -42,6 +42,11 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
         cache,
         metrics,
         max_batch_inputs: config.max_batch_inputs,
+        labels: {
+            let mut labels = config.opa.labels.clone();
+            labels.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+            labels
+        },
     })
 }
 

@@ -192,6 +192,7 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
         &service,
         &[
             "bundles.b.size_limit_bytes=20000".to_string(),
+            "labels.region=eu".to_string(),
             "services.s.credentials.bearer.token=t0k".to_string(),
             "bundles.b.polling.long_polling_timeout_seconds=7".to_string(),
         ],
@@ -203,6 +204,8 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
     .await;
     let first = service.seen()[0].clone();
     assert_eq!(first.authorization.as_deref(), Some("Bearer t0k"));
+    let labels = server.get("/v1/status").await.json()["result"]["labels"].clone();
+    assert_eq!(labels["region"], "eu");
     // Long polling asked for; this service does not confirm it, so polling
     // stays periodic (see `long_polling_is_kept_while_the_service_confirms_it`).
     assert_eq!(first.prefer.as_deref(), Some("modes=snapshot;wait=7"));
@@ -261,6 +264,8 @@ async fn long_polling_is_kept_while_the_service_confirms_it() {
         "\"lp\"",
     );
     service.set_content_type("application/vnd.openpolicyagent.bundles");
+    let token = write_tree(&[("token", "from-a-file\n")]);
+    let token_path = path_string(&token.path().join("token"));
     // Periodic polling would wait 60 s between requests; a confirmed long
     // poll asks again at once (this service answers at once, not holding).
     let server = TestServer::start_config(polled_config_files(
@@ -269,11 +274,17 @@ async fn long_polling_is_kept_while_the_service_confirms_it() {
             "bundles.b.polling.min_delay_seconds=60".to_string(),
             "bundles.b.polling.max_delay_seconds=60".to_string(),
             "bundles.b.polling.long_polling_timeout_seconds=5".to_string(),
+            format!("services.s.credentials.bearer.token_path={token_path}"),
+            "services.s.credentials.bearer.scheme=Token".to_string(),
         ],
         &[],
     ))
     .await;
     service.wait_for("three long polls", |seen| seen.len() >= 3);
+    assert_eq!(
+        service.seen()[0].authorization.as_deref(),
+        Some("Token from-a-file")
+    );
     assert!(service
         .seen()
         .iter()
