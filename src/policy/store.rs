@@ -171,10 +171,7 @@ impl PolicyStore {
     }
 
     /// The bundle owning `path` and the refusal message, if a bundle does.
-    fn owner_message(&self, path: &[String]) -> Option<String> {
-        let Ok(bundles) = self.bundles.lock() else {
-            return Some("policy store lock poisoned".into());
-        };
+    fn owner_message(bundles: &BTreeMap<String, Bundle>, path: &[String]) -> Option<String> {
         if path.is_empty() && !bundles.is_empty() {
             return Some("can't write to document root with bundle roots configured".into());
         }
@@ -198,7 +195,8 @@ impl PolicyStore {
     /// `PUT /v1/policies/{id}`: adds or replaces module `id`. Blocking (it
     /// compiles): call it off the async workers.
     pub fn put_policy(&self, id: &str, text: &str) -> Result<(), WriteError> {
-        self.check_policy_owner(id, Some(text))?;
+        let bundles = self.bundles.lock().map_err(|_| poisoned())?;
+        self.check_policy_owner(&bundles, id, Some(text))?;
         self.write("api", |sources| {
             let module = Module {
                 id: id.to_string(),
@@ -220,7 +218,9 @@ impl PolicyStore {
     /// compiled with the modules like any other change. It lasts until the
     /// next file reload (`--watch`), which replaces the data document.
     pub fn write_data(&self, write: DataWrite) -> Result<(), WriteError> {
-        if let Some(message) = self.owner_message(write.path()) {
+        // Held through the write: no bundle can take the path meanwhile.
+        let bundles = self.bundles.lock().map_err(|_| poisoned())?;
+        if let Some(message) = Self::owner_message(&bundles, write.path()) {
             return Err(WriteError::Data(DataWriteError::Invalid(message)));
         }
         self.write("api", |sources| {
@@ -230,7 +230,8 @@ impl PolicyStore {
 
     /// `DELETE /v1/policies/{id}`.
     pub fn delete_policy(&self, id: &str) -> Result<(), WriteError> {
-        self.check_policy_owner(id, None)?;
+        let bundles = self.bundles.lock().map_err(|_| poisoned())?;
+        self.check_policy_owner(&bundles, id, None)?;
         self.write("api", |sources| {
             let before = sources.modules.len();
             sources.modules.retain(|m| m.id != id);
@@ -247,14 +248,19 @@ impl PolicyStore {
 
     /// As OPA: a policy write is refused when the new module's package, or
     /// the package of the module it replaces, lies under a bundle's roots.
-    fn check_policy_owner(&self, id: &str, text: Option<&str>) -> Result<(), WriteError> {
+    fn check_policy_owner(
+        &self,
+        bundles: &BTreeMap<String, Bundle>,
+        id: &str,
+        text: Option<&str>,
+    ) -> Result<(), WriteError> {
         let existing = self.snapshots.load().module(id).cloned();
         let texts = text
             .into_iter()
             .chain(existing.as_ref().map(|m| m.text.as_str()));
         for text in texts {
             if let Ok(package) = super::module_package(id, text) {
-                if let Some(message) = self.owner_message(&package) {
+                if let Some(message) = Self::owner_message(bundles, &package) {
                     return Err(WriteError::Data(DataWriteError::Invalid(message)));
                 }
             }
