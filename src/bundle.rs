@@ -7,16 +7,19 @@
 //! that exists as a value is one that can be activated.
 //!
 //! - [`archive`]: reading tarballs and directories safely, writing tarballs.
-//! - [`signing`]: file hashes, signing and verifying `.signatures.json`.
+//! - [`signing`]: file hashes, signing and verifying `.signatures.json`;
+//!   [`canonical`]: the canonical JSON form structured files are hashed in.
 //! - [`build_cmd`]: `regent build`.
 //! - [`configured`]: bundle sources from OPA configuration and flags.
-//! - [`download`]: polling a service for a bundle; [`persist`]: keeping the
+//! - [`download`]: polling a service for a bundle ([`fetch`]: one HTTP GET); [`persist`]: keeping the
 //!   last activated one on disk.
 
 pub mod archive;
 pub mod build_cmd;
+pub mod canonical;
 pub mod configured;
 pub mod download;
+pub mod fetch;
 pub mod persist;
 pub mod signing;
 pub mod status;

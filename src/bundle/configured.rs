@@ -36,7 +36,7 @@ pub fn bundle_sources(config: &OpaConfig) -> Result<Vec<BundleSource>> {
             .unwrap_or(false);
         if let Some(path) = &ca_cert {
             // Fail at start-up, not in the downloader.
-            super::download::client(Some(path), false)
+            super::fetch::client(Some(path), false)
                 .map_err(|e| anyhow!("services.{service_name}.tls.ca_cert: {e:#}"))?;
         }
         let resource = bundle

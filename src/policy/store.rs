@@ -1,23 +1,25 @@
 //! The write side of the policy state: the sources the current snapshot was
 //! built from, the active bundles, and the one place that activates a new
 //! snapshot. Writers (the policy and data API, file reloads, bundle
-//! activations) take the writer lock,
-//! build a complete snapshot off the request path and swap it in whole;
-//! readers go through [`SnapshotHandle`] and never wait. A build that fails
-//! changes nothing.
+//! activations in `store/bundles.rs`) take the writer lock, build a complete
+//! snapshot off the request path and swap it in whole; readers go through
+//! [`SnapshotHandle`] and never wait. A build that fails changes nothing.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
+use bundles::apply_bundle;
 
 use super::data_write::{self, DataWrite, DataWriteError};
 use super::{Module, Snapshot, SnapshotHandle, Sources};
 use crate::bundle::status::BundleStatuses;
-use crate::bundle::{roots_overlap, Bundle};
+use crate::bundle::Bundle;
 use crate::cache::DecisionCache;
 use crate::metrics::Metrics;
+
+mod bundles;
 
 /// What a write asked for, when it cannot be done.
 #[derive(Debug)]
@@ -124,74 +126,6 @@ impl PolicyStore {
         })
     }
 
-    /// Activates `bundle` (replacing an earlier version of the same name):
-    /// its modules replace the old ones, its data replaces everything under
-    /// its roots. Refused when its roots overlap another active bundle's.
-    pub fn activate_bundle(&self, bundle: Bundle, revision: String) -> Result<(), WriteError> {
-        let result = self.activate_bundle_inner(&bundle, revision.clone());
-        match &result {
-            Ok(()) => self.statuses.update(&bundle.name, |s| {
-                s.active_revision = Some(revision);
-                s.last_successful_activation = Some(SystemTime::now());
-                s.error = None;
-            }),
-            Err(err) => self.statuses.failed(&bundle.name, describe(err), None),
-        }
-        result
-    }
-
-    fn activate_bundle_inner(&self, bundle: &Bundle, revision: String) -> Result<(), WriteError> {
-        let mut bundles = self.bundles.lock().map_err(|_| poisoned())?;
-        let overlapping: Vec<&str> = bundles
-            .values()
-            .filter(|other| other.name != bundle.name)
-            .filter(|other| {
-                other
-                    .roots()
-                    .iter()
-                    .any(|a| bundle.roots().iter().any(|b| roots_overlap(a, b)))
-            })
-            .map(|other| other.name.as_str())
-            .collect();
-        if !overlapping.is_empty() {
-            let err = anyhow!(
-                "bundle {}: detected overlapping roots in bundle manifest with: [{}]",
-                bundle.name,
-                overlapping.join(" ")
-            );
-            self.failed("bundle", &err);
-            return Err(WriteError::Build(err));
-        }
-        let previous = bundles.get(&bundle.name);
-        self.write("bundle", |sources| {
-            apply_bundle(sources, previous, bundle, revision).map_err(WriteError::Build)
-        })?;
-        bundles.insert(bundle.name.clone(), bundle.clone());
-        Ok(())
-    }
-
-    /// The bundle owning `path` and the refusal message, if a bundle does.
-    fn owner_message(bundles: &BTreeMap<String, Bundle>, path: &[String]) -> Option<String> {
-        if path.is_empty() && !bundles.is_empty() {
-            return Some("can't write to document root with bundle roots configured".into());
-        }
-        bundles.values().find_map(|bundle| {
-            let root = bundle
-                .roots()
-                .into_iter()
-                .find(|root| roots_overlap(root, path))?;
-            Some(if root.is_empty() {
-                format!("all paths owned by bundle {:?}", bundle.name)
-            } else {
-                format!(
-                    "path {} is owned by bundle {:?}",
-                    path.join("/"),
-                    bundle.name
-                )
-            })
-        })
-    }
-
     /// `PUT /v1/policies/{id}`: adds or replaces module `id`. Blocking (it
     /// compiles): call it off the async workers.
     pub fn put_policy(&self, id: &str, text: &str) -> Result<(), WriteError> {
@@ -242,28 +176,6 @@ impl PolicyStore {
         })?;
         if let Ok(mut ids) = self.api_ids.lock() {
             ids.remove(id);
-        }
-        Ok(())
-    }
-
-    /// As OPA: a policy write is refused when the new module's package, or
-    /// the package of the module it replaces, lies under a bundle's roots.
-    fn check_policy_owner(
-        &self,
-        bundles: &BTreeMap<String, Bundle>,
-        id: &str,
-        text: Option<&str>,
-    ) -> Result<(), WriteError> {
-        let existing = self.snapshots.load().module(id).cloned();
-        let texts = text
-            .into_iter()
-            .chain(existing.as_ref().map(|m| m.text.as_str()));
-        for text in texts {
-            if let Ok(package) = super::module_package(id, text) {
-                if let Some(message) = Self::owner_message(bundles, &package) {
-                    return Err(WriteError::Data(DataWriteError::Invalid(message)));
-                }
-            }
         }
         Ok(())
     }
@@ -331,51 +243,5 @@ pub fn describe(err: &WriteError) -> String {
         WriteError::NoSuchPolicy(id) => format!("no policy {id}"),
         WriteError::Data(DataWriteError::Invalid(m) | DataWriteError::NotFound(m)) => m.clone(),
         WriteError::Data(DataWriteError::NotModified) => "not modified".into(),
-    }
-}
-
-/// Puts `bundle` into `sources`: the modules of `previous` (the same bundle's
-/// last version) go, data under both versions' roots is replaced.
-fn apply_bundle(
-    sources: &mut Sources,
-    previous: Option<&Bundle>,
-    bundle: &Bundle,
-    revision: String,
-) -> Result<()> {
-    let mut gone: HashSet<&str> = bundle.modules.iter().map(|m| m.id.as_str()).collect();
-    let mut roots = bundle.roots();
-    if let Some(previous) = previous {
-        gone.extend(previous.modules.iter().map(|m| m.id.as_str()));
-        roots.extend(previous.roots());
-    }
-    sources.modules.retain(|m| !gone.contains(m.id.as_str()));
-    sources.modules.extend(bundle.modules.iter().cloned());
-    for root in &roots {
-        remove_under(&mut sources.data, root);
-    }
-    // Everything under the roots was removed, but a non-object value on the
-    // way to a root (data `a = 1`, root `a/b`) still conflicts: an error.
-    sources
-        .merge_data(
-            &format!("bundle {}", bundle.name),
-            &[],
-            serde_json::Value::Object(bundle.data.clone()),
-        )
-        .context("the bundle's data conflicts with the data outside its roots")?;
-    sources.revisions.insert(bundle.name.clone(), revision);
-    Ok(())
-}
-
-fn remove_under(data: &mut serde_json::Map<String, serde_json::Value>, root: &[String]) {
-    match root {
-        [] => data.clear(),
-        [last] => {
-            data.remove(last);
-        }
-        [first, rest @ ..] => {
-            if let Some(serde_json::Value::Object(inner)) = data.get_mut(first) {
-                remove_under(inner, rest);
-            }
-        }
     }
 }

@@ -1,0 +1,155 @@
+//! The bundle side of the policy store: activating a bundle (its modules
+//! and the data under its roots replace the previous version's), the
+//! disjoint-roots rule across bundles, and refusing API writes under a
+//! bundle's roots, as OPA does.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::SystemTime;
+
+use anyhow::{anyhow, Context, Result};
+
+use super::{describe, poisoned, PolicyStore, WriteError};
+use crate::bundle::{roots_overlap, Bundle};
+use crate::policy::data_write::DataWriteError;
+use crate::policy::Sources;
+
+impl PolicyStore {
+    /// Activates `bundle` (replacing an earlier version of the same name):
+    /// its modules replace the old ones, its data replaces everything under
+    /// its roots. Refused when its roots overlap another active bundle's.
+    pub fn activate_bundle(&self, bundle: Bundle, revision: String) -> Result<(), WriteError> {
+        let result = self.activate_bundle_inner(&bundle, revision.clone());
+        match &result {
+            Ok(()) => self.statuses.update(&bundle.name, |s| {
+                s.active_revision = Some(revision);
+                s.last_successful_activation = Some(SystemTime::now());
+                s.error = None;
+            }),
+            Err(err) => self.statuses.failed(&bundle.name, describe(err), None),
+        }
+        result
+    }
+
+    fn activate_bundle_inner(&self, bundle: &Bundle, revision: String) -> Result<(), WriteError> {
+        let mut bundles = self.bundles.lock().map_err(|_| poisoned())?;
+        let overlapping: Vec<&str> = bundles
+            .values()
+            .filter(|other| other.name != bundle.name)
+            .filter(|other| {
+                other
+                    .roots()
+                    .iter()
+                    .any(|a| bundle.roots().iter().any(|b| roots_overlap(a, b)))
+            })
+            .map(|other| other.name.as_str())
+            .collect();
+        if !overlapping.is_empty() {
+            let err = anyhow!(
+                "bundle {}: detected overlapping roots in bundle manifest with: [{}]",
+                bundle.name,
+                overlapping.join(" ")
+            );
+            self.failed("bundle", &err);
+            return Err(WriteError::Build(err));
+        }
+        let previous = bundles.get(&bundle.name);
+        self.write("bundle", |sources| {
+            apply_bundle(sources, previous, bundle, revision).map_err(WriteError::Build)
+        })?;
+        bundles.insert(bundle.name.clone(), bundle.clone());
+        Ok(())
+    }
+
+    /// The bundle owning `path` and the refusal message, if a bundle does.
+    pub(super) fn owner_message(
+        bundles: &BTreeMap<String, Bundle>,
+        path: &[String],
+    ) -> Option<String> {
+        if path.is_empty() && !bundles.is_empty() {
+            return Some("can't write to document root with bundle roots configured".into());
+        }
+        bundles.values().find_map(|bundle| {
+            let root = bundle
+                .roots()
+                .into_iter()
+                .find(|root| roots_overlap(root, path))?;
+            Some(if root.is_empty() {
+                format!("all paths owned by bundle {:?}", bundle.name)
+            } else {
+                format!(
+                    "path {} is owned by bundle {:?}",
+                    path.join("/"),
+                    bundle.name
+                )
+            })
+        })
+    }
+
+    /// As OPA: a policy write is refused when the new module's package, or
+    /// the package of the module it replaces, lies under a bundle's roots.
+    pub(super) fn check_policy_owner(
+        &self,
+        bundles: &BTreeMap<String, Bundle>,
+        id: &str,
+        text: Option<&str>,
+    ) -> Result<(), WriteError> {
+        let existing = self.snapshots.load().module(id).cloned();
+        let texts = text
+            .into_iter()
+            .chain(existing.as_ref().map(|m| m.text.as_str()));
+        for text in texts {
+            if let Ok(package) = crate::policy::module_package(id, text) {
+                if let Some(message) = Self::owner_message(bundles, &package) {
+                    return Err(WriteError::Data(DataWriteError::Invalid(message)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Puts `bundle` into `sources`: the modules of `previous` (the same bundle's
+/// last version) go, data under both versions' roots is replaced.
+pub(super) fn apply_bundle(
+    sources: &mut Sources,
+    previous: Option<&Bundle>,
+    bundle: &Bundle,
+    revision: String,
+) -> Result<()> {
+    let mut gone: HashSet<&str> = bundle.modules.iter().map(|m| m.id.as_str()).collect();
+    let mut roots = bundle.roots();
+    if let Some(previous) = previous {
+        gone.extend(previous.modules.iter().map(|m| m.id.as_str()));
+        roots.extend(previous.roots());
+    }
+    sources.modules.retain(|m| !gone.contains(m.id.as_str()));
+    sources.modules.extend(bundle.modules.iter().cloned());
+    for root in &roots {
+        remove_under(&mut sources.data, root);
+    }
+    // Everything under the roots was removed, but a non-object value on the
+    // way to a root (data `a = 1`, root `a/b`) still conflicts: an error.
+    sources
+        .merge_data(
+            &format!("bundle {}", bundle.name),
+            &[],
+            serde_json::Value::Object(bundle.data.clone()),
+        )
+        .context("the bundle's data conflicts with the data outside its roots")?;
+    sources.revisions.insert(bundle.name.clone(), revision);
+    Ok(())
+}
+
+fn remove_under(data: &mut serde_json::Map<String, serde_json::Value>, root: &[String]) {
+    match root {
+        [] => data.clear(),
+        [last] => {
+            data.remove(last);
+        }
+        [first, rest @ ..] => {
+            if let Some(serde_json::Value::Object(inner)) = data.get_mut(first) {
+                remove_under(inner, rest);
+            }
+        }
+    }
+}
