@@ -137,7 +137,11 @@ impl Bundle {
         check_overlap_within(&manifest)?;
         check_data_roots(&roots, &sources.data, &mut Vec::new(), &manifest)?;
         for module in &modules {
-            let package = crate::policy::module_package(&module.id, &module.text)?;
+            // A module that does not parse is reported by the compile at
+            // activation, with OPA's `rego_parse_error` and its location.
+            let Ok(package) = crate::policy::module_package(&module.id, &module.text) else {
+                continue;
+            };
             if !roots.iter().any(|root| package.starts_with(root)) {
                 bail!(
                     "manifest roots {} do not permit 'data.{}' in module '{}'",

@@ -196,22 +196,30 @@ async fn poll_once(
                 long_poll: downloaded.long_poll,
             })
         }
-        Err(err) => {
-            statuses.failed(&source.name, format!("{err:#}"), None);
-            Err(err)
-        }
+        Err(err) => Err(err),
     }
 }
 
-/// Reads, verifies and activates bundle bytes; returns the revision.
+/// Reads, verifies and activates bundle bytes; returns the revision. A
+/// failure is recorded in the bundle's status (by the store when the
+/// activation itself fails, with the compile errors listed).
 fn activate(
     store: &PolicyStore,
     source: &BundleSource,
     bytes: &[u8],
     etag: Option<&str>,
 ) -> Result<String> {
-    let files = archive::read_tarball(bytes, source.size_limit)?;
-    let bundle = Bundle::from_files(&source.name, files, source.verification.as_ref())?;
+    let read = archive::read_tarball(bytes, source.size_limit)
+        .and_then(|files| Bundle::from_files(&source.name, files, source.verification.as_ref()));
+    let bundle = match read {
+        Ok(bundle) => bundle,
+        Err(err) => {
+            store
+                .bundle_statuses()
+                .failed(&source.name, format!("{err:#}"), None);
+            return Err(err);
+        }
+    };
     let revision = bundle.revision_or(etag.map(unquote));
     store
         .activate_bundle(bundle, revision.clone())

@@ -11,6 +11,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::policy::Diagnostic;
+
 /// One bundle's status. Times are `None` until the event first happens.
 #[derive(Clone, Debug, Default)]
 pub struct BundleStatus {
@@ -32,6 +34,9 @@ pub struct BundleStatus {
 pub struct StatusError {
     pub message: String,
     pub http_code: Option<u16>,
+    /// Compile errors, each with OPA's code (`rego_parse_error`,
+    /// `rego_compile_error`) and its location.
+    pub errors: Vec<(&'static str, Diagnostic)>,
 }
 
 /// Shared by the downloaders, the store and the API; cheap to clone.
@@ -57,7 +62,13 @@ impl BundleStatuses {
 
     /// Records an error (download, verification or activation).
     pub fn failed(&self, name: &str, message: String, http_code: Option<u16>) {
-        self.update(name, |s| s.error = Some(StatusError { message, http_code }));
+        self.update(name, |s| {
+            s.error = Some(StatusError {
+                message,
+                http_code,
+                errors: Vec::new(),
+            });
+        });
     }
 
     pub fn get(&self, name: &str) -> Option<BundleStatus> {
@@ -91,6 +102,24 @@ impl BundleStatuses {
                         code: s.error.as_ref().map(|_| "bundle_error"),
                         message: s.error.as_ref().map(|e| e.message.clone()),
                         http_code: s.error.as_ref().and_then(|e| e.http_code),
+                        errors: s
+                            .error
+                            .as_ref()
+                            .map(|e| {
+                                e.errors
+                                    .iter()
+                                    .map(|(code, d)| ErrorBody {
+                                        code,
+                                        message: d.message.clone(),
+                                        location: d.location.as_ref().map(|l| LocationBody {
+                                            file: l.file.clone(),
+                                            row: l.row,
+                                            col: l.col,
+                                        }),
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                     },
                 )
             })
@@ -114,6 +143,24 @@ pub struct StatusBody {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_code: Option<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ErrorBody>,
+}
+
+/// One compile error, as OPA's status lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<LocationBody>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LocationBody {
+    pub file: String,
+    pub row: u32,
+    pub col: u32,
 }
 
 /// RFC 3339 in UTC; Go's zero time when it never happened, as OPA prints it.

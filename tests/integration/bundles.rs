@@ -215,7 +215,7 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
         (
             "syntax",
             cvat_bundle(&[("probe.rego", "package cvat_probe\nallow if {\n")]),
-            "probe.rego",
+            "error(s) occurred while compiling module(s)",
         ),
         ("gzip", b"this is not gzip".to_vec(), "archive"),
         (
@@ -242,7 +242,14 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
             json!({"result": true}),
             "{etag}"
         );
-        assert_eq!(bundle_status(&server).await["active_revision"], "good");
+        let status = bundle_status(&server).await;
+        assert_eq!(status["active_revision"], "good");
+        assert_eq!(status["code"], "bundle_error");
+        if etag == "syntax" {
+            let error = &status["errors"][0];
+            assert_eq!(error["code"], "rego_parse_error", "{status}");
+            assert_eq!(error["location"]["file"], "b/rules/probe.rego", "{status}");
+        }
         assert_eq!(server.get("/health?bundles").await.status, 200);
     }
 

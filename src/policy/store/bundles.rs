@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use anyhow::{anyhow, Context, Result};
 
 use super::{describe, poisoned, PolicyStore, WriteError};
+use crate::bundle::status::StatusError;
 use crate::bundle::{roots_overlap, Bundle};
 use crate::policy::data_write::DataWriteError;
 use crate::policy::Sources;
@@ -25,6 +26,26 @@ impl PolicyStore {
                 s.last_successful_activation = Some(SystemTime::now());
                 s.error = None;
             }),
+            Err(WriteError::Build(err)) if !err.to_string().contains("overlapping roots") => {
+                // As OPA: a generic message, the compile errors listed.
+                let diagnostic = crate::policy::Diagnostic::from_regorus(err);
+                let parses = bundle
+                    .modules
+                    .iter()
+                    .all(|m| crate::policy::parses(&m.id, &m.text));
+                let code = if parses {
+                    "rego_compile_error"
+                } else {
+                    "rego_parse_error"
+                };
+                self.statuses.update(&bundle.name, |s| {
+                    s.error = Some(StatusError {
+                        message: "error(s) occurred while compiling module(s)".into(),
+                        http_code: None,
+                        errors: vec![(code, diagnostic)],
+                    });
+                });
+            }
             Err(err) => self.statuses.failed(&bundle.name, describe(err), None),
         }
         result
