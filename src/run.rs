@@ -63,11 +63,8 @@ pub fn prepare(config: &RunConfig) -> Result<AppState> {
     let state = app_state(config, sources)?;
     if config.bundle {
         for path in &config.paths {
-            let files =
-                archive::read_path(std::path::Path::new(path), archive::DEFAULT_SIZE_LIMIT)?;
-            let bundle = Bundle::from_files(path, files, config.local_verification.as_ref())
-                .with_context(|| format!("bundle {path}"))?;
-            let revision = bundle.revision_or(None);
+            let (bundle, revision) =
+                load_local_bundle(path, config.local_verification.as_ref(), config.skip_verify)?;
             state.store.activate_bundle(bundle, revision).map_err(|e| {
                 anyhow::anyhow!("bundle {path}: {}", crate::policy::store::describe(&e))
             })?;

@@ -162,13 +162,13 @@ async fn poll_once(
             long_poll: downloaded.long_poll,
         });
     };
-    statuses.update(&source.name, |s| {
-        s.last_successful_download = Some(SystemTime::now());
-    });
     let digest: [u8; 32] = sha2::Sha256::digest(&body).into();
     if statuses.get(&source.name).and_then(|s| s.digest) == Some(digest) {
         *etag = downloaded.etag.clone();
-        statuses.update(&source.name, |s| s.error = None);
+        statuses.update(&source.name, |s| {
+            s.last_successful_download = Some(SystemTime::now());
+            s.error = None;
+        });
         return Ok(Polled {
             long_poll: downloaded.long_poll,
         });
@@ -212,7 +212,13 @@ fn activate(
     let read = archive::read_tarball(bytes, source.size_limit)
         .and_then(|files| Bundle::from_files(&source.name, files, source.verification.as_ref()));
     let bundle = match read {
-        Ok(bundle) => bundle,
+        Ok(bundle) => {
+            // Downloaded means read and verified, as OPA counts it.
+            store.bundle_statuses().update(&source.name, |s| {
+                s.last_successful_download = Some(SystemTime::now());
+            });
+            bundle
+        }
         Err(err) => {
             store
                 .bundle_statuses()

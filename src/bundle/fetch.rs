@@ -1,15 +1,18 @@
 //! The HTTP side of bundle downloads: a client for `http://` and
 //! `https://` (rustls, with a configured CA or the system's roots) and one
 //! conditional GET: `If-None-Match`, `Prefer: modes=snapshot[;wait=N]`,
-//! credentials and headers, the response-header timeout, and the body
-//! bounded by the size limit.
+//! credentials and headers, redirects (at most 10; credentials stay on the
+//! first host), the response-header timeout, and the body bounded by the
+//! size limit.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use hyper::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION,
+};
 use hyper::{Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -89,20 +92,47 @@ pub async fn download(
     source: &BundleSource,
     etag: Option<&str>,
 ) -> Result<Downloaded, DownloadError> {
-    let request = build_request(source, etag).map_err(|e| DownloadError::new(format!("{e:#}")))?;
     let header_timeout = match (source.response_header_timeout, source.long_polling_timeout) {
         (_, Some(wait)) => Some(wait + source.response_header_timeout.unwrap_or(Duration::ZERO)),
         (timeout, None) => timeout,
     };
-    let response = match header_timeout {
-        Some(limit) => tokio::time::timeout(limit, client.request(request))
-            .await
-            .map_err(|_| {
-                DownloadError::new(format!("no response from {} within {limit:?}", source.url))
-            })?,
-        None => client.request(request).await,
-    }
-    .map_err(|e| DownloadError::new(format!("request to {} failed: {e}", source.url)))?;
+    // Redirects are followed (at most 10, as Go's client does); credentials
+    // are not sent to another host.
+    let mut url = source.url.clone();
+    let mut same_host = true;
+    let mut redirects = 0;
+    let response = loop {
+        let request = build_request(source, &url, etag, same_host)
+            .map_err(|e| DownloadError::new(format!("{e:#}")))?;
+        let response = match header_timeout {
+            Some(limit) => tokio::time::timeout(limit, client.request(request))
+                .await
+                .map_err(|_| {
+                    DownloadError::new(format!("no response from {url} within {limit:?}"))
+                })?,
+            None => client.request(request).await,
+        }
+        .map_err(|e| DownloadError::new(format!("request to {url} failed: {}", chain(&e))))?;
+        let status = response.status();
+        if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
+            break response;
+        }
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| DownloadError::new(format!("{url}: redirect without a Location")))?;
+        if redirects == 10 {
+            return Err(DownloadError::new(format!(
+                "{}: stopped after 10 redirects",
+                source.url
+            )));
+        }
+        redirects += 1;
+        let next = resolve(&url, location);
+        same_host = same_host && authority(&next) == authority(&source.url);
+        url = next;
+    };
     let status = response.status();
     let long_poll = source.long_polling_timeout.is_some()
         && response
@@ -159,15 +189,61 @@ pub async fn download(
 /// How long reading a bundle's body may take.
 const BODY_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn build_request(source: &BundleSource, etag: Option<&str>) -> Result<Request<Empty<Bytes>>> {
-    let mut builder = Request::get(&source.url);
+/// The authority (`host:port`) of `url`, if it has one.
+fn authority(url: &str) -> Option<String> {
+    url.parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(ToString::to_string))
+}
+
+/// A `Location` against the URL that answered with it.
+fn resolve(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let Ok(uri) = base.parse::<hyper::Uri>() else {
+        return location.to_string();
+    };
+    let origin = format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(ToString::to_string).unwrap_or_default()
+    );
+    if location.starts_with('/') {
+        format!("{origin}{location}")
+    } else {
+        let dir = uri.path().rsplit_once('/').map_or("", |(dir, _)| dir);
+        format!("{origin}{dir}/{location}")
+    }
+}
+
+/// An error with its causes: hyper's own text ("client error (Connect)")
+/// hides the reason (a refused connection, an untrusted certificate).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn build_request(
+    source: &BundleSource,
+    url: &str,
+    etag: Option<&str>,
+    credentials: bool,
+) -> Result<Request<Empty<Bytes>>> {
+    let mut builder = Request::get(url);
     for (name, value) in &source.headers {
         builder = builder.header(
             HeaderName::try_from(name.as_str()).with_context(|| format!("header {name}"))?,
             HeaderValue::try_from(value.as_str()).with_context(|| format!("header {name}"))?,
         );
     }
-    if let Some(bearer) = &source.bearer {
+    if let Some(bearer) = source.bearer.as_ref().filter(|_| credentials) {
         let (scheme, token) = match bearer {
             Bearer::Token { scheme, token } => (scheme, token.clone()),
             Bearer::File { scheme, path } => (
@@ -190,5 +266,17 @@ fn build_request(source: &BundleSource, etag: Option<&str>) -> Result<Request<Em
     builder = builder.header("prefer", prefer);
     builder
         .body(Empty::new())
-        .with_context(|| format!("bad bundle URL {}", source.url))
+        .with_context(|| format!("bad bundle URL {url}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn locations_resolve_against_the_answering_url() {
+        assert_eq!(resolve("http://a:1/x/y", "https://b/z"), "https://b/z");
+        assert_eq!(resolve("http://a:1/x/y", "/z"), "http://a:1/z");
+        assert_eq!(resolve("http://a:1/x/y", "z"), "http://a:1/x/z");
+    }
 }

@@ -6,10 +6,10 @@
 //! [`SnapshotHandle`] and never wait. A build that fails changes nothing.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use bundles::apply_bundle;
 
 use super::data_write::{self, DataWrite, DataWriteError};
@@ -105,7 +105,7 @@ impl PolicyStore {
                 return Err(WriteError::Build(err));
             }
         };
-        let bundles = self.bundles.lock().map_err(|_| poisoned())?;
+        let bundles = self.bundles.lock().unwrap_or_else(PoisonError::into_inner);
         self.write("watch", move |sources| {
             let mut next = files;
             for module in &sources.modules {
@@ -119,7 +119,7 @@ impl PolicyStore {
                     .get(&bundle.name)
                     .cloned()
                     .unwrap_or_default();
-                apply_bundle(&mut next, None, bundle, revision).map_err(WriteError::Build)?;
+                apply_bundle(&mut next, None, bundle, revision)?;
             }
             *sources = next;
             Ok(())
@@ -129,7 +129,7 @@ impl PolicyStore {
     /// `PUT /v1/policies/{id}`: adds or replaces module `id`. Blocking (it
     /// compiles): call it off the async workers.
     pub fn put_policy(&self, id: &str, text: &str) -> Result<(), WriteError> {
-        let bundles = self.bundles.lock().map_err(|_| poisoned())?;
+        let bundles = self.bundles.lock().unwrap_or_else(PoisonError::into_inner);
         self.check_policy_owner(&bundles, id, Some(text))?;
         self.write("api", |sources| {
             let module = Module {
@@ -153,7 +153,7 @@ impl PolicyStore {
     /// next file reload (`--watch`), which replaces the data document.
     pub fn write_data(&self, write: DataWrite) -> Result<(), WriteError> {
         // Held through the write: no bundle can take the path meanwhile.
-        let bundles = self.bundles.lock().map_err(|_| poisoned())?;
+        let bundles = self.bundles.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(message) = Self::owner_message(&bundles, write.path()) {
             return Err(WriteError::Data(DataWriteError::Invalid(message)));
         }
@@ -164,7 +164,7 @@ impl PolicyStore {
 
     /// `DELETE /v1/policies/{id}`.
     pub fn delete_policy(&self, id: &str) -> Result<(), WriteError> {
-        let bundles = self.bundles.lock().map_err(|_| poisoned())?;
+        let bundles = self.bundles.lock().unwrap_or_else(PoisonError::into_inner);
         self.check_policy_owner(&bundles, id, None)?;
         self.write("api", |sources| {
             let before = sources.modules.len();
@@ -187,9 +187,16 @@ impl PolicyStore {
         source: &str,
         change: impl FnOnce(&mut Sources) -> Result<(), WriteError>,
     ) -> Result<(), WriteError> {
-        let mut current = self.sources.lock().map_err(|_| poisoned())?;
+        let mut current = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = current.clone();
-        change(&mut next)?;
+        if let Err(err) = change(&mut next) {
+            // A reload or bundle that cannot be applied is a failed
+            // activation; an API request's own error is only its answer.
+            if source != "api" {
+                self.failed(source, &anyhow::anyhow!("{}", describe(&err)));
+            }
+            return Err(err);
+        }
         match Snapshot::build(next.clone()) {
             Ok(snapshot) => {
                 tracing::info!(source, revision = %snapshot.revision(), "activated a new policy snapshot");
@@ -230,10 +237,6 @@ impl PolicyStore {
             });
         }
     }
-}
-
-fn poisoned() -> WriteError {
-    WriteError::Build(anyhow!("policy store lock poisoned"))
 }
 
 /// A one-line description of a failed write.

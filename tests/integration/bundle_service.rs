@@ -28,6 +28,8 @@ struct Served {
     /// `false`: answer 503, as a service that is still starting.
     available: bool,
     resource: String,
+    /// `(from, to)`: `from` answers 302 to `to`.
+    redirect: Option<(String, String)>,
     content_type: String,
     body: Vec<u8>,
     etag: String,
@@ -78,6 +80,7 @@ impl BundleService {
         let state = Arc::new(Mutex::new(Served {
             available: true,
             resource: resource.to_string(),
+            redirect: None,
             content_type: "application/x-tar".to_string(),
             body,
             etag: etag.to_string(),
@@ -139,6 +142,10 @@ impl BundleService {
         served.etag = etag.to_string();
     }
 
+    pub fn set_redirect(&self, from: &str, to: &str) {
+        self.state.lock().unwrap().redirect = Some((from.to_string(), to.to_string()));
+    }
+
     pub fn set_content_type(&self, content_type: &str) {
         self.state.lock().unwrap().content_type = content_type.to_string();
     }
@@ -173,8 +180,14 @@ fn answer(state: &Mutex<Served>, req: &Request<Incoming>) -> Response<Full<Bytes
             .map(str::to_string)
     };
     let if_none_match = header("if-none-match");
+    let redirect = served
+        .redirect
+        .clone()
+        .filter(|(from, _)| req.uri().path() == from);
     let (status, body) = if !served.available {
         (StatusCode::SERVICE_UNAVAILABLE, Vec::new())
+    } else if redirect.is_some() {
+        (StatusCode::FOUND, Vec::new())
     } else if req.uri().path() != served.resource {
         (StatusCode::NOT_FOUND, Vec::new())
     } else if if_none_match.as_deref() == Some(served.etag.as_str()) {
@@ -188,7 +201,11 @@ fn answer(state: &Mutex<Served>, req: &Request<Incoming>) -> Response<Full<Bytes
         prefer: header("prefer"),
         status: status.as_u16(),
     });
-    Response::builder()
+    let mut response = Response::builder();
+    if let Some((_, to)) = redirect {
+        response = response.header("location", to);
+    }
+    response
         .status(status)
         .header("content-type", served.content_type.clone())
         .header("etag", served.etag.clone())

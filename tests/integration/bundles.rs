@@ -323,7 +323,9 @@ async fn https_services_are_trusted_through_their_ca() {
     config.opa.services.get_mut("s").unwrap().url = service.https_url();
     let untrusted = TestServer::start_config(config).await;
     wait_async("the TLS failure is reported", async || {
-        bundle_status(&untrusted).await["message"].is_string()
+        bundle_status(&untrusted).await["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("certificate"))
     })
     .await;
     assert_eq!(untrusted.get("/health?bundles").await.status, 500);
@@ -649,4 +651,59 @@ async fn watched_bundle_directories_reload_and_keep_the_last_good_bundle() {
     .await;
     let status = server.get("/v1/status").await.json();
     assert_eq!(status["result"]["revision"], "w2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_and_policies_under_new_roots_are_replaced() {
+    let service = BundleService::start(
+        "/b.tar.gz",
+        cvat_bundle(&[("probe.rego", PROBE_V1)]),
+        "\"r\"",
+    );
+    service.set_redirect("/old", "/b.tar.gz");
+    service.set_available(false);
+    let server = TestServer::start_config(polled_config(
+        &service,
+        &["bundles.b.resource=/old".to_string()],
+    ))
+    .await;
+    // Before the first download, a policy written through the API under
+    // what will be the bundle's root ("": everything).
+    let reply = crate::support::request(
+        server.addr,
+        "PUT",
+        "/v1/policies/mine",
+        &[],
+        "package cvat_probe\n\nallow := \"api\"\n".into(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(allow(&server, "alice").await, json!({"result": "api"}));
+
+    service.set_available(true);
+    wait_async("activation through the redirect", async || {
+        allow(&server, "alice").await == json!({"result": true})
+    })
+    .await;
+    assert!(service.seen().iter().any(|s| s.status == 302));
+    let policies = server.get("/v1/policies").await.json();
+    assert!(!policies.to_string().contains("\"mine\""), "{policies}");
+}
+
+#[tokio::test]
+async fn skip_verify_loads_a_signed_local_bundle_without_a_key() {
+    let src = write_tree(&[("probe.rego", PROBE_V1)]);
+    let out = tempfile::tempdir().unwrap();
+    let tarball = out.path().join("signed.tar.gz");
+    build_signed(src.path(), &tarball, "s3cret", "HS256");
+    let mut cfg = config(vec![path_string(&tarball)], regent::api::Limits::default());
+    cfg.bundle = true;
+    let err = regent::run::prepare(&cfg).err().unwrap();
+    assert!(
+        format!("{err:#}").contains("verification key not provided"),
+        "{err:#}"
+    );
+    cfg.skip_verify = true;
+    let server = TestServer::start_config(cfg).await;
+    assert_eq!(allow(&server, "alice").await, json!({"result": true}));
 }

@@ -4,11 +4,12 @@
 //! bundle's roots, as OPA does.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::PoisonError;
 use std::time::SystemTime;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::anyhow;
 
-use super::{describe, poisoned, PolicyStore, WriteError};
+use super::{describe, PolicyStore, WriteError};
 use crate::bundle::status::StatusError;
 use crate::bundle::{roots_overlap, Bundle};
 use crate::policy::data_write::DataWriteError;
@@ -26,7 +27,7 @@ impl PolicyStore {
                 s.last_successful_activation = Some(SystemTime::now());
                 s.error = None;
             }),
-            Err(WriteError::Build(err)) if !err.to_string().contains("overlapping roots") => {
+            Err(WriteError::Build(err)) => {
                 // As OPA: a generic message, the compile errors listed.
                 let diagnostic = crate::policy::Diagnostic::from_regorus(err);
                 let parses = bundle
@@ -52,7 +53,7 @@ impl PolicyStore {
     }
 
     fn activate_bundle_inner(&self, bundle: &Bundle, revision: String) -> Result<(), WriteError> {
-        let mut bundles = self.bundles.lock().map_err(|_| poisoned())?;
+        let mut bundles = self.bundles.lock().unwrap_or_else(PoisonError::into_inner);
         let overlapping: Vec<&str> = bundles
             .values()
             .filter(|other| other.name != bundle.name)
@@ -71,11 +72,11 @@ impl PolicyStore {
                 overlapping.join(" ")
             );
             self.failed("bundle", &err);
-            return Err(WriteError::Build(err));
+            return Err(WriteError::Data(DataWriteError::Invalid(format!("{err}"))));
         }
         let previous = bundles.get(&bundle.name);
         self.write("bundle", |sources| {
-            apply_bundle(sources, previous, bundle, revision).map_err(WriteError::Build)
+            apply_bundle(sources, previous, bundle, revision)
         })?;
         bundles.insert(bundle.name.clone(), bundle.clone());
         Ok(())
@@ -136,7 +137,7 @@ pub(super) fn apply_bundle(
     previous: Option<&Bundle>,
     bundle: &Bundle,
     revision: String,
-) -> Result<()> {
+) -> Result<(), WriteError> {
     let mut gone: HashSet<&str> = bundle.modules.iter().map(|m| m.id.as_str()).collect();
     let mut roots = bundle.roots();
     if let Some(previous) = previous {
@@ -144,6 +145,14 @@ pub(super) fn apply_bundle(
         roots.extend(previous.roots());
     }
     sources.modules.retain(|m| !gone.contains(m.id.as_str()));
+    // As OPA's `erasePolicies`: any other module whose package lies under
+    // the new roots (a file, an API write before the first download) goes.
+    let new_roots = bundle.roots();
+    sources.modules.retain(|m| {
+        crate::policy::module_package(&m.id, &m.text).map_or(true, |package| {
+            !new_roots.iter().any(|root| package.starts_with(root))
+        })
+    });
     sources.modules.extend(bundle.modules.iter().cloned());
     for root in &roots {
         remove_under(&mut sources.data, root);
@@ -156,7 +165,11 @@ pub(super) fn apply_bundle(
             &[],
             serde_json::Value::Object(bundle.data.clone()),
         )
-        .context("the bundle's data conflicts with the data outside its roots")?;
+        .map_err(|e| {
+            WriteError::Data(DataWriteError::Invalid(format!(
+                "the bundle's data conflicts with the data outside its roots: {e:#}"
+            )))
+        })?;
     sources.revisions.insert(bundle.name.clone(), revision);
     Ok(())
 }
