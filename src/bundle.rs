@@ -38,6 +38,15 @@ pub struct BundleFile {
     pub bytes: Vec<u8>,
 }
 
+impl BundleFile {
+    pub fn new(name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> BundleFile {
+        BundleFile {
+            name: name.into(),
+            bytes: bytes.into(),
+        }
+    }
+}
+
 /// The `.manifest` file. Unknown fields (`wasm`, `file_rego_versions`) are
 /// ignored.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -237,10 +246,7 @@ mod tests {
     use super::*;
 
     fn file(name: &str, text: &str) -> BundleFile {
-        BundleFile {
-            name: name.into(),
-            bytes: text.as_bytes().to_vec(),
-        }
+        BundleFile::new(name, text)
     }
 
     #[test]

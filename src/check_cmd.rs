@@ -4,25 +4,10 @@
 use anyhow::Result;
 use regorus::unstable::Parser;
 use regorus::Source;
-use serde::Serialize;
 
 use crate::cli::{CheckArgs, OutputFormat};
+use crate::policy::diagnostic::CodedDiagnostic;
 use crate::policy::{Diagnostic, Snapshot, Sources};
-
-#[derive(Serialize)]
-struct JsonError {
-    code: &'static str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    location: Option<JsonLocation>,
-}
-
-#[derive(Serialize)]
-struct JsonLocation {
-    file: String,
-    row: u32,
-    col: u32,
-}
 
 /// Runs `regent check`; returns false when there were errors.
 pub fn run(args: &CheckArgs) -> Result<bool> {
@@ -44,18 +29,8 @@ pub fn run(args: &CheckArgs) -> Result<bool> {
             }
         }
         OutputFormat::Json => {
-            let list: Vec<JsonError> = errors
-                .iter()
-                .map(|(code, d)| JsonError {
-                    code,
-                    message: d.message.clone(),
-                    location: d.location.as_ref().map(|l| JsonLocation {
-                        file: l.file.clone(),
-                        row: l.row,
-                        col: l.col,
-                    }),
-                })
-                .collect();
+            let list: Vec<CodedDiagnostic> =
+                errors.iter().map(|(code, d)| d.with_code(code)).collect();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({ "errors": list }))?

@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use super::wire::to_json;
-use crate::policy::{Diagnostic, EvalError};
+use crate::policy::{Diagnostic, EvalError, Location};
 
 /// OPA's message for a request that failed in evaluation.
 const MSG_EVALUATION_ERROR: &str = "error(s) occurred while evaluating query";
@@ -51,14 +51,7 @@ struct ErrorDetail<'a> {
     code: &'a str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    location: Option<LocationBody<'a>>,
-}
-
-#[derive(Serialize)]
-struct LocationBody<'a> {
-    file: &'a str,
-    row: u32,
-    col: u32,
+    location: Option<&'a Location>,
 }
 
 #[derive(Serialize)]
@@ -113,11 +106,7 @@ impl ApiError {
                 let detail = ErrorDetail {
                     code: err.code.as_str(),
                     message: &err.message,
-                    location: err.location.as_ref().map(|l| LocationBody {
-                        file: &l.file,
-                        row: l.row,
-                        col: l.col,
-                    }),
+                    location: err.location.as_ref(),
                 };
                 error_body("internal_error", MSG_EVALUATION_ERROR, vec![detail], pretty)
             }
@@ -130,11 +119,7 @@ impl ApiError {
                     .map(|(code, d)| ErrorDetail {
                         code,
                         message: &d.message,
-                        location: d.location.as_ref().map(|l| LocationBody {
-                            file: &l.file,
-                            row: l.row,
-                            col: l.col,
-                        }),
+                        location: d.location.as_ref(),
                     })
                     .collect();
                 error_body("invalid_parameter", MSG_COMPILE_ERROR, details, pretty)

@@ -317,10 +317,7 @@ mod tests {
     use super::*;
 
     fn file(name: &str, text: &str) -> BundleFile {
-        BundleFile {
-            name: name.into(),
-            bytes: text.as_bytes().to_vec(),
-        }
+        BundleFile::new(name, text)
     }
 
     fn hmac(keyid: &str, secret: &str) -> (SigningKey, Verification) {

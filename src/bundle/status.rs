@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::policy::Diagnostic;
+use crate::policy::diagnostic::CodedDiagnostic;
 
 /// One bundle's status. Times are `None` until the event first happens.
 #[derive(Clone, Debug, Default)]
@@ -36,7 +36,7 @@ pub struct StatusError {
     pub http_code: Option<u16>,
     /// Compile errors, each with OPA's code (`rego_parse_error`,
     /// `rego_compile_error`) and its location.
-    pub errors: Vec<(&'static str, Diagnostic)>,
+    pub errors: Vec<CodedDiagnostic>,
 }
 
 /// Shared by the downloaders, the store and the API; cheap to clone.
@@ -105,20 +105,7 @@ impl BundleStatuses {
                         errors: s
                             .error
                             .as_ref()
-                            .map(|e| {
-                                e.errors
-                                    .iter()
-                                    .map(|(code, d)| ErrorBody {
-                                        code,
-                                        message: d.message.clone(),
-                                        location: d.location.as_ref().map(|l| LocationBody {
-                                            file: l.file.clone(),
-                                            row: l.row,
-                                            col: l.col,
-                                        }),
-                                    })
-                                    .collect()
-                            })
+                            .map(|e| e.errors.clone())
                             .unwrap_or_default(),
                     },
                 )
@@ -144,23 +131,7 @@ pub struct StatusBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_code: Option<u16>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<ErrorBody>,
-}
-
-/// One compile error, as OPA's status lists it.
-#[derive(Clone, Debug, Serialize)]
-pub struct ErrorBody {
-    pub code: &'static str,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<LocationBody>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct LocationBody {
-    pub file: String,
-    pub row: u32,
-    pub col: u32,
+    pub errors: Vec<CodedDiagnostic>,
 }
 
 /// RFC 3339 in UTC; Go's zero time when it never happened, as OPA prints it.

@@ -36,6 +36,26 @@ impl Diagnostic {
     }
 }
 
+/// A diagnostic with OPA's error code, as OPA lists compile errors:
+/// `{"code", "message", "location": {"file", "row", "col"}}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CodedDiagnostic {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+impl Diagnostic {
+    pub fn with_code(&self, code: &'static str) -> CodedDiagnostic {
+        CodedDiagnostic {
+            code,
+            message: self.message.clone(),
+            location: self.location.clone(),
+        }
+    }
+}
+
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.location {

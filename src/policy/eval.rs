@@ -36,8 +36,8 @@ pub struct EvalOptions {
     pub time_limit: Option<std::time::Duration>,
 }
 
-/// Where in a policy an error arose.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where in a policy an error arose; serializes as OPA's `location`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Location {
     pub file: String,
     pub row: u32,

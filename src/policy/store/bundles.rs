@@ -43,7 +43,7 @@ impl PolicyStore {
                     s.error = Some(StatusError {
                         message: "error(s) occurred while compiling module(s)".into(),
                         http_code: None,
-                        errors: vec![(code, diagnostic)],
+                        errors: vec![diagnostic.with_code(code)],
                     });
                 });
             }
