@@ -421,6 +421,24 @@ impl Evaluator {
         self.evaluate_interpreted(path, input, options)
     }
 
+    /// Evaluates on the fast path only, without falling back: `None` when
+    /// `path` is not a fast-path entry point, `Some(Err)` with the VM's
+    /// reason when the fast path would hand the decision to the interpreter.
+    /// For the differential test, which must know who answered.
+    pub fn evaluate_fast(
+        &self,
+        path: &DataPath,
+        input: Option<Value>,
+    ) -> Option<Result<Outcome, String>> {
+        let fast = self.fast.as_ref()?;
+        let index = fast.entry(path.as_ref_str())?;
+        let result = fast.evaluate(index, input.unwrap_or(Value::Undefined), None);
+        Some(result.map(|value| match value {
+            Value::Undefined => Outcome::Undefined,
+            value => Outcome::Defined(value),
+        }))
+    }
+
     /// Evaluates with the interpreter only (the reference the fast path is
     /// checked against).
     pub fn evaluate_interpreted(

@@ -88,6 +88,7 @@ impl FastPath {
                 }
             }
         };
+        let program = slim(program);
         // The data must load into a VM (it may not overlap rule paths).
         let mut probe = RegoVM::new();
         probe.load_program(program.clone());
@@ -155,6 +156,33 @@ impl FastPath {
         }
         Ok(value)
     }
+}
+
+/// Drops the per-rule metadata the VM does not need, because regorus 0.14
+/// clones a rule's whole `RuleInfo` on every rule call, cached results
+/// included: its name, one `Vec<bool>` per definition marking `else` bodies,
+/// the destructuring entry points and the parameter names of functions.
+/// The VM reads `else_bodies` and `destructuring_blocks` with `.get(i)`
+/// defaulting to "no else" and "no destructuring", so emptying them when
+/// every entry says exactly that changes nothing, and it never reads the
+/// names (checked in rvm/vm of regorus 0.14.1; the differential test runs
+/// this path against the interpreter). About 8% fewer CPU instructions
+/// per decision on the default policies (callgrind).
+fn slim(program: Arc<Program>) -> Arc<Program> {
+    let mut program = Arc::unwrap_or_clone(program);
+    for info in &mut program.rule_infos {
+        if info.else_bodies.iter().flatten().all(|is_else| !is_else) {
+            info.else_bodies = Vec::new();
+        }
+        if info.destructuring_blocks.iter().all(Option::is_none) {
+            info.destructuring_blocks = Vec::new();
+        }
+        if let Some(function) = &mut info.function_info {
+            function.param_names = Vec::new();
+        }
+        info.name = String::new();
+    }
+    Arc::new(program)
 }
 
 fn holds_undefined(value: &Value) -> bool {
