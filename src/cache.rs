@@ -14,6 +14,8 @@
 //! bookkeeping estimate) and `max_entries`, enforced together by giving every
 //! entry a weight of at least `max_size_bytes / max_entries`; an optional TTL.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -91,7 +93,13 @@ impl Key {
 pub struct DecisionCache {
     inner: Option<Cache<Key, Bytes>>,
     config: CacheConfig,
+    shared: Arc<Mutex<HashSet<&'static [u8]>>>,
 }
+
+/// Bodies up to this size are shared between entries (see [`DecisionCache::insert`]).
+const SHARED_BODY_MAX: usize = 128;
+/// At most this many distinct bodies are ever shared (at most 128 KiB).
+const SHARED_BODIES: usize = 1024;
 
 impl DecisionCache {
     pub fn new(config: CacheConfig) -> DecisionCache {
@@ -99,6 +107,7 @@ impl DecisionCache {
             return DecisionCache {
                 inner: None,
                 config,
+                shared: Arc::default(),
             };
         }
         let floor = config.max_size_bytes.div_ceil(config.max_entries);
@@ -114,6 +123,7 @@ impl DecisionCache {
         DecisionCache {
             inner: Some(builder.build()),
             config,
+            shared: Arc::default(),
         }
     }
 
@@ -129,16 +139,44 @@ impl DecisionCache {
         self.inner.as_ref()?.get(key)
     }
 
-    /// Stores a copy of `body` in an allocation of exactly its size (response
-    /// buffers are allocated with room to spare).
+    /// Stores `body` in an allocation of exactly its size (response buffers
+    /// are allocated with room to spare).
+    ///
+    /// Most decisions answer one of a handful of small bodies
+    /// (`{"result":true}`, the same filter for every request of one user).
+    /// Small bodies are interned as `'static` bytes, shared by every entry
+    /// that holds them: with 100k entries that saves ~8 MiB (the body's
+    /// allocation and the shared header `Bytes` adds on its first clone),
+    /// and since cloning static `Bytes` touches no reference count, hits on
+    /// the same body from several threads do not contend. The interned set
+    /// is bounded (`SHARED_BODIES` bodies of at most `SHARED_BODY_MAX` bytes,
+    /// 128 KiB per cache, and the daemon has one; kept across cache clears);
+    /// once it is full, new bodies are copied per entry as before. Entries
+    /// still weigh their full body size.
     pub fn insert(&self, key: Key, body: &[u8]) {
         if let Some(cache) = &self.inner {
-            cache.insert(key, Bytes::copy_from_slice(body));
+            cache.insert(key, self.intern(body));
         }
     }
 
-    /// Drops every entry (a new snapshot makes them unreachable anyway; this
-    /// returns their memory at once).
+    fn intern(&self, body: &[u8]) -> Bytes {
+        if body.len() > SHARED_BODY_MAX {
+            return Bytes::copy_from_slice(body);
+        }
+        let Ok(mut shared) = self.shared.lock() else {
+            return Bytes::copy_from_slice(body);
+        };
+        if let Some(found) = shared.get(body) {
+            return Bytes::from_static(found);
+        }
+        if shared.len() >= SHARED_BODIES {
+            return Bytes::copy_from_slice(body);
+        }
+        let interned: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
+        shared.insert(interned);
+        Bytes::from_static(interned)
+    }
+
     pub fn clear(&self) {
         if let Some(cache) = &self.inner {
             cache.invalidate_all();
@@ -197,5 +235,37 @@ mod tests {
         assert!(entries <= 50, "{entries} entries");
         assert!(size <= 1 << 20, "{size} bytes");
         assert!(entries > 0);
+    }
+
+    #[test]
+    fn equal_small_bodies_share_one_allocation() {
+        let cache = DecisionCache::new(CacheConfig::default());
+        let key = |i: u32| Key::new(&[0; 32], RequestKind::DataPost, 0, "p", &[&i.to_le_bytes()]);
+        let big = vec![b'x'; SHARED_BODY_MAX + 1];
+        cache.insert(key(0), b"{\"result\":true}\n");
+        cache.insert(key(1), b"{\"result\":false}\n");
+        cache.insert(key(2), b"{\"result\":true}\n");
+        cache.insert(key(3), &big);
+        cache.insert(key(4), &big);
+        let (t0, f1, t2) = (cache.get(&key(0)), cache.get(&key(1)), cache.get(&key(2)));
+        let (t0, f1, t2) = (t0.unwrap(), f1.unwrap(), t2.unwrap());
+        assert_eq!(&t0[..], b"{\"result\":true}\n");
+        assert_eq!(&f1[..], b"{\"result\":false}\n");
+        assert_eq!(t0.as_ptr(), t2.as_ptr(), "equal bodies share");
+        assert_ne!(t0.as_ptr(), f1.as_ptr());
+        let (b3, b4) = (cache.get(&key(3)).unwrap(), cache.get(&key(4)).unwrap());
+        assert_eq!(&b3[..], &big[..]);
+        assert_ne!(b3.as_ptr(), b4.as_ptr(), "large bodies are copied");
+        // The interned set is bounded: past it, bodies are copied.
+        for i in 0..SHARED_BODIES as u32 {
+            cache.insert(key(100 + i), format!("{{\"result\":{i}}}\n").as_bytes());
+        }
+        let late = b"{\"result\":\"late\"}\n";
+        cache.insert(key(5), late);
+        cache.insert(key(6), late);
+        let (l5, l6) = (cache.get(&key(5)).unwrap(), cache.get(&key(6)).unwrap());
+        assert_eq!(&l5[..], late);
+        assert_ne!(l5.as_ptr(), l6.as_ptr());
+        assert!(cache.shared.lock().unwrap().len() <= SHARED_BODIES);
     }
 }
