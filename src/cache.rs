@@ -140,12 +140,12 @@ impl DecisionCache {
     }
 
     /// Stores `body` in an allocation of exactly its size (response buffers
-    /// are allocated with room to spare).
+    /// are allocated with room to spare), or shares one with other entries.
     ///
     /// Most decisions answer one of a handful of small bodies
     /// (`{"result":true}`, the same filter for every request of one user).
     /// Small bodies are interned as `'static` bytes, shared by every entry
-    /// that holds them: with 100k entries that saves ~8 MiB (the body's
+    /// that holds them: with 100k entries that saved ~5 MiB of RSS (the body's
     /// allocation and the shared header `Bytes` adds on its first clone),
     /// and since cloning static `Bytes` touches no reference count, hits on
     /// the same body from several threads do not contend. The interned set
@@ -177,6 +177,8 @@ impl DecisionCache {
         Bytes::from_static(interned)
     }
 
+    /// Drops every entry (a new snapshot makes them unreachable anyway; this
+    /// returns their memory at once).
     pub fn clear(&self) {
         if let Some(cache) = &self.inner {
             cache.invalidate_all();
