@@ -7,6 +7,7 @@ pub mod data_write;
 pub mod diagnostic;
 pub mod eval;
 pub mod fast;
+pub mod fold;
 pub mod path;
 pub mod purity;
 pub mod resolve;

@@ -26,6 +26,16 @@ pub enum Outcome {
     Undefined,
 }
 
+impl Outcome {
+    /// regorus's `Value::Undefined` is the undefined outcome, never a value.
+    pub fn from_value(value: Value) -> Outcome {
+        match value {
+            Value::Undefined => Outcome::Undefined,
+            value => Outcome::Defined(value),
+        }
+    }
+}
+
 /// Per-request evaluation switches.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvalOptions {
@@ -392,6 +402,11 @@ impl Evaluator {
         self.fast.as_ref().map_or(0, |f| f.len())
     }
 
+    /// Rules the fast path reads as constants (see `fold.rs`).
+    pub fn folded_rules(&self) -> &[String] {
+        self.fast.as_ref().map_or(&[], |f| f.folded())
+    }
+
     pub fn rules(&self) -> &RuleIndex {
         &self.rules
     }
@@ -404,18 +419,14 @@ impl Evaluator {
         options: EvalOptions,
     ) -> Result<Outcome, EvalError> {
         if !options.strict_builtin_errors {
-            if let Some(fast) = &self.fast {
-                if let Some(index) = fast.entry(path.as_ref_str()) {
-                    let input = input.clone().unwrap_or(Value::Undefined);
-                    match fast.evaluate(index, input, options.time_limit) {
-                        Ok(Value::Undefined) => return Ok(Outcome::Undefined),
-                        Ok(value) => return Ok(Outcome::Defined(value)),
-                        // The interpreter gives the OPA-shaped answer or error.
-                        Err(err) => {
-                            tracing::debug!(path = %path, error = %err, "fast path failed; interpreting")
-                        }
-                    }
+            let answer = self.fast_step(path, input.clone(), options.time_limit);
+            match answer {
+                Some(Ok(outcome)) => return Ok(outcome),
+                // The interpreter gives the OPA-shaped answer or error.
+                Some(Err(err)) => {
+                    tracing::debug!(path = %path, error = %err, "fast path failed; interpreting")
                 }
+                None => {}
             }
         }
         self.evaluate_interpreted(path, input, options)
@@ -430,13 +441,21 @@ impl Evaluator {
         path: &DataPath,
         input: Option<Value>,
     ) -> Option<Result<Outcome, String>> {
+        self.fast_step(path, input, None)
+    }
+
+    /// The fast path's own answer, shared by [`Self::evaluate`] and
+    /// [`Self::evaluate_fast`].
+    fn fast_step(
+        &self,
+        path: &DataPath,
+        input: Option<Value>,
+        time_limit: Option<std::time::Duration>,
+    ) -> Option<Result<Outcome, String>> {
         let fast = self.fast.as_ref()?;
         let index = fast.entry(path.as_ref_str())?;
-        let result = fast.evaluate(index, input.unwrap_or(Value::Undefined), None);
-        Some(result.map(|value| match value {
-            Value::Undefined => Outcome::Undefined,
-            value => Outcome::Defined(value),
-        }))
+        let result = fast.evaluate(index, input.unwrap_or(Value::Undefined), time_limit);
+        Some(result.map(Outcome::from_value))
     }
 
     /// Evaluates with the interpreter only (the reference the fast path is
@@ -471,10 +490,7 @@ impl Evaluator {
                 .map(|e| e.value)
                 .unwrap_or(Value::Undefined)
         };
-        Ok(match value {
-            Value::Undefined => Outcome::Undefined,
-            value => Outcome::Defined(value),
-        })
+        Ok(Outcome::from_value(value))
     }
 }
 

@@ -25,6 +25,8 @@ pub struct FastPath {
     /// Entry point name (`data.p.allow`) -> index in the program.
     entries: HashMap<String, usize>,
     data: Value,
+    /// Rules whose references were folded to constants (`fold.rs`).
+    folded: Vec<String>,
     vms: ThreadLocal<RefCell<RegoVM>>,
 }
 
@@ -47,7 +49,23 @@ impl FastPath {
         let Some(first) = entries.first() else {
             return (None, rejected);
         };
-        let mut engine = engine.clone();
+        let (mut engine, folded) = match super::fold::fold(engine) {
+            None => (engine.clone(), Vec::new()),
+            Some(folded) => match folded_engine(&folded, data) {
+                Ok(folded_engine) => {
+                    tracing::debug!(
+                        rules = folded.rules.len(),
+                        references = folded.references,
+                        "constant rules folded for the fast path"
+                    );
+                    (folded_engine, folded.rules)
+                }
+                Err(err) => {
+                    tracing::info!(error = %err, "constant folding failed; compiling the policies as written");
+                    (engine.clone(), Vec::new())
+                }
+            },
+        };
         let policy = match engine.compile_with_entrypoint(&regorus::Rc::from(first.as_str())) {
             Ok(policy) => policy,
             Err(err) => {
@@ -109,6 +127,7 @@ impl FastPath {
             program,
             entries,
             data: data.clone(),
+            folded,
             vms: ThreadLocal::new(),
         };
         (Some(fast), rejected)
@@ -117,6 +136,11 @@ impl FastPath {
     /// The program index of the entry point for a rendered rule path.
     pub fn entry(&self, path: &str) -> Option<usize> {
         self.entries.get(path).copied()
+    }
+
+    /// Rules whose references the fast path reads as constants.
+    pub fn folded(&self) -> &[String] {
+        &self.folded
     }
 
     pub fn len(&self) -> usize {
@@ -156,6 +180,17 @@ impl FastPath {
         }
         Ok(value)
     }
+}
+
+/// An engine over the folded module texts, for compiling only.
+fn folded_engine(folded: &super::fold::Folded, data: &Value) -> anyhow::Result<Engine> {
+    let mut engine = Engine::new();
+    engine.set_strict_builtin_errors(false);
+    for (id, text) in &folded.modules {
+        engine.add_policy(id.clone(), text.clone())?;
+    }
+    engine.add_data(data.clone())?;
+    Ok(engine)
 }
 
 /// Drops the per-rule metadata the VM does not need, because regorus 0.14

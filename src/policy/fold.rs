@@ -1,0 +1,367 @@
+//! Constant folding for the fast path.
+//!
+//! A *ground* rule is a complete rule (`X := ...`, `x if ...`) with a single
+//! definition whose value cannot depend on the input: nothing in it reaches
+//! `input`, a `with`, a user function, a non-deterministic built-in, a
+//! virtual document, or a rule that is not ground itself (base data is
+//! fine: it is fixed per snapshot). Policies are full of them: role names,
+//! priority tables, scope sets. In regorus's VM, every reference to one is
+//! a rule call (a frame, a register window, a copy of the rule's metadata,
+//! a cache lookup) even when the value is cached, and a decision on the
+//! default policies makes dozens.
+//!
+//! [`fold`] evaluates each ground rule once per snapshot with the
+//! interpreter and, in the text the fast path compiles, replaces references
+//! to it inside rule bodies and values by the literal of its value, which the
+//! compiler turns into a single constant load. The rules themselves stay
+//! (they remain entry points); the interpreter keeps the text as written,
+//! so the differential test compares the folded fast path with it.
+//!
+//! Rewriting is conservative: a local reference `X` is rewritten only when
+//! no rule, `some`, `every` or assignment of the package declares a
+//! variable `X` (so it cannot be shadowed), absolute references
+//! `data.p.X` only when nothing declares `data`; heads and `with`
+//! modifiers are never touched. A reference left alone is still correct,
+//! only slower.
+
+mod ground;
+mod walk;
+
+use std::collections::{HashMap, HashSet};
+
+use regorus::unstable::{AssignOp, Expr, Rule};
+use regorus::{Engine, Value};
+
+use ground::RuleTable;
+use walk::{children, comprehension_query, static_path, values, Pass};
+
+/// Longest literal text a folded value may have: larger values stay rule
+/// calls rather than being copied into the program at every reference.
+const MAX_LITERAL: usize = 4096;
+
+/// The fast path's view of the modules after folding.
+#[derive(Debug)]
+pub struct Folded {
+    /// `(id, text)` of every module, rewritten where a reference was folded.
+    pub modules: Vec<(String, String)>,
+    /// Paths (`data.p.X`) of the rules whose references were folded.
+    pub rules: Vec<String>,
+    /// How many references were replaced.
+    pub references: usize,
+}
+
+/// Folds the ground rules of `engine`'s modules (parsed, with import
+/// references already resolved). `None` when no reference was folded.
+pub fn fold(engine: &Engine) -> Option<Folded> {
+    let mut engine = engine.clone();
+    let modules: Vec<_> = engine.get_modules().to_vec();
+    let table = RuleTable::build(&modules);
+    let ground = table.ground();
+    if ground.is_empty() {
+        return None;
+    }
+    // Evaluate each once; keep those with a literal form.
+    engine.set_input(Value::new_object());
+    let mut literals: HashMap<Vec<String>, String> = HashMap::new();
+    for path in ground {
+        if !path.iter().all(|s| is_identifier(s)) {
+            continue;
+        }
+        let Ok(value) = engine.eval_rule(path.join(".")) else {
+            continue;
+        };
+        if let Some(text) = literal(&value).filter(|t| t.len() <= MAX_LITERAL) {
+            literals.insert(path, text);
+        }
+    }
+    let mut out = Vec::with_capacity(modules.len());
+    let mut references = 0;
+    let mut used: HashSet<Vec<String>> = HashSet::new();
+    for (module, package) in modules.iter().zip(&table.packages) {
+        let source = &module.package.span.source;
+        let text = source.get_contents();
+        let declared = &table.declared[package];
+        let mut rewriter = Rewriter {
+            package,
+            literals: &literals,
+            declared,
+            absolute: !declared.contains("data"),
+            edits: Vec::new(),
+            used: &mut used,
+        };
+        for rule in &module.policy {
+            rewriter.rule(rule);
+        }
+        let mut edits = rewriter.edits;
+        edits.sort_by_key(|e| e.0);
+        references += edits.len();
+        out.push((source.get_path().clone(), apply(text, &edits)));
+    }
+    if references == 0 {
+        return None;
+    }
+    let mut rules: Vec<String> = used.into_iter().map(|p| p.join(".")).collect();
+    rules.sort();
+    Some(Folded {
+        modules: out,
+        rules,
+        references,
+    })
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Applies sorted, non-overlapping `(start, end, replacement)` edits.
+fn apply(text: &str, edits: &[(usize, usize, String)]) -> String {
+    let mut out = String::with_capacity(text.len() + edits.len() * 16);
+    let mut at = 0;
+    for (start, end, replacement) in edits {
+        if *start < at {
+            continue; // overlapping (cannot happen: the walk stops at an edit)
+        }
+        out.push_str(&text[at..*start]);
+        out.push_str(replacement);
+        at = *end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// The Rego literal of a value, when the compiler will load it as a constant
+/// (no `set()`: an empty set is a call) and it reads back as the same value.
+fn literal(value: &Value) -> Option<String> {
+    let mut out = String::new();
+    write_literal(value, &mut out)?;
+    Some(out)
+}
+
+fn write_literal(value: &Value, out: &mut String) -> Option<()> {
+    match value {
+        Value::Null | Value::Bool(_) | Value::String(_) => {
+            out.push_str(&serde_json::to_string(value).ok()?);
+        }
+        Value::Number(_) => {
+            let text = serde_json::to_string(value).ok()?;
+            // Only numbers whose text reads back exactly.
+            if Value::from_json_str(&text).ok()? != *value {
+                return None;
+            }
+            out.push_str(&text);
+        }
+        Value::Array(items) => write_items(items.iter(), ('[', ']'), out)?,
+        Value::Set(items) if !items.is_empty() => write_items(items.iter(), ('{', '}'), out)?,
+        Value::Set(_) => return None,
+        Value::Object(fields) => {
+            out.push('{');
+            for (i, (key, item)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_literal(key, out)?;
+                out.push_str(": ");
+                write_literal(item, out)?;
+            }
+            out.push('}');
+        }
+        Value::Undefined => return None,
+    }
+    Some(())
+}
+
+fn write_items<'v>(
+    items: impl Iterator<Item = &'v Value>,
+    (open, close): (char, char),
+    out: &mut String,
+) -> Option<()> {
+    out.push(open);
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_literal(item, out)?;
+    }
+    out.push(close);
+    Some(())
+}
+
+/// Replaces references to folded rules in one module's bodies and values.
+struct Rewriter<'a> {
+    package: &'a Vec<String>,
+    literals: &'a HashMap<Vec<String>, String>,
+    declared: &'a HashSet<String>,
+    /// Whether `data.p.X` references may be rewritten in this package.
+    absolute: bool,
+    edits: Vec<(usize, usize, String)>,
+    used: &'a mut HashSet<Vec<String>>,
+}
+
+impl Rewriter<'_> {
+    fn rule(&mut self, rule: &Rule) {
+        if let Rule::Spec { head, bodies, .. } = rule {
+            values(self, head, bodies);
+        }
+    }
+
+    fn replace(&mut self, expr: &Expr, path: Vec<String>) -> bool {
+        let Some(text) = self.literals.get(&path) else {
+            return false;
+        };
+        let span = expr.span();
+        self.edits
+            .push((span.start as usize, span.end as usize, text.clone()));
+        self.used.insert(path);
+        true
+    }
+}
+
+impl Pass for Rewriter<'_> {
+    const DECLARATIONS: bool = false;
+
+    fn expr(&mut self, expr: &Expr) {
+        match expr {
+            Expr::Var { span, .. } => {
+                let name = span.text();
+                if !self.declared.contains(name) {
+                    let mut path = self.package.clone();
+                    path.push(name.to_string());
+                    self.replace(expr, path);
+                }
+            }
+            Expr::RefDot { .. } | Expr::RefBrack { .. } => {
+                let (path, complete) = static_path(expr);
+                let absolute = path.first().map(String::as_str) == Some("data");
+                if complete && absolute && self.absolute && self.replace(expr, path) {
+                    return;
+                }
+                for child in children(expr) {
+                    self.expr(child);
+                }
+            }
+            // The function name is not a value.
+            Expr::Call { params, .. } => {
+                for param in params {
+                    self.expr(param);
+                }
+            }
+            // `x := v`: `x` is a declaration.
+            Expr::AssignExpr {
+                op: AssignOp::ColEq,
+                rhs,
+                ..
+            } => self.expr(rhs),
+            _ => {
+                for child in children(expr) {
+                    self.expr(child);
+                }
+                if let Some(query) = comprehension_query(expr) {
+                    self.query(query);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(modules: &[(&str, &str)], data: &str) -> Engine {
+        let mut engine = Engine::new();
+        engine.set_strict_builtin_errors(false);
+        for (id, text) in modules {
+            engine.add_policy(id.to_string(), text.to_string()).unwrap();
+        }
+        engine
+            .add_data(Value::from_json_str(data).unwrap())
+            .unwrap();
+        engine
+    }
+
+    fn text_of<'a>(folded: &'a Folded, id: &str) -> &'a str {
+        &folded.modules.iter().find(|(i, _)| i == id).unwrap().1
+    }
+
+    const P: &str = r#"package p
+import rego.v1
+A := "a"
+B := {A: 1, "b": 2}
+S := {"x", A}
+R := data.roles.admin
+T := count(S) + 1
+x if input.k == A
+y := B[input.k]
+z if input.k in S
+r := [R, T]
+C := input.k
+D := C
+E := time.now_ns()
+f(v) := v
+F := f(1)
+V := data.p
+M := 1 if input.m
+M := 2 if input.n
+N := set()
+shadow if {
+	A := 2
+	A == 2
+}
+"#;
+
+    const Q: &str = r#"package q
+import rego.v1
+A := "q"
+uses if data.p.A == input.k
+uses_local if A == input.k
+deeper := data.p.B.b
+"#;
+
+    #[test]
+    fn ground_rules_are_folded_and_nothing_else() {
+        let folded = fold(&engine(
+            &[("p.rego", P), ("q.rego", Q)],
+            r#"{"roles": {"admin": "root"}}"#,
+        ))
+        .unwrap();
+        // C, D depend on input, E on the clock, F on a function, V on a
+        // virtual document, M has two definitions, N has no literal form.
+        assert_eq!(
+            folded.rules,
+            ["data.p.A", "data.p.B", "data.p.R", "data.p.S", "data.p.T", "data.q.A"]
+        );
+        let q = text_of(&folded, "q.rego");
+        assert!(q.contains("uses if \"a\" == input.k"), "{q}");
+        assert!(q.contains("uses_local if \"q\" == input.k"), "{q}");
+        assert!(q.contains("deeper := {\"a\": 1, \"b\": 2}.b"), "{q}");
+        let p = text_of(&folded, "p.rego");
+        // Heads stay; `A` is declared as a local in `shadow`, so local
+        // references to it are left alone everywhere in the package.
+        assert!(p.contains("A := \"a\"\n"), "{p}");
+        assert!(p.contains("x if input.k == A\n"), "{p}");
+        assert!(p.contains("y := {\"a\": 1, \"b\": 2}[input.k]"), "{p}");
+        assert!(p.contains("r := [\"root\", 3]"), "{p}");
+        assert!(p.contains("D := C\n"), "{p}");
+    }
+
+    #[test]
+    fn nothing_to_fold_is_none() {
+        let text = "package p\nimport rego.v1\nx if input.a == 1\ny := input.b\n";
+        assert!(fold(&engine(&[("p.rego", text)], "{}")).is_none());
+    }
+
+    #[test]
+    fn literals_read_back_as_the_same_value() {
+        let value =
+            Value::from_json_str(r#"{"a": [1, 2.5, null, true, "q\"uote\n"], "b": {}}"#).unwrap();
+        let text = literal(&value).unwrap();
+        let wrapped = format!("package t\nx := {text}\n");
+        let mut engine = engine(&[("t.rego", &wrapped)], "{}");
+        assert_eq!(engine.eval_rule("data.t.x".into()).unwrap(), value);
+        assert_eq!(literal(&Value::new_set()), None);
+    }
+}
