@@ -49,22 +49,16 @@ impl FastPath {
         let Some(first) = entries.first() else {
             return (None, rejected);
         };
-        let (mut engine, folded) = match super::fold::fold(engine) {
+        let (mut engine, folded) = match super::fold::fold(engine, data) {
             None => (engine.clone(), Vec::new()),
-            Some(folded) => match folded_engine(&folded, data) {
-                Ok(folded_engine) => {
-                    tracing::debug!(
-                        rules = folded.rules.len(),
-                        references = folded.references,
-                        "constant rules folded for the fast path"
-                    );
-                    (folded_engine, folded.rules)
-                }
-                Err(err) => {
-                    tracing::info!(error = %err, "constant folding failed; compiling the policies as written");
-                    (engine.clone(), Vec::new())
-                }
-            },
+            Some(folded) => {
+                tracing::debug!(
+                    rules = folded.rules.len(),
+                    references = folded.references,
+                    "constant rules folded for the fast path"
+                );
+                (folded.engine, folded.rules)
+            }
         };
         let policy = match engine.compile_with_entrypoint(&regorus::Rc::from(first.as_str())) {
             Ok(policy) => policy,
@@ -180,17 +174,6 @@ impl FastPath {
         }
         Ok(value)
     }
-}
-
-/// An engine over the folded module texts, for compiling only.
-fn folded_engine(folded: &super::fold::Folded, data: &Value) -> anyhow::Result<Engine> {
-    let mut engine = Engine::new();
-    engine.set_strict_builtin_errors(false);
-    for (id, text) in &folded.modules {
-        engine.add_policy(id.clone(), text.clone())?;
-    }
-    engine.add_data(data.clone())?;
-    Ok(engine)
 }
 
 /// Drops the per-rule metadata the VM does not need, because regorus 0.14

@@ -25,6 +25,7 @@
 //! only slower.
 
 mod ground;
+mod shape;
 mod walk;
 
 use std::collections::{HashMap, HashSet};
@@ -33,6 +34,7 @@ use regorus::unstable::{AssignOp, Expr, Rule};
 use regorus::{Engine, Value};
 
 use ground::RuleTable;
+use shape::{same_module, Edited};
 use walk::{children, comprehension_query, static_path, values, Pass};
 
 /// Longest literal text a folded value may have: larger values stay rule
@@ -40,8 +42,9 @@ use walk::{children, comprehension_query, static_path, values, Pass};
 const MAX_LITERAL: usize = 4096;
 
 /// The fast path's view of the modules after folding.
-#[derive(Debug)]
 pub struct Folded {
+    /// An engine over the folded texts and the data, for compiling only.
+    pub engine: Engine,
     /// `(id, text)` of every module, rewritten where a reference was folded.
     pub modules: Vec<(String, String)>,
     /// Paths (`data.p.X`) of the rules whose references were folded.
@@ -51,8 +54,10 @@ pub struct Folded {
 }
 
 /// Folds the ground rules of `engine`'s modules (parsed, with import
-/// references already resolved). `None` when no reference was folded.
-pub fn fold(engine: &Engine) -> Option<Folded> {
+/// references already resolved) and returns a new engine over the folded
+/// texts and `data`, for compiling the fast path. `None` when no reference
+/// was folded.
+pub fn fold(engine: &Engine, data: &Value) -> Option<Folded> {
     let mut engine = engine.clone();
     let modules: Vec<_> = engine.get_modules().to_vec();
     let table = RuleTable::build(&modules);
@@ -74,39 +79,107 @@ pub fn fold(engine: &Engine) -> Option<Folded> {
             literals.insert(path, text);
         }
     }
-    let mut out = Vec::with_capacity(modules.len());
-    let mut references = 0;
-    let mut used: HashSet<Vec<String>> = HashSet::new();
-    for (module, package) in modules.iter().zip(&table.packages) {
-        let source = &module.package.span.source;
-        let text = source.get_contents();
-        let declared = &table.declared[package];
-        let mut rewriter = Rewriter {
-            package,
-            literals: &literals,
-            declared,
-            absolute: !declared.contains("data"),
-            edits: Vec::new(),
-            used: &mut used,
-        };
-        for rule in &module.policy {
-            rewriter.rule(rule);
+    let plans: Vec<Vec<Edit>> = modules
+        .iter()
+        .zip(&table.packages)
+        .map(|(module, package)| {
+            let declared = &table.declared[package];
+            let mut rewriter = Rewriter {
+                package,
+                literals: &literals,
+                declared,
+                absolute: !declared.contains("data"),
+                text: module.package.span.source.get_contents(),
+                edits: Vec::new(),
+            };
+            for rule in &module.policy {
+                rewriter.rule(rule);
+            }
+            let mut edits = rewriter.edits;
+            edits.sort_by_key(|e| e.start);
+            edits
+        })
+        .collect();
+    // Parse the folded texts; a module that fails to parse or changed shape
+    // is compiled as written. Each round drops at least one module.
+    let mut keep: Vec<bool> = plans.iter().map(|edits| !edits.is_empty()).collect();
+    while keep.iter().any(|k| *k) {
+        let texts: Vec<(String, String)> = modules
+            .iter()
+            .zip(&plans)
+            .zip(&keep)
+            .map(|((module, edits), keep)| {
+                let source = &module.package.span.source;
+                let text = source.get_contents();
+                let text = if *keep {
+                    apply(text, edits)
+                } else {
+                    text.clone()
+                };
+                (source.get_path().clone(), text)
+            })
+            .collect();
+        let mut folded = Engine::new();
+        folded.set_strict_builtin_errors(false);
+        if let Some(i) = texts
+            .iter()
+            .position(|(id, text)| folded.add_policy(id.clone(), text.clone()).is_err())
+        {
+            if !keep[i] {
+                return None; // the text as written does not parse here
+            }
+            keep[i] = false;
+            continue;
         }
-        let mut edits = rewriter.edits;
-        edits.sort_by_key(|e| e.0);
-        references += edits.len();
-        out.push((source.get_path().clone(), apply(text, &edits)));
+        folded.add_data(data.clone()).ok()?;
+        let parsed = folded.get_modules().to_vec();
+        let mut changed = false;
+        for (i, module) in modules.iter().enumerate() {
+            if !keep[i] {
+                continue;
+            }
+            let id = module.package.span.source.get_path();
+            let edited: Edited = plans[i]
+                .iter()
+                .map(|e| (e.start as u32, e.end as u32))
+                .collect();
+            let same = parsed
+                .iter()
+                .find(|p| p.package.span.source.get_path() == id)
+                .is_some_and(|p| same_module(module, p, &edited));
+            if !same {
+                keep[i] = false;
+                changed = true;
+            }
+        }
+        if changed {
+            continue;
+        }
+        let applied = plans.iter().zip(&keep).filter(|(_, k)| **k);
+        let mut rules: Vec<String> = applied
+            .clone()
+            .flat_map(|(edits, _)| edits.iter().map(|e| e.rule.join(".")))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        rules.sort();
+        let references = applied.map(|(edits, _)| edits.len()).sum();
+        return Some(Folded {
+            engine: folded,
+            modules: texts,
+            rules,
+            references,
+        });
     }
-    if references == 0 {
-        return None;
-    }
-    let mut rules: Vec<String> = used.into_iter().map(|p| p.join(".")).collect();
-    rules.sort();
-    Some(Folded {
-        modules: out,
-        rules,
-        references,
-    })
+    None
+}
+
+/// One replacement: the byte range of a reference, the literal, the rule.
+struct Edit {
+    start: usize,
+    end: usize,
+    text: String,
+    rule: Vec<String>,
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -117,17 +190,17 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Applies sorted, non-overlapping `(start, end, replacement)` edits.
-fn apply(text: &str, edits: &[(usize, usize, String)]) -> String {
+/// Applies sorted, non-overlapping edits.
+fn apply(text: &str, edits: &[Edit]) -> String {
     let mut out = String::with_capacity(text.len() + edits.len() * 16);
     let mut at = 0;
-    for (start, end, replacement) in edits {
-        if *start < at {
+    for edit in edits {
+        if edit.start < at {
             continue; // overlapping (cannot happen: the walk stops at an edit)
         }
-        out.push_str(&text[at..*start]);
-        out.push_str(replacement);
-        at = *end;
+        out.push_str(&text[at..edit.start]);
+        out.push_str(&edit.text);
+        at = edit.end;
     }
     out.push_str(&text[at..]);
     out
@@ -146,14 +219,12 @@ fn write_literal(value: &Value, out: &mut String) -> Option<()> {
         Value::Null | Value::Bool(_) | Value::String(_) => {
             out.push_str(&serde_json::to_string(value).ok()?);
         }
-        Value::Number(_) => {
-            let text = serde_json::to_string(value).ok()?;
-            // Only numbers whose text reads back exactly.
-            if Value::from_json_str(&text).ok()? != *value {
-                return None;
-            }
-            out.push_str(&text);
+        // Integers only: a float or a big number may read back as another
+        // kind of number (`2.0` as `2`, 2^70 as a float).
+        Value::Number(n) if n.is_integer() && n.as_i64().is_some() => {
+            out.push_str(&serde_json::to_string(value).ok()?);
         }
+        Value::Number(_) => return None,
         Value::Array(items) => write_items(items.iter(), ('[', ']'), out)?,
         Value::Set(items) if !items.is_empty() => write_items(items.iter(), ('{', '}'), out)?,
         Value::Set(_) => return None,
@@ -197,8 +268,9 @@ struct Rewriter<'a> {
     declared: &'a HashSet<String>,
     /// Whether `data.p.X` references may be rewritten in this package.
     absolute: bool,
-    edits: Vec<(usize, usize, String)>,
-    used: &'a mut HashSet<Vec<String>>,
+    /// The module's text.
+    text: &'a str,
+    edits: Vec<Edit>,
 }
 
 impl Rewriter<'_> {
@@ -213,9 +285,18 @@ impl Rewriter<'_> {
             return false;
         };
         let span = expr.span();
-        self.edits
-            .push((span.start as usize, span.end as usize, text.clone()));
-        self.used.insert(path);
+        let (start, end) = (span.start as usize, span.end as usize);
+        // A leading `-` would lex into a number or change precedence
+        // (`shape.rs` would reject the module; skip just this reference).
+        if text.starts_with('-') || self.text[..start].ends_with('-') {
+            return false;
+        }
+        self.edits.push(Edit {
+            start,
+            end,
+            text: text.clone(),
+            rule: path,
+        });
         true
     }
 }
@@ -283,6 +364,10 @@ mod tests {
         engine
     }
 
+    fn fold_of(modules: &[(&str, &str)], data: &str) -> Option<Folded> {
+        fold(&engine(modules, data), &Value::from_json_str(data).unwrap())
+    }
+
     fn text_of<'a>(folded: &'a Folded, id: &str) -> &'a str {
         &folded.modules.iter().find(|(i, _)| i == id).unwrap().1
     }
@@ -311,6 +396,28 @@ shadow if {
 	A := 2
 	A == 2
 }
+G := 7
+in_comprehension := [G | G := input.xs[_]]
+NEG := -1
+neg if {
+	input.a
+	NEG > 0
+}
+THREE := 3
+minus := -THREE + 10
+util.level(d) := object.get(input, "level", d)
+L := util.level(0)
+l if L > 0
+FLOAT := 2.5
+float := FLOAT
+"#;
+
+    // `K.x` would read `3.x`, which does not parse: this module stays as written.
+    const R: &str = r#"package r
+import rego.v1
+K := 3
+k if K.x
+j := K
 "#;
 
     const Q: &str = r#"package q
@@ -323,13 +430,15 @@ deeper := data.p.B.b
 
     #[test]
     fn ground_rules_are_folded_and_nothing_else() {
-        let folded = fold(&engine(
-            &[("p.rego", P), ("q.rego", Q)],
+        let folded = fold_of(
+            &[("p.rego", P), ("q.rego", Q), ("r.rego", R)],
             r#"{"roles": {"admin": "root"}}"#,
-        ))
+        )
         .unwrap();
-        // C, D depend on input, E on the clock, F on a function, V on a
-        // virtual document, M has two definitions, N has no literal form.
+        // C, D depend on input, E on the clock, F and L on functions, V on a
+        // virtual document, M has two definitions, N and FLOAT have no
+        // literal form; G is a local in a comprehension, NEG and THREE sit
+        // next to a `-`; r.rego does not parse once folded.
         assert_eq!(
             folded.rules,
             ["data.p.A", "data.p.B", "data.p.R", "data.p.S", "data.p.T", "data.q.A"]
@@ -346,22 +455,29 @@ deeper := data.p.B.b
         assert!(p.contains("y := {\"a\": 1, \"b\": 2}[input.k]"), "{p}");
         assert!(p.contains("r := [\"root\", 3]"), "{p}");
         assert!(p.contains("D := C\n"), "{p}");
+        assert!(p.contains("[G | G := input.xs[_]]"), "{p}");
+        assert!(p.contains("\tNEG > 0\n"), "{p}");
+        assert!(p.contains("minus := -THREE + 10"), "{p}");
+        assert!(p.contains("float := FLOAT"), "{p}");
+        assert_eq!(text_of(&folded, "r.rego"), R);
     }
 
     #[test]
     fn nothing_to_fold_is_none() {
         let text = "package p\nimport rego.v1\nx if input.a == 1\ny := input.b\n";
-        assert!(fold(&engine(&[("p.rego", text)], "{}")).is_none());
+        assert!(fold_of(&[("p.rego", text)], "{}").is_none());
     }
 
     #[test]
     fn literals_read_back_as_the_same_value() {
         let value =
-            Value::from_json_str(r#"{"a": [1, 2.5, null, true, "q\"uote\n"], "b": {}}"#).unwrap();
+            Value::from_json_str(r#"{"a": [1, -2, null, true, "q\"uote\n"], "b": {}}"#).unwrap();
         let text = literal(&value).unwrap();
         let wrapped = format!("package t\nx := {text}\n");
         let mut engine = engine(&[("t.rego", &wrapped)], "{}");
         assert_eq!(engine.eval_rule("data.t.x".into()).unwrap(), value);
         assert_eq!(literal(&Value::new_set()), None);
+        assert_eq!(literal(&Value::from(2.5)), None);
+        assert_eq!(literal(&Value::from(-4)).as_deref(), Some("-4"));
     }
 }

@@ -290,6 +290,20 @@ unify if {
 }
 fn(ADMIN_ARG) := ADMIN_ARG == ADMIN
 called := fn(input.role)
+
+# Look-alikes the folding must leave alone.
+G := 7
+in_comprehension := [G | G := input.scopes[_]]
+NEG := -1
+neg if {
+	input.n
+	NEG > 0
+}
+util.level(d) := object.get(input, "level", d)
+L := util.level(0)
+l_positive if L > 0
+HALF := 0.5
+half := HALF * 2
 "#;
 
 const CONSTS: &str = r#"package consts
@@ -345,6 +359,10 @@ fn fast_path_with_folded_constants_equals_interpreter() {
         "shadow",
         "unify",
         "called",
+        "in_comprehension",
+        "neg",
+        "l_positive",
+        "half",
         "LIMIT",
         "FROM_DATA",
     ];

@@ -215,10 +215,12 @@ impl Pass for Scan<'_, '_> {
             Expr::Call { fcn, params, .. } => {
                 let (name, _) = static_path(fcn);
                 let dotted = name.join(".");
+                // `data.x.f(..)`, a local `f(..)` or a dotted local `a.f(..)`:
+                // anything under a rule or function path of the package.
                 let user = name.first().map(String::as_str) == Some("data") || {
                     let mut path = self.package.clone();
                     path.extend(name.iter().take(1).cloned());
-                    self.table.definitions.contains_key(&path)
+                    self.table.paths.iter().any(|p| p.starts_with(&path))
                 };
                 if user || IMPURE_BUILTINS.contains(&dotted.as_str()) {
                     self.bad = true;
@@ -246,12 +248,25 @@ fn collect_declared(rule: &Rule, out: &mut HashSet<String>) {
     let vars = walk_vars;
     match rule {
         Rule::Spec { head, bodies, .. } => {
-            if let RuleHead::Func { args, .. } = head {
-                for arg in args {
-                    vars(arg, out);
+            match head {
+                RuleHead::Func { args, assign, .. } => {
+                    for arg in args {
+                        vars(arg, out);
+                    }
+                    if let Some(assign) = assign {
+                        declared_in_expr(&assign.value, out);
+                    }
                 }
+                RuleHead::Compr {
+                    assign: Some(assign),
+                    ..
+                } => declared_in_expr(&assign.value, out),
+                _ => {}
             }
             for body in bodies {
+                if let Some(assign) = &body.assign {
+                    declared_in_expr(&assign.value, out);
+                }
                 declared_in_query(&body.query, out);
             }
         }
@@ -269,19 +284,30 @@ fn declared_in_query(query: &Query, out: &mut HashSet<String>) {
             Literal::SomeVars { vars, .. } => {
                 out.extend(vars.iter().map(|v| v.text().to_string()));
             }
-            Literal::SomeIn { key, value, .. } => {
+            Literal::SomeIn {
+                key,
+                value,
+                collection,
+                ..
+            } => {
                 if let Some(key) = key {
                     walk_vars(key, out);
                 }
                 walk_vars(value, out);
+                declared_in_expr(collection, out);
             }
             Literal::Every {
-                key, value, query, ..
+                key,
+                value,
+                domain,
+                query,
+                ..
             } => {
                 if let Some(key) = key {
                     out.insert(key.text().to_string());
                 }
                 out.insert(value.text().to_string());
+                declared_in_expr(domain, out);
                 declared_in_query(query, out);
             }
             Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => {
