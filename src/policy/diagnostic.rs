@@ -36,6 +36,43 @@ impl Diagnostic {
     }
 }
 
+/// The name of the function whose call encloses `location` (or starts at
+/// it), read from the source excerpt regorus puts in its error text
+/// (`3 | a := to_number("x")`): regorus reports a failing built-in at its
+/// call or at the argument it rejected.
+pub fn called_at(text: &str, location: &Location) -> Option<String> {
+    let prefix = format!("{} | ", location.row);
+    let line: Vec<char> = text
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))?
+        .chars()
+        .collect();
+    let at = (location.col.saturating_sub(1) as usize).min(line.len());
+    let is_name = |c: &char| c.is_ascii_alphanumeric() || *c == '_' || *c == '.';
+    // A call starting at the location.
+    let len = line[at..].iter().take_while(|c| is_name(c)).count();
+    if len > 0 && line.get(at + len) == Some(&'(') {
+        return Some(line[at..at + len].iter().collect());
+    }
+    // The innermost call open at the location.
+    let mut depth = 0usize;
+    for open in (0..at).rev() {
+        match line[open] {
+            ')' => depth += 1,
+            '(' if depth > 0 => depth -= 1,
+            '(' => {
+                let start = line[..open]
+                    .iter()
+                    .rposition(|c| !is_name(c))
+                    .map_or(0, |i| i + 1);
+                return (start < open).then(|| line[start..open].iter().collect());
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// A diagnostic with OPA's error code, as OPA lists compile errors:
 /// `{"code", "message", "location": {"file", "row", "col"}}`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -80,5 +117,20 @@ mod tests {
             (d.location, d.message.as_str()),
             (None, "not a valid rule path")
         );
+    }
+
+    #[test]
+    fn the_function_called_at_the_location_is_found() {
+        let text = "\n--> p.rego:3:6\n  |\n3 | a := to_number(\"x\")\n  |      ^\nerror: bad";
+        let d = Diagnostic::from_text(text);
+        let at = d.location.unwrap();
+        assert_eq!(called_at(text, &at).as_deref(), Some("to_number"));
+        // At an argument: the innermost enclosing call.
+        let text = "\n--> p.rego:3:30\n  |\n3 | a := to_number(concat(\",\", [x]), f(1))\n";
+        let at = Diagnostic::from_text(text).location.unwrap();
+        assert_eq!(called_at(text, &at).as_deref(), Some("concat"));
+        let text = "\n--> p.rego:3:6\n  |\n3 | a := 1 / 0\n  |      ^\nerror: bad";
+        let at = Diagnostic::from_text(text).location.unwrap();
+        assert_eq!(called_at(text, &at), None);
     }
 }

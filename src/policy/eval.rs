@@ -98,10 +98,19 @@ impl EvalError {
     /// `--> file:row:col ... error: message`; the location and message are
     /// taken from it and the code from its wording.
     fn from_regorus(err: &anyhow::Error) -> EvalError {
+        let text = format!("{err:#}");
         let Diagnostic {
             location,
             message: raw,
-        } = Diagnostic::from_regorus(err);
+        } = Diagnostic::from_text(&text);
+        // A built-in's own failure (not a type error), as OPA words it:
+        // `<name>: <error>`. regorus does not mark these, but reports them
+        // at the call, and `/` is OPA's built-in `div`.
+        let builtin = location
+            .as_ref()
+            .and_then(|at| super::diagnostic::called_at(&text, at))
+            .filter(|name| regorus::unstable::BUILTINS.contains_key(name.as_str()))
+            .or_else(|| (raw == "divide by zero").then(|| "div".to_string()));
         let (code, message) = if raw.contains("conflicts with") {
             let message = if raw.contains("function") {
                 "functions must not produce multiple outputs for same inputs"
@@ -113,6 +122,8 @@ impl EvalError {
             (EvalErrorCode::Type, raw)
         } else if raw.starts_with('`') {
             (EvalErrorCode::Builtin, raw)
+        } else if let Some(name) = builtin {
+            (EvalErrorCode::Builtin, format!("{name}: {raw}"))
         } else {
             (EvalErrorCode::Internal, raw)
         };

@@ -244,6 +244,47 @@ async fn builtin_errors_are_undefined_unless_strict() {
 }
 
 #[tokio::test]
+async fn failing_builtins_are_eval_builtin_errors_under_strict() {
+    let rego = "package b\nimport rego.v1\nn := to_number(input.s)\nq := 1 / input.d\n";
+    let s = TestServer::start(&[("b.rego", rego)]).await;
+    let strict = "?strict-builtin-errors";
+    let r = s
+        .post(
+            &format!("/v1/data/b/n{strict}"),
+            r#"{"input": {"s": "twelve"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    let error = &r.json()["errors"][0];
+    assert_eq!(error["code"], "eval_builtin_error", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("to_number: "),
+        "{error}"
+    );
+    assert_eq!(error["location"]["row"], 3, "{error}");
+    let r = s
+        .post(&format!("/v1/data/b/q{strict}"), r#"{"input": {"d": 0}}"#)
+        .await;
+    let error = &r.json()["errors"][0];
+    assert_eq!(
+        (&error["code"], &error["message"]),
+        (
+            &serde_json::json!("eval_builtin_error"),
+            &serde_json::json!("div: divide by zero")
+        ),
+        "{error}"
+    );
+    // Without strict, both are undefined.
+    let r = s
+        .post("/v1/data/b/n", r#"{"input": {"s": "twelve"}}"#)
+        .await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "{}\n"));
+}
+
+#[tokio::test]
 async fn connections_are_kept_alive() {
     let s = authz().await;
     let mut conn = Conn::open(s.addr).await;
