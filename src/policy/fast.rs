@@ -45,60 +45,27 @@ impl FastPath {
         entries: &[String],
         data: &Value,
     ) -> (Option<FastPath>, Vec<Rejected>) {
-        let mut rejected = Vec::new();
-        let Some(first) = entries.first() else {
-            return (None, rejected);
-        };
-        let (mut engine, folded) = match super::fold::fold(engine, data) {
-            None => (engine.clone(), Vec::new()),
-            Some(folded) => {
+        // Folded first; the text as written if the folded text does not
+        // compile at all (folding is an optimisation, never a cause to lose
+        // the fast path).
+        let folded =
+            super::fold::fold(engine, data).and_then(|f| match compile(f.engine, entries) {
+                (Some(program), rejected) => Some((program, rejected, f.rules, f.references)),
+                (None, _) => None,
+            });
+        let (program, mut rejected, folded) = match folded {
+            Some((program, rejected, rules, references)) => {
                 tracing::debug!(
-                    rules = folded.rules.len(),
-                    references = folded.references,
+                    rules = rules.len(),
+                    references,
                     "constant rules folded for the fast path"
                 );
-                (folded.engine, folded.rules)
+                (program, rejected, rules)
             }
-        };
-        let policy = match engine.compile_with_entrypoint(&regorus::Rc::from(first.as_str())) {
-            Ok(policy) => policy,
-            Err(err) => {
-                rejected.push(Rejected {
-                    entry: "*".into(),
-                    reason: format!("{err:#}"),
-                });
-                return (None, rejected);
-            }
-        };
-        let all: Vec<&str> = entries.iter().map(String::as_str).collect();
-        let program = match Compiler::compile_from_policy(&policy, &all) {
-            Ok(program) => program,
-            Err(_) => {
-                // Find the entry points that do not compile, then compile the rest.
-                let mut good = Vec::new();
-                for entry in &all {
-                    match Compiler::compile_from_policy(&policy, &[entry]) {
-                        Ok(_) => good.push(*entry),
-                        Err(err) => rejected.push(Rejected {
-                            entry: entry.to_string(),
-                            reason: err.to_string(),
-                        }),
-                    }
-                }
-                if good.is_empty() {
-                    return (None, rejected);
-                }
-                match Compiler::compile_from_policy(&policy, &good) {
-                    Ok(program) => program,
-                    Err(err) => {
-                        rejected.push(Rejected {
-                            entry: "*".into(),
-                            reason: err.to_string(),
-                        });
-                        return (None, rejected);
-                    }
-                }
-            }
+            None => match compile(engine.clone(), entries) {
+                (Some(program), rejected) => (program, rejected, Vec::new()),
+                (None, rejected) => return (None, rejected),
+            },
         };
         let program = slim(program);
         // The data must load into a VM (it may not overlap rule paths).
@@ -174,6 +141,55 @@ impl FastPath {
         }
         Ok(value)
     }
+}
+
+/// Compiles every entry point of `entries` that the RVM accepts.
+fn compile(mut engine: Engine, entries: &[String]) -> (Option<Arc<Program>>, Vec<Rejected>) {
+    let mut rejected = Vec::new();
+    let Some(first) = entries.first() else {
+        return (None, rejected);
+    };
+    let policy = match engine.compile_with_entrypoint(&regorus::Rc::from(first.as_str())) {
+        Ok(policy) => policy,
+        Err(err) => {
+            rejected.push(Rejected {
+                entry: "*".into(),
+                reason: format!("{err:#}"),
+            });
+            return (None, rejected);
+        }
+    };
+    let all: Vec<&str> = entries.iter().map(String::as_str).collect();
+    let program = match Compiler::compile_from_policy(&policy, &all) {
+        Ok(program) => program,
+        Err(_) => {
+            // Find the entry points that do not compile, then compile the rest.
+            let mut good = Vec::new();
+            for entry in &all {
+                match Compiler::compile_from_policy(&policy, &[entry]) {
+                    Ok(_) => good.push(*entry),
+                    Err(err) => rejected.push(Rejected {
+                        entry: entry.to_string(),
+                        reason: err.to_string(),
+                    }),
+                }
+            }
+            if good.is_empty() {
+                return (None, rejected);
+            }
+            match Compiler::compile_from_policy(&policy, &good) {
+                Ok(program) => program,
+                Err(err) => {
+                    rejected.push(Rejected {
+                        entry: "*".into(),
+                        reason: err.to_string(),
+                    });
+                    return (None, rejected);
+                }
+            }
+        }
+    };
+    (Some(program), rejected)
 }
 
 /// Drops the per-rule metadata the VM does not need, because regorus 0.14

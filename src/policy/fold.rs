@@ -67,7 +67,7 @@ pub fn fold(engine: &Engine, data: &Value) -> Option<Folded> {
     }
     // Evaluate each once; keep those with a literal form.
     engine.set_input(Value::new_object());
-    let mut literals: HashMap<Vec<String>, String> = HashMap::new();
+    let mut literals: HashMap<Vec<String>, (String, Value)> = HashMap::new();
     for path in ground {
         if !path.iter().all(|s| is_identifier(s)) {
             continue;
@@ -76,10 +76,10 @@ pub fn fold(engine: &Engine, data: &Value) -> Option<Folded> {
             continue;
         };
         if let Some(text) = literal(&value).filter(|t| t.len() <= MAX_LITERAL) {
-            literals.insert(path, text);
+            literals.insert(path, (text, value));
         }
     }
-    let plans: Vec<Vec<Edit>> = modules
+    let mut plans: Vec<Vec<Edit>> = modules
         .iter()
         .zip(&table.packages)
         .map(|(module, package)| {
@@ -100,8 +100,9 @@ pub fn fold(engine: &Engine, data: &Value) -> Option<Folded> {
             edits
         })
         .collect();
-    // Parse the folded texts; a module that fails to parse or changed shape
-    // is compiled as written. Each round drops at least one module.
+    // Parse the folded texts; a literal that does not parse as itself is
+    // dropped, a module that fails to parse or changed shape otherwise is
+    // compiled as written. Each round drops at least one edit or module.
     let mut keep: Vec<bool> = plans.iter().map(|edits| !edits.is_empty()).collect();
     while keep.iter().any(|k| *k) {
         let texts: Vec<(String, String)> = modules
@@ -132,24 +133,35 @@ pub fn fold(engine: &Engine, data: &Value) -> Option<Folded> {
             continue;
         }
         folded.add_data(data.clone()).ok()?;
+        // `add_policy` keeps the order the modules were added in.
         let parsed = folded.get_modules().to_vec();
+        if parsed.len() != modules.len() {
+            return None;
+        }
         let mut changed = false;
-        for (i, module) in modules.iter().enumerate() {
+        for (i, (module, parsed)) in modules.iter().zip(&parsed).enumerate() {
             if !keep[i] {
                 continue;
             }
-            let id = module.package.span.source.get_path();
             let edited: Edited = plans[i]
                 .iter()
-                .map(|e| (e.start as u32, e.end as u32))
+                .map(|e| ((e.start as u32, e.end as u32), &e.value))
                 .collect();
-            let same = parsed
-                .iter()
-                .find(|p| p.package.span.source.get_path() == id)
-                .is_some_and(|p| same_module(module, p, &edited));
-            if !same {
-                keep[i] = false;
-                changed = true;
+            if module.package.span.source.get_path() != parsed.package.span.source.get_path() {
+                return None;
+            }
+            match same_module(module, parsed, &edited) {
+                Ok(()) => {}
+                // One literal did not parse as itself: drop that edit only.
+                Err(Some((start, end))) => {
+                    plans[i].retain(|e| (e.start as u32, e.end as u32) != (start, end));
+                    keep[i] = !plans[i].is_empty();
+                    changed = true;
+                }
+                Err(None) => {
+                    keep[i] = false;
+                    changed = true;
+                }
             }
         }
         if changed {
@@ -174,11 +186,13 @@ pub fn fold(engine: &Engine, data: &Value) -> Option<Folded> {
     None
 }
 
-/// One replacement: the byte range of a reference, the literal, the rule.
+/// One replacement: the byte range of a reference, the literal and its
+/// value, the rule.
 struct Edit {
     start: usize,
     end: usize,
     text: String,
+    value: Value,
     rule: Vec<String>,
 }
 
@@ -219,9 +233,13 @@ fn write_literal(value: &Value, out: &mut String) -> Option<()> {
         Value::Null | Value::Bool(_) | Value::String(_) => {
             out.push_str(&serde_json::to_string(value).ok()?);
         }
-        // Integers only: a float or a big number may read back as another
-        // kind of number (`2.0` as `2`, 2^70 as a float).
-        Value::Number(n) if n.is_integer() && n.as_i64().is_some() => {
+        // Whole numbers within 2^53 only: there, an integer and a float
+        // with the same value compute the same; beyond, or with a fraction,
+        // the literal may read back as another kind of number (2^70 as a
+        // float, `1.5e18` as an integer) that rounds differently.
+        Value::Number(n)
+            if n.is_integer() && n.as_i64().is_some_and(|i| i.unsigned_abs() <= 1 << 53) =>
+        {
             out.push_str(&serde_json::to_string(value).ok()?);
         }
         Value::Number(_) => return None,
@@ -264,7 +282,7 @@ fn write_items<'v>(
 /// Replaces references to folded rules in one module's bodies and values.
 struct Rewriter<'a> {
     package: &'a Vec<String>,
-    literals: &'a HashMap<Vec<String>, String>,
+    literals: &'a HashMap<Vec<String>, (String, Value)>,
     declared: &'a HashSet<String>,
     /// Whether `data.p.X` references may be rewritten in this package.
     absolute: bool,
@@ -281,7 +299,7 @@ impl Rewriter<'_> {
     }
 
     fn replace(&mut self, expr: &Expr, path: Vec<String>) -> bool {
-        let Some(text) = self.literals.get(&path) else {
+        let Some((text, value)) = self.literals.get(&path) else {
             return false;
         };
         let span = expr.span();
@@ -295,6 +313,7 @@ impl Rewriter<'_> {
             start,
             end,
             text: text.clone(),
+            value: value.clone(),
             rule: path,
         });
         true
@@ -303,6 +322,7 @@ impl Rewriter<'_> {
 
 impl Pass for Rewriter<'_> {
     const DECLARATIONS: bool = false;
+    const WITH: bool = false;
 
     fn expr(&mut self, expr: &Expr) {
         match expr {
@@ -420,6 +440,14 @@ k if K.x
 j := K
 "#;
 
+    // `x if {false}` would be a rule body: that one reference stays.
+    const S: &str = r#"package s
+import rego.v1
+X := {false}
+x if X
+y := X
+"#;
+
     const Q: &str = r#"package q
 import rego.v1
 A := "q"
@@ -431,17 +459,18 @@ deeper := data.p.B.b
     #[test]
     fn ground_rules_are_folded_and_nothing_else() {
         let folded = fold_of(
-            &[("p.rego", P), ("q.rego", Q), ("r.rego", R)],
+            &[("p.rego", P), ("q.rego", Q), ("r.rego", R), ("s.rego", S)],
             r#"{"roles": {"admin": "root"}}"#,
         )
         .unwrap();
         // C, D depend on input, E on the clock, F and L on functions, V on a
         // virtual document, M has two definitions, N and FLOAT have no
         // literal form; G is a local in a comprehension, NEG and THREE sit
-        // next to a `-`; r.rego does not parse once folded.
+        // next to a `-`; r.rego does not parse once folded; in s.rego, one
+        // reference to X would not parse as the value.
         assert_eq!(
             folded.rules,
-            ["data.p.A", "data.p.B", "data.p.R", "data.p.S", "data.p.T", "data.q.A"]
+            ["data.p.A", "data.p.B", "data.p.R", "data.p.S", "data.p.T", "data.q.A", "data.s.X"]
         );
         let q = text_of(&folded, "q.rego");
         assert!(q.contains("uses if \"a\" == input.k"), "{q}");
@@ -460,6 +489,8 @@ deeper := data.p.B.b
         assert!(p.contains("minus := -THREE + 10"), "{p}");
         assert!(p.contains("float := FLOAT"), "{p}");
         assert_eq!(text_of(&folded, "r.rego"), R);
+        let s = text_of(&folded, "s.rego");
+        assert!(s.contains("x if X\ny := {false}\n"), "{s}");
     }
 
     #[test]
@@ -470,14 +501,21 @@ deeper := data.p.B.b
 
     #[test]
     fn literals_read_back_as_the_same_value() {
-        let value =
-            Value::from_json_str(r#"{"a": [1, -2, null, true, "q\"uote\n"], "b": {}}"#).unwrap();
+        let value = Value::from_json_str(
+            r#"{"a": [1, -2, 2.0, null, true, "q\"uote\n\u0001/é✓"], "b": {}}"#,
+        )
+        .unwrap();
         let text = literal(&value).unwrap();
         let wrapped = format!("package t\nx := {text}\n");
         let mut engine = engine(&[("t.rego", &wrapped)], "{}");
         assert_eq!(engine.eval_rule("data.t.x".into()).unwrap(), value);
         assert_eq!(literal(&Value::new_set()), None);
         assert_eq!(literal(&Value::from(2.5)), None);
+        assert_eq!(literal(&Value::from(1.5e18)), None);
+        assert_eq!(
+            literal(&Value::from_json_str("1180591620717411303424").unwrap()),
+            None
+        );
         assert_eq!(literal(&Value::from(-4)).as_deref(), Some("-4"));
     }
 }

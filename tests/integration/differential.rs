@@ -304,6 +304,27 @@ L := util.level(0)
 l_positive if L > 0
 HALF := 0.5
 half := HALF * 2
+BIG := 1e18 * 1.5
+big := BIG + 1
+FALSE_SET := {false}
+set_truthy if FALSE_SET
+
+# Each name below is a local somewhere in the package (a comprehension in an
+# `else` value, a `some ... in` collection, an `every` domain).
+E := "e"
+else_value := 1 if input.nothing
+	else := [E | E := input.scopes[_]]
+SI := "si"
+some_in if {
+	some x in [SI | SI := input.scopes[_]]
+	x == "view"
+}
+EV := "ev"
+every_domain if {
+	every x in [EV | EV := input.scopes[_]] {
+		x != "ev"
+	}
+}
 "#;
 
 const CONSTS: &str = r#"package consts
@@ -330,6 +351,8 @@ fn fast_path_with_folded_constants_equals_interpreter() {
             "data.f.READ"
         ]
     );
+    // `FALSE_SET` is folded nowhere: its only reference, `set_truthy if
+    // FALSE_SET`, would read as a rule body (`if {false}`).
     // `PAIR` is ground but appears in a unification (`[X, _] = PAIR`), where
     // the folding does not tell references from locals: it stays a rule.
     let inputs = [
@@ -363,6 +386,11 @@ fn fast_path_with_folded_constants_equals_interpreter() {
         "neg",
         "l_positive",
         "half",
+        "big",
+        "set_truthy",
+        "else_value",
+        "some_in",
+        "every_domain",
         "LIMIT",
         "FROM_DATA",
     ];

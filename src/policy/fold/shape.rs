@@ -6,25 +6,49 @@
 //! every folded module is checked, and one that changed shape is compiled
 //! as written.
 
-use std::collections::HashSet;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::mem::discriminant;
 
 use regorus::unstable::{Expr, Literal, Module, Query, Rule, RuleAssign, RuleHead};
+use regorus::Value;
 
 use super::walk::{children, comprehension_query};
 
-/// Byte ranges `(start, end)` of the original expressions that were replaced.
-pub(super) type Edited = HashSet<(u32, u32)>;
+/// Byte ranges `(start, end)` of the original expressions that were
+/// replaced, and the value whose literal replaced each.
+pub(super) type Edited<'a> = HashMap<(u32, u32), &'a Value>;
 
-pub(super) fn same_module(a: &Module, b: &Module, edited: &Edited) -> bool {
-    a.policy.len() == b.policy.len()
+/// `Ok` when `b` (folded) has `a`'s shape; else `Err` with the range of
+/// the edit whose literal did not parse as itself, when that is the cause.
+pub(super) fn same_module(
+    a: &Module,
+    b: &Module,
+    edited: &Edited,
+) -> Result<(), Option<(u32, u32)>> {
+    let check = Check {
+        edited,
+        culprit: Cell::new(None),
+    };
+    let same = a.policy.len() == b.policy.len()
         && a.policy
             .iter()
             .zip(&b.policy)
-            .all(|(x, y)| same_rule(x, y, edited))
+            .all(|(x, y)| same_rule(x, y, &check));
+    if same {
+        Ok(())
+    } else {
+        Err(check.culprit.get())
+    }
 }
 
-fn same_rule(a: &Rule, b: &Rule, e: &Edited) -> bool {
+/// The edits, and the first one found not to parse as its literal.
+struct Check<'a, 'b> {
+    edited: &'a Edited<'b>,
+    culprit: Cell<Option<(u32, u32)>>,
+}
+
+fn same_rule(a: &Rule, b: &Rule, e: &Check) -> bool {
     match (a, b) {
         (
             Rule::Spec {
@@ -64,7 +88,7 @@ fn same_rule(a: &Rule, b: &Rule, e: &Edited) -> bool {
     }
 }
 
-fn same_head(a: &RuleHead, b: &RuleHead, e: &Edited) -> bool {
+fn same_head(a: &RuleHead, b: &RuleHead, e: &Check) -> bool {
     match (a, b) {
         (
             RuleHead::Compr {
@@ -104,7 +128,7 @@ fn same_head(a: &RuleHead, b: &RuleHead, e: &Edited) -> bool {
     }
 }
 
-fn same_assign(a: &Option<RuleAssign>, b: &Option<RuleAssign>, e: &Edited) -> bool {
+fn same_assign(a: &Option<RuleAssign>, b: &Option<RuleAssign>, e: &Check) -> bool {
     match (a, b) {
         (None, None) => true,
         (Some(a), Some(b)) => a.op == b.op && same_expr(&a.value, &b.value, e),
@@ -112,7 +136,7 @@ fn same_assign(a: &Option<RuleAssign>, b: &Option<RuleAssign>, e: &Edited) -> bo
     }
 }
 
-fn same_option(a: Option<&Expr>, b: Option<&Expr>, e: &Edited) -> bool {
+fn same_option(a: Option<&Expr>, b: Option<&Expr>, e: &Check) -> bool {
     match (a, b) {
         (None, None) => true,
         (Some(a), Some(b)) => same_expr(a, b, e),
@@ -123,12 +147,12 @@ fn same_option(a: Option<&Expr>, b: Option<&Expr>, e: &Edited) -> bool {
 fn same_list(
     a: &[regorus::unstable::Ref<Expr>],
     b: &[regorus::unstable::Ref<Expr>],
-    e: &Edited,
+    e: &Check,
 ) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_expr(x, y, e))
 }
 
-fn same_query(a: &Query, b: &Query, e: &Edited) -> bool {
+fn same_query(a: &Query, b: &Query, e: &Check) -> bool {
     a.stmts.len() == b.stmts.len()
         && a.stmts.iter().zip(&b.stmts).all(|(x, y)| {
             x.with_mods.len() == y.with_mods.len()
@@ -140,7 +164,7 @@ fn same_query(a: &Query, b: &Query, e: &Edited) -> bool {
         })
 }
 
-fn same_literal(a: &Literal, b: &Literal, e: &Edited) -> bool {
+fn same_literal(a: &Literal, b: &Literal, e: &Check) -> bool {
     match (a, b) {
         (Literal::SomeVars { vars: va, .. }, Literal::SomeVars { vars: vb, .. }) => {
             va.len() == vb.len()
@@ -185,19 +209,16 @@ fn same_literal(a: &Literal, b: &Literal, e: &Edited) -> bool {
     }
 }
 
-fn same_expr(a: &Expr, b: &Expr, e: &Edited) -> bool {
+fn same_expr(a: &Expr, b: &Expr, e: &Check) -> bool {
     let span = a.span();
-    if e.contains(&(span.start, span.end)) {
-        return matches!(
-            b,
-            Expr::String { .. }
-                | Expr::Number { .. }
-                | Expr::Bool { .. }
-                | Expr::Null { .. }
-                | Expr::Array { .. }
-                | Expr::Set { .. }
-                | Expr::Object { .. }
-        );
+    if let Some(value) = e.edited.get(&(span.start, span.end)) {
+        // Exactly the value, parsed as one constant expression (`x if
+        // {false}` would be a rule body holding `false`, not the set).
+        let same = constant(b).as_ref() == Some(*value);
+        if !same {
+            e.culprit.set(Some((span.start, span.end)));
+        }
+        return same;
     }
     if discriminant(a) != discriminant(b) || !same_operator(a, b) {
         return false;
@@ -210,6 +231,33 @@ fn same_expr(a: &Expr, b: &Expr, e: &Edited) -> bool {
             (None, None) => true,
             _ => false,
         }
+}
+
+/// The value of a constant expression: scalars, and collections of them.
+fn constant(expr: &Expr) -> Option<Value> {
+    match expr {
+        Expr::String { value, .. }
+        | Expr::RawString { value, .. }
+        | Expr::Number { value, .. }
+        | Expr::Bool { value, .. }
+        | Expr::Null { value, .. } => Some(value.clone()),
+        Expr::Array { items, .. } => items
+            .iter()
+            .map(|i| constant(i))
+            .collect::<Option<Vec<_>>>()
+            .map(Value::from),
+        Expr::Set { items, .. } => items
+            .iter()
+            .map(|i| constant(i))
+            .collect::<Option<BTreeSet<_>>>()
+            .map(Value::from),
+        Expr::Object { fields, .. } => fields
+            .iter()
+            .map(|(_, k, v)| Some((constant(k)?, constant(v)?)))
+            .collect::<Option<BTreeMap<_, _>>>()
+            .map(Value::from),
+        _ => None,
+    }
 }
 
 fn same_operator(a: &Expr, b: &Expr) -> bool {
@@ -234,30 +282,49 @@ mod tests {
     }
 
     /// The byte range of the first `N` after `from` in `text`.
-    fn edited(text: &str, from: &str) -> Edited {
+    fn edited<'a>(text: &str, from: &str, value: &'a Value) -> Edited<'a> {
         let start = (text.find(from).unwrap() + from.find('N').unwrap()) as u32;
-        [(start, start + 1)].into_iter().collect()
+        [((start, start + 1), value)].into_iter().collect()
     }
 
     #[test]
     fn a_literal_in_place_of_a_reference_keeps_the_shape() {
         let original = "package m\nimport rego.v1\nN := 3\nx := N + 10\n";
         let folded = "package m\nimport rego.v1\nN := 3\nx := 3 + 10\n";
-        let e = edited(original, "x := N");
-        assert!(same_module(&module(original), &module(folded), &e));
+        let three = Value::from(3);
+        let e = edited(original, "x := N", &three);
+        assert_eq!(same_module(&module(original), &module(folded), &e), Ok(()));
     }
 
     #[test]
     fn a_literal_that_parses_differently_is_caught() {
         // `-N + 10` is `-(N + 10)` in regorus; `-3 + 10` is `(-3) + 10`.
+        let three = Value::from(3);
         let original = "package m\nimport rego.v1\nN := 3\nx := -N + 10\n";
         let folded = "package m\nimport rego.v1\nN := 3\nx := -3 + 10\n";
-        let e = edited(original, "-N");
-        assert!(!same_module(&module(original), &module(folded), &e));
+        let e = edited(original, "-N", &three);
+        assert_eq!(
+            same_module(&module(original), &module(folded), &e),
+            Err(None)
+        );
         // `-1` on its own line joins the previous statement.
         let original = "package m\nimport rego.v1\nN := -1\nx if {\n\tinput.a\n\tN > 0\n}\n";
         let folded = "package m\nimport rego.v1\nN := -1\nx if {\n\tinput.a\n\t-1 > 0\n}\n";
-        let e = edited(original, "\tN >");
-        assert!(!same_module(&module(original), &module(folded), &e));
+        let minus_one = Value::from(-1);
+        let e = edited(original, "\tN >", &minus_one);
+        assert_eq!(
+            same_module(&module(original), &module(folded), &e),
+            Err(None)
+        );
+        // After `if`, a set literal reads as a rule body.
+        let original = "package m\nimport rego.v1\nN := {false}\nx if N\n";
+        let folded = "package m\nimport rego.v1\nN := {false}\nx if {false}\n";
+        let set = Value::from(BTreeSet::from([Value::Bool(false)]));
+        let e = edited(original, "if N", &set);
+        let at = *e.keys().next().unwrap();
+        assert_eq!(
+            same_module(&module(original), &module(folded), &e),
+            Err(Some(at))
+        );
     }
 }

@@ -9,15 +9,22 @@ pub(super) trait Pass {
     /// for dependencies) or skipped (declarations, never rewritten).
     const DECLARATIONS: bool;
 
+    /// Whether a statement carrying `with` modifiers is visited (the
+    /// modifiers themselves never are).
+    const WITH: bool = true;
+
     fn expr(&mut self, expr: &Expr);
 
-    /// A statement carries `with` modifiers (never visited).
+    /// A statement carries `with` modifiers.
     fn with_modifiers(&mut self) {}
 
     fn query(&mut self, query: &Query) {
         for stmt in &query.stmts {
             if !stmt.with_mods.is_empty() {
                 self.with_modifiers();
+                if !Self::WITH {
+                    continue;
+                }
             }
             match &stmt.literal {
                 Literal::SomeVars { .. } => {}
