@@ -300,3 +300,65 @@ async fn connections_are_kept_alive() {
         .expect("stop hung on an idle connection")
         .unwrap();
 }
+
+#[tokio::test]
+async fn yaml_bodies_are_accepted_when_the_content_type_says_yaml() {
+    let s = authz().await;
+    let yaml = |body: &str| Bytes::from(body.to_string());
+    let post = |path: &'static str, ct: &'static str, body: Bytes| {
+        let addr = s.addr;
+        async move { request(addr, "POST", path, &[("content-type", ct)], body).await }
+    };
+    let r = post(
+        "/v1/data/authz/allow",
+        "application/x-yaml",
+        yaml("input:\n  user: alice\n"),
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (200, "{\"result\":true}\n")
+    );
+    let r = post(
+        "/v1/data/authz/greeting",
+        "application/yaml; charset=utf-8",
+        yaml("input: {user: bob}\n"),
+    )
+    .await;
+    assert_eq!(r.json()["result"], "hello <bob> & welcome", "{}", r.body);
+    // Malformed YAML: OPA's 400 with its message prefix.
+    let r = post(
+        "/v1/data/authz/allow",
+        "application/x-yaml",
+        yaml("input: [unclosed\n"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "invalid_parameter");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("body contains malformed input document: "),
+        "{}",
+        r.body
+    );
+    // The same bytes as JSON without a YAML content type are not YAML.
+    let r = post(
+        "/v1/data/authz/allow",
+        "application/json",
+        yaml("input:\n  user: alice\n"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // The batch API too.
+    let r = post(
+        "/v1/batch/data/authz/allow",
+        "application/x-yaml",
+        yaml("inputs:\n  a: {user: alice}\n  b: {user: bob}\n"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["responses"]["a"]["result"], true);
+    assert_eq!(r.json()["responses"]["b"]["result"], false);
+}
