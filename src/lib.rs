@@ -7,6 +7,7 @@
 //! - [`server`]: listeners, connections, graceful shutdown.
 //! - [`cli`], [`config`], [`logging`]: the command line and its checked form.
 //! - [`run`]: the `regent run` command, tying them together.
+//! - [`walk`]: directory walks shared by policy and bundle loading.
 
 pub mod api;
 pub mod bundle;
@@ -23,3 +24,4 @@ pub mod rego_test;
 pub mod run;
 pub mod server;
 pub mod testgen;
+pub mod walk;

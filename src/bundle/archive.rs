@@ -144,37 +144,19 @@ impl<R: Read> Read for Bounded<R> {
 /// copies a mounted Kubernetes ConfigMap keeps).
 pub fn read_dir(root: &Path) -> Result<Vec<BundleFile>> {
     let mut files = Vec::new();
-    walk(root, root, &mut files)?;
+    for path in crate::walk::files(root, |name| name.starts_with(".."))? {
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        let name = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().to_string())
+            .collect::<Vec<_>>()
+            .join("/");
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        files.push(BundleFile { name, bytes });
+    }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<BundleFile>) -> Result<()> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("{}: cannot read", dir.display()))?;
-        if entry.file_name().to_string_lossy().starts_with("..") {
-            continue;
-        }
-        let path = entry.path();
-        let meta =
-            std::fs::metadata(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-        if meta.is_dir() {
-            walk(root, &path, out)?;
-        } else if meta.is_file() {
-            let rel = path.strip_prefix(root).unwrap_or(&path);
-            let name = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().to_string())
-                .collect::<Vec<_>>()
-                .join("/");
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-            out.push(BundleFile { name, bytes });
-        }
-    }
-    Ok(())
 }
 
 /// Writes `files` as a gzip'd tarball with fixed modes and times, so the same

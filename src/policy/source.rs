@@ -5,7 +5,7 @@
 //! Nothing here parses Rego or touches the evaluator; it only gathers text and
 //! data so that [`crate::policy::Snapshot::build`] sees one complete input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{Map, Value as Json};
@@ -83,8 +83,10 @@ impl Sources {
         let meta =
             std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
         if meta.is_dir() {
-            let mut files = Vec::new();
-            walk_dir(path, &mut files)?;
+            // Hidden entries are skipped, as with OPA's `--ignore=.*`: a
+            // mounted Kubernetes ConfigMap holds each file three times
+            // (`..data/`, `..<timestamp>/` and the top-level symlink).
+            let mut files = crate::walk::files(path, |name| name.starts_with('.'))?;
             files.sort();
             for file in files {
                 let rel = file.strip_prefix(path).unwrap_or(&file);
@@ -196,29 +198,6 @@ fn has_known_extension(path: &Path) -> bool {
         extension(path).as_deref(),
         Some("rego" | "json" | "yaml" | "yml")
     )
-}
-
-fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("{}: cannot read", dir.display()))?;
-        // Hidden entries are skipped, as with OPA's `--ignore=.*`: a mounted
-        // Kubernetes ConfigMap holds each file three times (`..data/`,
-        // `..<timestamp>/` and the top-level symlink).
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        let meta =
-            std::fs::metadata(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-        if meta.is_dir() {
-            walk_dir(&path, out)?;
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
