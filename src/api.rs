@@ -186,7 +186,7 @@ async fn v1_data(
     started: Instant,
 ) -> Result<HttpResponse, ApiError> {
     let body = if req.method() == Method::POST {
-        Some(body::read_document(req, &state.limits, "").await?)
+        Some(body::read(req, &state.limits, "").await?)
     } else {
         None
     };

@@ -46,7 +46,7 @@ pub async fn handle(
     path: &DataPath,
     params: &Params,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let body = body::read_document(req, &state.limits, "").await?;
+    let body = body::read(req, &state.limits, "").await?;
     body::check_body_depth(&body, &state.limits, "")?;
     let request: BatchRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body contains malformed batch request: {e}")))?;

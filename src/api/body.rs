@@ -1,16 +1,14 @@
 //! Reading request bodies under the configured limits: the raw size (checked
 //! against `Content-Length` before reading, and while reading), transparent
 //! gzip decompression with a bound on the decompressed size (a gzip bomb stops
-//! at the bound, it is never inflated in full), YAML documents (sent with a
-//! `Content-Type` that mentions `yaml`, as OPA accepts them) turned into
-//! JSON, and the JSON nesting depth.
+//! at the bound, it is never inflated in full), and the JSON nesting depth.
 
 use std::io::Read;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use hyper::Request;
 
 use super::error::ApiError;
@@ -80,39 +78,6 @@ pub async fn read(
         body
     };
     Ok(body)
-}
-
-/// [`read`], for the endpoints where OPA also accepts YAML (`POST
-/// /v1/data`, the batch API): a body whose `Content-Type` mentions `yaml`
-/// ("there is no standard for yaml mime-type", OPA's server says) is parsed
-/// as YAML and handed on as the equivalent JSON, so the rest of the request
-/// path (depth check, cache key, parsing) is the JSON one.
-pub async fn read_document(
-    req: Request<Incoming>,
-    limits: &Limits,
-    context: &str,
-) -> Result<Bytes, ApiError> {
-    let yaml = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("yaml"));
-    let body = read(req, limits, context).await?;
-    if !yaml || body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(body);
-    }
-    let document: serde_json::Value = yaml_serde::from_slice(&body).map_err(|err| {
-        ApiError::BadRequest(format!(
-            "{context}body contains malformed input document: {err}"
-        ))
-    })?;
-    serde_json::to_vec(&document)
-        .map(Bytes::from)
-        .map_err(|err| {
-            ApiError::BadRequest(format!(
-                "{context}body contains malformed input document: {err}"
-            ))
-        })
 }
 
 /// Checks a body against the depth limit before it is parsed (not in
