@@ -36,41 +36,56 @@ impl Diagnostic {
     }
 }
 
-/// The name of the function whose call encloses `location` (or starts at
-/// it), read from the source excerpt regorus puts in its error text
-/// (`3 | a := to_number("x")`): regorus reports a failing built-in at its
-/// call or at the argument it rejected.
+/// The name of the innermost call whose arguments hold `location`, read
+/// from the source excerpt regorus puts in its error text
+/// (`3 | a := to_number("x")`): regorus reports a failing built-in at the
+/// argument it was given. Columns follow regorus's lexer (a tab is 4
+/// columns); a line with non-ASCII text before the location is ambiguous
+/// (regorus counts string contents in bytes) and gives `None`. Parentheses
+/// inside string literals are skipped.
 pub fn called_at(text: &str, location: &Location) -> Option<String> {
     let prefix = format!("{} | ", location.row);
-    let line: Vec<char> = text
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))?
-        .chars()
-        .collect();
-    let at = (location.col.saturating_sub(1) as usize).min(line.len());
-    let is_name = |c: &char| c.is_ascii_alphanumeric() || *c == '_' || *c == '.';
-    // A call starting at the location.
-    let len = line[at..].iter().take_while(|c| is_name(c)).count();
-    if len > 0 && line.get(at + len) == Some(&'(') {
-        return Some(line[at..at + len].iter().collect());
-    }
-    // The innermost call open at the location.
-    let mut depth = 0usize;
-    for open in (0..at).rev() {
-        match line[open] {
-            ')' => depth += 1,
-            '(' if depth > 0 => depth -= 1,
-            '(' => {
-                let start = line[..open]
-                    .iter()
-                    .rposition(|c| !is_name(c))
-                    .map_or(0, |i| i + 1);
-                return (start < open).then(|| line[start..open].iter().collect());
-            }
-            _ => {}
+    let line = text.lines().find_map(|l| l.strip_prefix(prefix.as_str()))?;
+    let is_name = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'.';
+    let bytes = line.as_bytes();
+    // Open calls at the current position: the name before each `(`.
+    let mut open: Vec<Option<&str>> = Vec::new();
+    let (mut col, mut i) = (1u32, 0usize);
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() && col < location.col {
+        let c = bytes[i];
+        if !c.is_ascii() {
+            return None;
         }
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(b'"') if c == b'\\' => {
+                i += 1;
+                col += 1;
+            }
+            Some(_) => {}
+            None => match c {
+                b'"' | b'`' => quote = Some(c),
+                b'(' => {
+                    let start = bytes[..i]
+                        .iter()
+                        .rposition(|&b| !is_name(b))
+                        .map_or(0, |p| p + 1);
+                    open.push((start < i).then(|| &line[start..i]));
+                }
+                b')' => {
+                    open.pop();
+                }
+                _ => {}
+            },
+        }
+        col += if c == b'\t' { 4 } else { 1 };
+        i += 1;
     }
-    None
+    if col != location.col {
+        return None;
+    }
+    open.last().copied().flatten().map(str::to_string)
 }
 
 /// A diagnostic with OPA's error code, as OPA lists compile errors:
@@ -120,17 +135,24 @@ mod tests {
     }
 
     #[test]
-    fn the_function_called_at_the_location_is_found() {
-        let text = "\n--> p.rego:3:6\n  |\n3 | a := to_number(\"x\")\n  |      ^\nerror: bad";
-        let d = Diagnostic::from_text(text);
-        let at = d.location.unwrap();
-        assert_eq!(called_at(text, &at).as_deref(), Some("to_number"));
-        // At an argument: the innermost enclosing call.
-        let text = "\n--> p.rego:3:30\n  |\n3 | a := to_number(concat(\",\", [x]), f(1))\n";
-        let at = Diagnostic::from_text(text).location.unwrap();
-        assert_eq!(called_at(text, &at).as_deref(), Some("concat"));
-        let text = "\n--> p.rego:3:6\n  |\n3 | a := 1 / 0\n  |      ^\nerror: bad";
-        let at = Diagnostic::from_text(text).location.unwrap();
-        assert_eq!(called_at(text, &at), None);
+    fn the_call_enclosing_the_location_is_found() {
+        let at = |text: &str| {
+            let location = Diagnostic::from_text(text).location.unwrap();
+            called_at(text, &location)
+        };
+        // At the rejected argument.
+        let text = "\n--> p.rego:3:16\n  |\n3 | a := to_number(\"x\")\n";
+        assert_eq!(at(text).as_deref(), Some("to_number"));
+        // Tabs are 4 columns; `(` inside strings does not count.
+        let text = "\n--> p.rego:3:33\n  |\n3 | \tx := concat(\"(\", [to_number(s)])\n";
+        assert_eq!(at(text).as_deref(), Some("to_number"));
+        // An argument that is a call: the enclosing call is blamed.
+        let text = "\n--> p.rego:3:16\n  |\n3 | a := to_number(lower(s))\n";
+        assert_eq!(at(text).as_deref(), Some("to_number"));
+        // Not inside a call; non-ASCII before the location.
+        let text = "\n--> p.rego:3:6\n  |\n3 | a := 1 / 0\n";
+        assert_eq!(at(text), None);
+        let text = "\n--> p.rego:3:22\n  |\n3 | a := \"\u{65e5}\" + to_number(s)\n";
+        assert_eq!(at(text), None);
     }
 }

@@ -104,13 +104,17 @@ impl EvalError {
             message: raw,
         } = Diagnostic::from_text(&text);
         // A built-in's own failure (not a type error), as OPA words it:
-        // `<name>: <error>`. regorus does not mark these, but reports them
-        // at the call, and `/` is OPA's built-in `div`.
-        let builtin = location
-            .as_ref()
-            .and_then(|at| super::diagnostic::called_at(&text, at))
-            .filter(|name| regorus::unstable::BUILTINS.contains_key(name.as_str()))
-            .or_else(|| (raw == "divide by zero").then(|| "div".to_string()));
+        // `<name>: <error>`. regorus does not mark these but reports them at
+        // the argument of the failing call; `/` and `%` are OPA's `div` and
+        // `rem`, recognised by their messages first.
+        let builtin = match raw.as_str() {
+            "divide by zero" => Some("div".to_string()),
+            "modulo by zero" | "modulo on floating-point number" => Some("rem".to_string()),
+            _ => location
+                .as_ref()
+                .and_then(|at| super::diagnostic::called_at(&text, at))
+                .filter(|name| regorus::unstable::BUILTINS.contains_key(name.as_str())),
+        };
         let (code, message) = if raw.contains("conflicts with") {
             let message = if raw.contains("function") {
                 "functions must not produce multiple outputs for same inputs"
