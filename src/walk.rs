@@ -16,15 +16,29 @@ pub fn files(root: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
         .filter_entry(|e| !skip(&e.file_name().to_string_lossy()));
     let mut out = Vec::new();
     for entry in walker {
-        let entry = entry.map_err(|err| {
-            let at = err.path().unwrap_or(root).display().to_string();
-            anyhow!("{at}: cannot read: {err}")
-        })?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            // walkdir follows a symlink before `filter_entry` sees its name:
+            // a dangling or looping link under a skipped name (an editor's
+            // `.#p.rego` lock) is skipped, not an error.
+            Err(err) if err.path().is_some_and(|p| under_skipped(root, p, &skip)) => continue,
+            Err(err) => {
+                let at = err.path().unwrap_or(root).display().to_string();
+                return Err(anyhow!("{at}: cannot read: {err}"));
+            }
+        };
         if entry.file_type().is_file() {
             out.push(entry.into_path());
         }
     }
     Ok(out)
+}
+
+fn under_skipped(root: &Path, path: &Path, skip: &impl Fn(&str) -> bool) -> bool {
+    path.strip_prefix(root).is_ok_and(|rel| {
+        rel.components()
+            .any(|c| skip(&c.as_os_str().to_string_lossy()))
+    })
 }
 
 #[cfg(test)]
@@ -62,5 +76,18 @@ mod tests {
         std::os::unix::fs::symlink(dir.path(), dir.path().join("d/loop")).unwrap();
         let err = files(dir.path(), |_| false).unwrap_err();
         assert!(err.to_string().contains("cannot read"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn broken_links_under_skipped_names_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.rego"), "").unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.path().join(".#a.rego")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join(".loop")).unwrap();
+        let found = files(dir.path(), |name| name.starts_with('.')).unwrap();
+        assert_eq!(found, [dir.path().join("a.rego")]);
+        std::os::unix::fs::symlink("nowhere", dir.path().join("b.rego")).unwrap();
+        assert!(files(dir.path(), |name| name.starts_with('.')).is_err());
     }
 }
