@@ -45,6 +45,9 @@ impl FastPath {
         entries: &[String],
         data: &Value,
     ) -> (Option<FastPath>, Vec<Rejected>) {
+        if entries.is_empty() {
+            return (None, Vec::new());
+        }
         // Folded first; the text as written if the folded text does not
         // compile at all (folding is an optimisation, never a cause to lose
         // the fast path).

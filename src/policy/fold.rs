@@ -24,18 +24,18 @@
 //! modifiers are never touched. A reference left alone is still correct,
 //! only slower.
 
+mod ast;
 mod ground;
 mod shape;
-mod walk;
 
 use std::collections::{HashMap, HashSet};
 
 use regorus::unstable::{AssignOp, Expr, Rule};
 use regorus::{Engine, Value};
 
+use ast::{children, comprehension_query, static_path, values, Pass};
 use ground::RuleTable;
 use shape::{same_module, Edited};
-use walk::{children, comprehension_query, static_path, values, Pass};
 
 /// Longest literal text a folded value may have: larger values stay rule
 /// calls rather than being copied into the program at every reference.

@@ -59,6 +59,25 @@ fn compare(
     None
 }
 
+/// [`compare`] for every rule of `package` in `rules` on every input (JSON
+/// texts): the mismatches and who answered.
+fn compare_rules(
+    evaluator: &Evaluator,
+    package: &str,
+    inputs: &[&str],
+    rules: &[&str],
+) -> (Vec<String>, Tally) {
+    let (mut mismatches, mut tally) = (Vec::new(), Tally::default());
+    for input in inputs {
+        let input = regorus::Value::from_json_str(input).unwrap();
+        for rule in rules {
+            let path = DataPath::parse(&format!("{package}/{rule}"));
+            mismatches.extend(compare(evaluator, &path, &input, &mut tally));
+        }
+    }
+    (mismatches, tally)
+}
+
 #[test]
 fn fast_path_equals_interpreter_on_every_generated_input() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
@@ -210,14 +229,7 @@ fn fast_path_equals_interpreter_on_common_constructs() {
         "sums",
         "nested",
     ];
-    let (mut mismatches, mut tally) = (Vec::new(), Tally::default());
-    for input in inputs {
-        let input = regorus::Value::from_json_str(input).unwrap();
-        for rule in rules {
-            let path = DataPath::parse(&format!("c/{rule}"));
-            mismatches.extend(compare(&evaluator, &path, &input, &mut tally));
-        }
-    }
+    let (mismatches, tally) = compare_rules(&evaluator, "c", &inputs, &rules);
     assert!(mismatches.is_empty(), "{mismatches:#?}");
     // The one deliberate hand-over: a comprehension over a function that is
     // undefined for some elements (`codes`, `sums` here), where the VM keeps
@@ -394,14 +406,7 @@ fn fast_path_with_folded_constants_equals_interpreter() {
         "LIMIT",
         "FROM_DATA",
     ];
-    let (mut mismatches, mut tally) = (Vec::new(), Tally::default());
-    for input in inputs {
-        let input = regorus::Value::from_json_str(input).unwrap();
-        for rule in rules {
-            let path = DataPath::parse(&format!("f/{rule}"));
-            mismatches.extend(compare(&evaluator, &path, &input, &mut tally));
-        }
-    }
+    let (mismatches, tally) = compare_rules(&evaluator, "f", &inputs, &rules);
     assert!(mismatches.is_empty(), "{mismatches:#?}");
     assert!(
         tally.not_entry.is_empty() && tally.handed_over.is_empty(),

@@ -6,16 +6,15 @@ use std::collections::{HashMap, HashSet};
 
 use regorus::unstable::{AssignOp, Expr, Literal, Module, Query, Rule, RuleHead};
 
-use super::walk::{children, comprehension_query, dynamic_indexes, static_path, values, Pass};
+use super::ast::{children, comprehension_query, dynamic_indexes, static_path, values, Pass};
 use crate::policy::purity::IMPURE_BUILTINS;
 
 /// Every rule of the policy set, by package, and what each package declares.
 pub(super) struct RuleTable<'m> {
     /// The package of each module (`["data", "p"]`), in module order.
     pub(super) packages: Vec<Vec<String>>,
-    /// Static head prefixes of every rule and function (`["data", "p", "x"]`).
-    paths: Vec<Vec<String>>,
-    /// How many rules (all kinds) have each head prefix.
+    /// Static head prefixes of every rule and function (`["data", "p",
+    /// "x"]`), with how many rules (all kinds) have each.
     definitions: HashMap<Vec<String>, usize>,
     /// Single-definition complete rules with a plain name: the candidates,
     /// with the module they sit in.
@@ -31,7 +30,6 @@ impl<'m> RuleTable<'m> {
     pub(super) fn build(modules: &'m [regorus::unstable::Ref<Module>]) -> RuleTable<'m> {
         let mut table = RuleTable {
             packages: Vec::new(),
-            paths: Vec::new(),
             definitions: HashMap::new(),
             candidates: HashMap::new(),
             declared: HashMap::new(),
@@ -75,7 +73,6 @@ impl<'m> RuleTable<'m> {
                         simple.push((path.clone(), rule.as_ref(), index));
                     }
                 }
-                table.paths.push(path);
                 collect_declared(rule, declared);
             }
             table.packages.push(package);
@@ -84,8 +81,8 @@ impl<'m> RuleTable<'m> {
         for (path, rule, module) in simple {
             let alone = table.definitions.get(&path) == Some(&1)
                 && !table
-                    .paths
-                    .iter()
+                    .definitions
+                    .keys()
                     .any(|p| p.len() > path.len() && p.starts_with(&path));
             if alone {
                 table.candidates.insert(path, (rule, module));
@@ -161,8 +158,8 @@ impl Scan<'_, '_> {
         }
         if self
             .table
-            .paths
-            .iter()
+            .definitions
+            .keys()
             .any(|p| p.starts_with(path) || path.starts_with(p))
         {
             self.bad = true;
@@ -199,7 +196,7 @@ impl Pass for Scan<'_, '_> {
                     } else if !self.rule_ref(&path) && !complete {
                         // Base data under a dynamic index: fine, but a rule
                         // could sit below the index.
-                        if self.table.paths.iter().any(|p| p.starts_with(&path)) {
+                        if self.table.definitions.keys().any(|p| p.starts_with(&path)) {
                             self.bad = true;
                         }
                     }
@@ -220,7 +217,7 @@ impl Pass for Scan<'_, '_> {
                 let user = name.first().map(String::as_str) == Some("data") || {
                     let mut path = self.package.clone();
                     path.extend(name.iter().take(1).cloned());
-                    self.table.paths.iter().any(|p| p.starts_with(&path))
+                    self.table.definitions.keys().any(|p| p.starts_with(&path))
                 };
                 if user || IMPURE_BUILTINS.contains(&dotted.as_str()) {
                     self.bad = true;

@@ -13,7 +13,7 @@ use std::mem::discriminant;
 use regorus::unstable::{Expr, Literal, Module, Query, Rule, RuleAssign, RuleHead};
 use regorus::Value;
 
-use super::walk::{children, comprehension_query};
+use super::ast::{children, comprehension_query};
 
 /// Byte ranges `(start, end)` of the original expressions that were
 /// replaced, and the value whose literal replaced each.
