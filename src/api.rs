@@ -9,6 +9,7 @@ pub mod error;
 pub mod wire;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -24,10 +25,12 @@ pub use error::ApiError;
 use wire::{DataResponse, Params, Provenance};
 
 use crate::cache::{DecisionCache, Key, RequestKind};
+use crate::decision_log;
+use crate::decision_log::DecisionLog;
 use crate::metrics::Metrics;
 use crate::policy::data_write::{DataWrite, DataWriteError};
 use crate::policy::store::{PolicyStore, WriteError};
-use crate::policy::{DataPath, EvalOptions, Outcome, Snapshot, SnapshotHandle};
+use crate::policy::{DataPath, EvalError, EvalOptions, Outcome, Snapshot, SnapshotHandle};
 
 /// What every handler needs, cheap to clone: one per connection.
 #[derive(Clone)]
@@ -42,8 +45,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Most inputs one batch request may carry.
     pub max_batch_inputs: usize,
-    /// The configured `labels`, with `version` added (as OPA's status).
+    /// The configured `labels`, with `id` and `version` added (as OPA's).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// OPA's console decision log (`decision_logs.console`); off by default.
+    pub decision_log: DecisionLog,
 }
 
 /// The response header that says whether a decision came from the cache:
@@ -61,10 +66,15 @@ const BUILD_COMMIT: &str = match option_env!("REGENT_BUILD_COMMIT") {
 };
 
 /// Answers one request. Never fails: errors become OPA-shaped responses.
-pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
+pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
     let started = Instant::now();
     let method = req.method().clone();
-    let response = match route(state, req, started).await {
+    let caller = Caller {
+        peer,
+        req_id: state.decision_log.request_id(),
+        started,
+    };
+    let response = match route(state, req, caller).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     };
@@ -77,10 +87,19 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
     response
 }
 
+/// Who asked and when: what the decision log and `?metrics` need.
+#[derive(Clone, Copy)]
+pub(crate) struct Caller {
+    pub peer: SocketAddr,
+    /// OPA's `req_id` (0 without the decision log).
+    pub req_id: u64,
+    pub started: Instant,
+}
+
 async fn route(
     state: &AppState,
     req: Request<Incoming>,
-    started: Instant,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let raw_path = req.uri().path();
     let path = percent_encoding::percent_decode_str(raw_path)
@@ -97,7 +116,7 @@ async fn route(
     if let Some(rest) = sub_path(&path, "/v1/data") {
         let data_path = DataPath::parse(rest);
         return match method {
-            Method::POST | Method::GET => v1_data(state, req, &data_path, &params, started).await,
+            Method::POST | Method::GET => v1_data(state, req, &data_path, &params, caller).await,
             Method::PUT | Method::PATCH | Method::DELETE => data_write(state, req, data_path).await,
             _ => Err(allow("GET, POST, PUT, PATCH, DELETE")),
         };
@@ -105,7 +124,7 @@ async fn route(
     if let Some(rest) = sub_path(&path, "/v1/batch/data") {
         let data_path = DataPath::parse(rest);
         return match method {
-            Method::POST => batch::handle(state, req, &data_path, &params).await,
+            Method::POST => batch::handle(state, req, &data_path, &params, caller).await,
             _ => Err(allow("POST")),
         };
     }
@@ -124,13 +143,13 @@ async fn route(
     if let Some(rest) = sub_path(&path, "/v0/data") {
         let data_path = DataPath::parse(rest);
         return match method {
-            Method::POST => v0_data(state, req, &data_path, &params).await,
+            Method::POST => v0_data(state, req, &data_path, &params, caller).await,
             _ => Err(allow("POST")),
         };
     }
     if path == "/" {
         return match method {
-            Method::POST => v0_data(state, req, &state.default_decision, &params).await,
+            Method::POST => v0_data(state, req, &state.default_decision, &params, caller).await,
             _ => Err(allow("POST")),
         };
     }
@@ -177,13 +196,14 @@ fn malformed(context: &str, err: wire::MalformedInput) -> ApiError {
 
 /// `GET|POST /v1/data/{path}`: the document at `path`, wrapped in `result`.
 /// Cacheable decisions are looked up by their raw input bytes before any
-/// parsing; a miss stores the finished response.
+/// parsing; a miss stores the finished response (without a `decision_id`,
+/// which is added per answer when the decision log is on).
 async fn v1_data(
     state: &AppState,
     req: Request<Incoming>,
     path: &DataPath,
     params: &Params,
-    started: Instant,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let body = if req.method() == Method::POST {
         Some(body::read(req, &state.limits, "").await?)
@@ -191,11 +211,23 @@ async fn v1_data(
         None
     };
     let snapshot = state.snapshots.load();
+    let logged = |answer: Option<&[u8]>, error: Option<&EvalError>, metrics| {
+        let input = match &body {
+            Some(body) => decision_log::input_of_body(body),
+            None => params.input.as_deref(),
+        };
+        let result = answer.and_then(decision_log::result_of_answer);
+        Logged::new(state, &snapshot, path, caller, input).write(result, error, metrics)
+    };
     let key = cache_key(state, &snapshot, path, params, body.as_deref());
     if let Some(key) = &key {
         if let Some(cached) = state.cache.get(key) {
             state.metrics.cache_hits.inc();
-            return Ok(decision_response(cached, "hit"));
+            let answer = match logged(Some(&cached), None, handler_metrics(caller)) {
+                Some(id) => decision_log::with_decision_id(&cached, &id, params.pretty).into(),
+                None => cached,
+            };
+            return Ok(decision_response(answer, "hit"));
         }
         state.metrics.cache_misses.inc();
     }
@@ -222,8 +254,25 @@ async fn v1_data(
     let parse_ns = parse_started.elapsed().as_nanos() as u64;
 
     let eval_started = Instant::now();
-    let outcome = snapshot.evaluate(path, input, eval_options(params))?;
+    let evaluated = snapshot.evaluate(path, input, eval_options(params));
     let eval_ns = eval_started.elapsed().as_nanos() as u64;
+    let timers = |caller: Caller| {
+        BTreeMap::from([
+            ("timer_rego_input_parse_ns", parse_ns),
+            ("timer_rego_query_eval_ns", eval_ns),
+            (
+                "timer_server_handler_ns",
+                caller.started.elapsed().as_nanos() as u64,
+            ),
+        ])
+    };
+    let outcome = match evaluated {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            logged(None, Some(&err), timers(caller));
+            return Err(err.into());
+        }
+    };
 
     let result = match &outcome {
         Outcome::Defined(value) => Some(value),
@@ -237,16 +286,7 @@ async fn v1_data(
             build_hostname: "",
             revision: snapshot.revision(),
         }),
-        metrics: (params.metrics || params.instrument).then(|| {
-            BTreeMap::from([
-                ("timer_rego_input_parse_ns", parse_ns),
-                ("timer_rego_query_eval_ns", eval_ns),
-                (
-                    "timer_server_handler_ns",
-                    started.elapsed().as_nanos() as u64,
-                ),
-            ])
-        }),
+        metrics: (params.metrics || params.instrument).then(|| timers(caller)),
         result,
         warning: missing_input.then_some(wire::MISSING_INPUT),
     };
@@ -258,7 +298,68 @@ async fn v1_data(
         }
         None => "bypass",
     };
-    Ok(decision_response(bytes, status))
+    let answer = match logged(Some(&bytes), None, timers(caller)) {
+        Some(id) => decision_log::with_decision_id(&bytes, &id, params.pretty).into(),
+        None => bytes,
+    };
+    Ok(decision_response(answer, status))
+}
+
+fn handler_metrics(caller: Caller) -> BTreeMap<&'static str, u64> {
+    BTreeMap::from([(
+        "timer_server_handler_ns",
+        caller.started.elapsed().as_nanos() as u64,
+    )])
+}
+
+/// One decision about to be written to the decision log.
+struct Logged<'a> {
+    state: &'a AppState,
+    snapshot: &'a Snapshot,
+    path: &'a DataPath,
+    caller: Caller,
+    input: Option<&'a str>,
+}
+
+impl<'a> Logged<'a> {
+    fn new(
+        state: &'a AppState,
+        snapshot: &'a Snapshot,
+        path: &'a DataPath,
+        caller: Caller,
+        input: Option<&'a str>,
+    ) -> Logged<'a> {
+        Logged {
+            state,
+            snapshot,
+            path,
+            caller,
+            input,
+        }
+    }
+
+    /// Logs the decision when the decision log is on; returns its id.
+    fn write(
+        &self,
+        result: Option<&str>,
+        error: Option<&EvalError>,
+        metrics: BTreeMap<&'static str, u64>,
+    ) -> Option<String> {
+        let id = self.state.decision_log.decision_id()?;
+        let path = self.path.segments().join("/");
+        self.state.decision_log.log(&decision_log::Record {
+            decision_id: &id,
+            req_id: self.caller.req_id,
+            requested_by: Some(self.caller.peer),
+            path: &path,
+            bundles: self.snapshot.bundle_revisions(),
+            input: self.input,
+            result,
+            error,
+            metrics: &metrics,
+        });
+        Some(id)
+    }
 }
 
 /// The cache key of a `/v1/data` request, or `None` when its answer must not
@@ -370,6 +471,7 @@ async fn v0_data(
     req: Request<Incoming>,
     path: &DataPath,
     params: &Params,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let context = "unexpected parse error for input: ";
     let body = body::read(req, &state.limits, context).await?;
@@ -381,15 +483,36 @@ async fn v0_data(
         )
     })?;
     let snapshot = state.snapshots.load();
-    match snapshot.evaluate(path, Some(input), eval_options(params))? {
-        Outcome::Defined(value) => Ok(json_response(wire::to_json(&value, params.pretty), false)),
-        Outcome::Undefined => {
+    let evaluated = snapshot.evaluate(path, Some(input), eval_options(params));
+    let logged = |result: Option<&[u8]>, error: Option<&EvalError>| {
+        if state.decision_log.enabled() {
+            let input = std::str::from_utf8(&body).ok();
+            let result = result.and_then(|r| std::str::from_utf8(r).ok());
+            Logged::new(state, &snapshot, path, caller, input).write(
+                result,
+                error,
+                handler_metrics(caller),
+            );
+        }
+    };
+    match evaluated {
+        Ok(Outcome::Defined(value)) => {
+            let answer = wire::to_json(&value, params.pretty);
+            logged(Some(&answer), None);
+            Ok(json_response(answer, false))
+        }
+        Ok(Outcome::Undefined) => {
+            logged(None, None);
             let what = if snapshot.evaluator().rules().covers(path) {
                 "document undefined"
             } else {
                 "document missing"
             };
             Err(ApiError::Undefined(format!("{what}: {path}")))
+        }
+        Err(err) => {
+            logged(None, Some(&err));
+            Err(err.into())
         }
     }
 }

@@ -3,7 +3,8 @@
 //! - [`policy`]: sources, the immutable compiled snapshot, evaluation.
 //! - [`api`]: OPA's REST API over the current snapshot (the request path).
 //! - [`bundle`]: OPA bundles: format, signatures, `regent build`, polling.
-//! - [`cache`]: the decision cache; [`metrics`]: Prometheus metrics.
+//! - [`cache`]: the decision cache; [`metrics`]: Prometheus metrics;
+//!   [`decision_log`]: OPA's console decision log.
 //! - [`server`]: listeners, connections, graceful shutdown.
 //! - [`cli`], [`config`], [`logging`]: the command line and its checked form.
 //! - [`run`]: the `regent run` command, tying them together.
@@ -15,6 +16,7 @@ pub mod cache;
 pub mod check_cmd;
 pub mod cli;
 pub mod config;
+pub mod decision_log;
 pub mod eval_cmd;
 pub mod logging;
 pub mod metrics;

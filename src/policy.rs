@@ -32,6 +32,8 @@ pub struct Snapshot {
     revision: String,
     digest: [u8; 32],
     modules: Vec<Module>,
+    /// The active bundles' revisions, by bundle name.
+    bundles: std::collections::BTreeMap<String, String>,
     evaluator: Evaluator,
     activated_at: SystemTime,
 }
@@ -55,6 +57,7 @@ impl Snapshot {
             revision,
             digest,
             modules: sources.modules,
+            bundles: sources.revisions,
             evaluator,
             activated_at: SystemTime::now(),
         })
@@ -74,6 +77,11 @@ impl Snapshot {
     /// Whether answers for `path` may be cached; see [`eval::RuleIndex::cacheable`].
     pub fn cacheable(&self, path: &DataPath) -> bool {
         self.evaluator.rules().cacheable(path)
+    }
+
+    /// The active bundles' revisions (empty when a bundle has none), by name.
+    pub fn bundle_revisions(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.bundles
     }
 
     pub fn modules(&self) -> &[Module] {

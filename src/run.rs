@@ -13,6 +13,7 @@ use crate::bundle::configured::bundle_sources;
 use crate::bundle::{archive, download, Bundle};
 use crate::cache::DecisionCache;
 use crate::config::RunConfig;
+use crate::decision_log::DecisionLog;
 use crate::metrics::Metrics;
 use crate::policy::store::PolicyStore;
 use crate::policy::watch;
@@ -34,6 +35,11 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
     let cache = DecisionCache::new(config.cache);
     let metrics = Metrics::new();
     let store = PolicyStore::new(sources, snapshot, cache.clone(), metrics.clone());
+    // As OPA: the configured labels, then this instance's `id` (a random
+    // UUID per process) and `version`, which configuration cannot override.
+    let mut labels = config.opa.labels.clone();
+    labels.insert("id".into(), uuid::Uuid::new_v4().to_string());
+    labels.insert("version".into(), env!("CARGO_PKG_VERSION").into());
     Ok(AppState {
         snapshots: store.snapshots().clone(),
         store,
@@ -42,11 +48,12 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
         cache,
         metrics,
         max_batch_inputs: config.max_batch_inputs,
-        labels: {
-            let mut labels = config.opa.labels.clone();
-            labels.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-            labels
+        decision_log: if config.opa.decision_logs.console {
+            DecisionLog::console(labels.clone())
+        } else {
+            DecisionLog::default()
         },
+        labels,
     })
 }
 

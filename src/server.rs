@@ -53,7 +53,7 @@ impl Server {
     /// Serves until `shutdown` completes, then drains. Returns an error when
     /// in-flight requests did not finish within `grace`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>, grace: Duration) -> Result<()> {
-        let (tx, mut rx) = mpsc::channel::<TcpStream>(1024);
+        let (tx, mut rx) = mpsc::channel::<(TcpStream, SocketAddr)>(1024);
         let mut acceptors = Vec::new();
         for listener in self.listeners {
             let tx = tx.clone();
@@ -66,12 +66,12 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                stream = rx.recv() => {
-                    let Some(stream) = stream else { break };
+                accepted = rx.recv() => {
+                    let Some((stream, peer)) = accepted else { break };
                     let state = Arc::clone(&self.state);
                     let service = service_fn(move |req| {
                         let state = Arc::clone(&state);
-                        async move { Ok::<_, std::convert::Infallible>(api::handle(&state, req).await) }
+                        async move { Ok::<_, std::convert::Infallible>(api::handle(&state, req, peer).await) }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);
@@ -102,13 +102,13 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<TcpStream>) {
+async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<(TcpStream, SocketAddr)>) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 // Decisions are small request/response pairs: do not batch them.
                 let _ = stream.set_nodelay(true);
-                if tx.send(stream).await.is_err() {
+                if tx.send((stream, peer)).await.is_err() {
                     return;
                 }
             }

@@ -22,9 +22,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::wire::{self, DataResponse, Params};
-use super::{body, cache_flags, eval_options, ApiError, AppState};
+use super::{body, cache_flags, eval_options, handler_metrics, ApiError, AppState, Caller, Logged};
 use crate::cache::{Key, RequestKind};
-use crate::policy::{DataPath, EvalOptions, Outcome, Snapshot};
+use crate::decision_log;
+use crate::policy::{DataPath, EvalError, EvalOptions, Outcome, Snapshot};
 
 /// Distinct items below this count are evaluated on the request's own task.
 const PARALLEL_MIN_ITEMS: usize = 32;
@@ -37,14 +38,16 @@ struct BatchRequest<'a> {
     common_input: Option<&'a RawValue>,
 }
 
-/// One item's answer: compact JSON object bytes, and its HTTP status.
-type ItemResult = (StatusCode, Bytes);
+/// One item's answer: its HTTP status, compact JSON object bytes, and the
+/// evaluation error it reports, if any (for the decision log).
+type ItemResult = (StatusCode, Bytes, Option<EvalError>);
 
-pub async fn handle(
+pub(crate) async fn handle(
     state: &AppState,
     req: Request<Incoming>,
     path: &DataPath,
     params: &Params,
+    caller: Caller,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let body = body::read(req, &state.limits, "").await?;
     body::check_body_depth(&body, &state.limits, "")?;
@@ -99,7 +102,7 @@ pub async fn handle(
         if cacheable {
             if let Some(hit) = state.cache.get(&key_of(raw)) {
                 state.metrics.cache_hits.inc();
-                answers[slot] = Some((StatusCode::OK, hit));
+                answers[slot] = Some((StatusCode::OK, hit, None));
                 continue;
             }
             state.metrics.cache_misses.inc();
@@ -107,7 +110,7 @@ pub async fn handle(
         todo.push((slot, raw.to_string()));
     }
 
-    let evaluated = evaluate_all(&snapshot, path, common, options, todo).await?;
+    let evaluated = evaluate_all(&snapshot, path, common.clone(), options, todo).await?;
     for (slot, result) in evaluated {
         if cacheable && result.0 == StatusCode::OK {
             state.cache.insert(key_of(distinct[slot]), &result.1);
@@ -117,7 +120,7 @@ pub async fn handle(
 
     let failed = answers.iter().any(|a| {
         a.as_ref()
-            .is_some_and(|(status, _)| *status != StatusCode::OK)
+            .is_some_and(|(status, _, _)| *status != StatusCode::OK)
     });
     let mut out = Vec::with_capacity(16 + inputs.len() * 32);
     out.extend_from_slice(b"{\"responses\":{");
@@ -129,13 +132,28 @@ pub async fn handle(
         id_json.pop(); // the newline
         out.extend_from_slice(&id_json);
         out.push(b':');
-        let Some((status, item)) = &answers[slot_of[raw.get()]] else {
+        let Some((status, item, error)) = &answers[slot_of[raw.get()]] else {
             return Err(ApiError::BadRequest("batch item was not evaluated".into()));
         };
+        let logged = log_item(
+            state,
+            &snapshot,
+            path,
+            caller,
+            common.as_ref(),
+            raw.get(),
+            *status,
+            item,
+            error.as_ref(),
+        );
+        let item = match &logged {
+            Some(id) => decision_log::with_decision_id(item, id, false).into(),
+            None => item.clone(),
+        };
         if failed {
-            with_status(&mut out, item, *status);
+            with_status(&mut out, &item, *status);
         } else {
-            out.extend_from_slice(item);
+            out.extend_from_slice(&item);
         }
     }
     out.extend_from_slice(b"}}\n");
@@ -154,6 +172,39 @@ pub async fn handle(
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
+}
+
+/// Logs one item as a decision when the decision log is on (items rejected
+/// before evaluation are not decisions); returns its decision id. The logged
+/// input is the item's input merged into `common_input`, as evaluated.
+#[allow(clippy::too_many_arguments)]
+fn log_item(
+    state: &AppState,
+    snapshot: &Snapshot,
+    path: &DataPath,
+    caller: Caller,
+    common: Option<&Value>,
+    raw: &str,
+    status: StatusCode,
+    item: &[u8],
+    error: Option<&EvalError>,
+) -> Option<String> {
+    if !state.decision_log.enabled() || (status != StatusCode::OK && error.is_none()) {
+        return None;
+    }
+    let merged = common.and_then(|common| {
+        let input = wire::parse_query_input(raw).ok()?;
+        let mut text = wire::to_json(&merge(common.clone(), input), false);
+        text.pop();
+        String::from_utf8(text).ok()
+    });
+    let input = merged.as_deref().unwrap_or(raw);
+    let result = decision_log::result_of_answer(item);
+    Logged::new(state, snapshot, path, caller, Some(input)).write(
+        result,
+        error,
+        handler_metrics(caller),
+    )
 }
 
 /// Writes `item` (a JSON object) with `"http_status_code"` as its first field.
@@ -249,12 +300,17 @@ fn evaluate_item(
                 false,
             );
             bytes.pop();
-            (StatusCode::OK, Bytes::from(bytes))
+            (StatusCode::OK, Bytes::from(bytes), None)
         }
         Err(err) => {
+            let err_status = err.status();
             let mut bytes = err.body(false);
             bytes.pop();
-            (err.status(), Bytes::from(bytes))
+            let error = match err {
+                ApiError::Eval(error) => Some(error),
+                _ => None,
+            };
+            (err_status, Bytes::from(bytes), error)
         }
     }
 }

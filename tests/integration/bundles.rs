@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::bundle_service::{cvat_bundle, raw_tarball, BundleService};
 use crate::process::{http_get, Daemon};
-use crate::support::{config, path_string, regent_bin, write_tree, TestServer};
+use crate::support::{config, http_post, path_string, regent_bin, write_tree, TestServer};
 
 const PROBE_V1: &str = "package cvat_probe\n\nallow if input.user == \"alice\"\n";
 const PROBE_V2: &str = "package cvat_probe\n\nallow if input.user == \"bob\"\n";
@@ -38,20 +38,6 @@ fn cvat_rules(probe: &str) -> Vec<u8> {
 
 fn status_code(reply: &str) -> u16 {
     reply[9..12].parse().unwrap()
-}
-
-fn http_post(addr: std::net::SocketAddr, path: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 fn body_json(reply: &str) -> Value {
@@ -96,14 +82,22 @@ fn cvat_exact_command_polls_activates_and_follows_changes() {
     eventually("bundle activated", Duration::from_secs(30), || {
         status_code(&http_get(daemon.addr, "/health?bundles")) == 200
     });
+    // With `decision_logs.console=true` every answer carries its decision
+    // id, as OPA's do; `allow` checks it is there and returns the rest.
     let allow = |user: &str| {
-        body_json(&http_post(
+        let mut answer = body_json(&http_post(
             daemon.addr,
             "/v1/data/cvat_probe/allow",
             &format!(r#"{{"input": {{"user": "{user}"}}}}"#),
-        ))
+        ));
+        let id = answer.as_object_mut().unwrap().remove("decision_id");
+        assert!(id.is_some_and(|id| id.is_string()), "{answer}");
+        answer
     };
     assert_eq!(allow("alice"), json!({"result": true}));
+    let line = daemon.next_log("Decision Log");
+    assert_eq!(line["bundles"], json!({"cvat": {"revision": "v1"}}), "{line}");
+    assert_eq!(line["result"], true, "{line}");
     assert_eq!(allow("bob"), json!({}));
     // The served default rules answer too (no embedded policies are loaded:
     // every module comes from the bundle).

@@ -8,6 +8,7 @@ mod bundles;
 mod cache;
 mod commands;
 mod data_api;
+mod decision_logs;
 mod default_policies;
 mod default_suite;
 mod differential;

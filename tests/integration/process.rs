@@ -13,7 +13,7 @@ use crate::support::{path_string, regent_bin, write_tree};
 pub(crate) struct Daemon {
     child: Child,
     pub addr: SocketAddr,
-    _lines: mpsc::Receiver<String>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Daemon {
@@ -57,7 +57,23 @@ impl Daemon {
         Daemon {
             child,
             addr,
-            _lines: rx,
+            lines: rx,
+        }
+    }
+
+    /// The next stderr line that parses as a JSON object with `msg` equal
+    /// to `msg`; the lines before it are skipped.
+    pub(crate) fn next_log(&self, msg: &str) -> serde_json::Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no `{msg}` log line"));
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
+                if value["msg"] == msg {
+                    return value;
+                }
+            }
         }
     }
 

@@ -207,6 +207,22 @@ pub fn gzip(data: &[u8]) -> Bytes {
 }
 
 /// The path of the built `regent` binary.
+/// `POST path` with a JSON body over a fresh connection; the raw response
+/// (status line, headers, body).
+pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 pub fn regent_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_regent"))
 }

@@ -1,0 +1,404 @@
+//! OPA's console decision logger (`decision_logs.console: true`).
+//!
+//! Every decision the data API answers (`/v1/data`, `/v0/data`, `POST /`,
+//! and each item of a batch) is written to stderr as one JSON line shaped as
+//! OPA's console logger writes it: the `EventV1` fields (`bundles`,
+//! `decision_id`, `error`, `input`, `labels`, `metrics`, `path`, `req_id`,
+//! `requested_by`, `result`, `timestamp`) plus logrus's `level`, `msg` and
+//! `time` and `"type": "openpolicyagent.org/decision_logs"`, keys sorted as
+//! Go's encoder sorts a map. Like OPA's console logger it logs at `info`
+//! whatever `--log-level` says, and answers carry the `decision_id` their
+//! line is filed under. Requests rejected before evaluation (malformed input)
+//! are not decisions and are not logged, as in OPA.
+//!
+//! Disabled (the default), it costs one branch per request.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::policy::{EvalError, Location};
+
+/// The decision logger; cheap to clone (one per connection).
+#[derive(Clone, Default)]
+pub struct DecisionLog(Option<Arc<Console>>);
+
+struct Console {
+    labels: BTreeMap<String, String>,
+    requests: AtomicU64,
+}
+
+/// One logged decision; borrowed from the request being answered.
+pub struct Record<'a> {
+    pub decision_id: &'a str,
+    pub req_id: u64,
+    pub requested_by: Option<SocketAddr>,
+    /// The query path as requested, without `data` (`tasks/allow`).
+    pub path: &'a str,
+    /// The active bundles' revisions, by name.
+    pub bundles: &'a BTreeMap<String, String>,
+    /// The input document as JSON text, if the request had one.
+    pub input: Option<&'a str>,
+    /// The decision as JSON text; `None` when undefined or failed.
+    pub result: Option<&'a str>,
+    pub error: Option<&'a EvalError>,
+    pub metrics: &'a BTreeMap<&'static str, u64>,
+}
+
+impl DecisionLog {
+    /// Logs to stderr, with `labels` (OPA's `id`, `version` and the
+    /// configured ones) on every line.
+    pub fn console(labels: BTreeMap<String, String>) -> DecisionLog {
+        DecisionLog(Some(Arc::new(Console {
+            labels,
+            requests: AtomicU64::new(0),
+        })))
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// A new decision id (a random UUID, as OPA's), or `None` when disabled.
+    pub fn decision_id(&self) -> Option<String> {
+        self.0.as_ref().map(|_| uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The next request number (OPA's `req_id`, from 1), or 0 when disabled.
+    pub fn request_id(&self) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(0, |c| c.requests.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Writes `record` as one line to stderr. A line that cannot be written
+    /// (stderr closed) is dropped: logging never fails a decision.
+    pub fn log(&self, record: &Record<'_>) {
+        let Some(console) = &self.0 else { return };
+        let mut line = render(record, &console.labels, chrono::Utc::now());
+        line.push(b'\n');
+        let _ = std::io::stderr().lock().write_all(&line);
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    bundles: BTreeMap<&'a str, BundleInfo<'a>>,
+    decision_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorInfo<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<Box<RawValue>>,
+    labels: &'a BTreeMap<String, String>,
+    level: &'static str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    metrics: &'a BTreeMap<&'static str, u64>,
+    msg: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    path: &'a str,
+    #[serde(skip_serializing_if = "is_zero")]
+    req_id: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    requested_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Box<RawValue>>,
+    time: String,
+    timestamp: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct BundleInfo<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    revision: &'a str,
+}
+
+/// OPA logs the evaluation error itself (`topdown.Error`), not the HTTP body.
+#[derive(Serialize)]
+struct ErrorInfo<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<&'a Location>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn render(
+    record: &Record<'_>,
+    labels: &BTreeMap<String, String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<u8> {
+    let line = Line {
+        bundles: record
+            .bundles
+            .iter()
+            .map(|(name, revision)| (name.as_str(), BundleInfo { revision }))
+            .collect(),
+        decision_id: record.decision_id,
+        error: record.error.map(|e| ErrorInfo {
+            code: e.code.as_str(),
+            message: &e.message,
+            location: e.location.as_ref(),
+        }),
+        input: record.input.and_then(raw),
+        labels,
+        level: "info",
+        metrics: record.metrics,
+        msg: "Decision Log",
+        path: record.path,
+        req_id: record.req_id,
+        requested_by: record
+            .requested_by
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        result: record.result.and_then(raw),
+        time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        timestamp: rfc3339_nano(now),
+        kind: "openpolicyagent.org/decision_logs",
+    };
+    serde_json::to_vec(&line).unwrap_or_default()
+}
+
+/// `text` as one compact JSON value (a pretty-printed input would break the
+/// one-line-per-decision format); `None` if it is not JSON.
+fn raw(text: &str) -> Option<Box<RawValue>> {
+    RawValue::from_string(compact(text)).ok()
+}
+
+/// Removes the whitespace between JSON tokens, leaving strings untouched.
+fn compact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Go's `time.RFC3339Nano` in UTC: nanoseconds with trailing zeros dropped.
+fn rfc3339_nano(now: chrono::DateTime<chrono::Utc>) -> String {
+    let base = now.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = now.timestamp_subsec_nanos();
+    if nanos == 0 {
+        return format!("{base}Z");
+    }
+    let fraction = format!("{nanos:09}");
+    format!("{base}.{}Z", fraction.trim_end_matches('0'))
+}
+
+/// The `input` member of a `/v1/data` request body, as JSON text.
+pub fn input_of_body(body: &[u8]) -> Option<&str> {
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        input: Option<&'a RawValue>,
+    }
+    serde_json::from_slice::<Body<'_>>(body)
+        .ok()?
+        .input
+        .map(RawValue::get)
+}
+
+/// The `result` member of a `/v1/data` answer, as JSON text.
+pub fn result_of_answer(answer: &[u8]) -> Option<&str> {
+    #[derive(Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        result: Option<&'a RawValue>,
+    }
+    serde_json::from_slice::<Answer<'_>>(answer)
+        .ok()?
+        .result
+        .map(RawValue::get)
+}
+
+/// `answer` (a JSON object written by Regent, indented by two spaces when
+/// `pretty`) with `"decision_id"` as its first member, where OPA puts it.
+pub fn with_decision_id(answer: &[u8], id: &str, pretty: bool) -> Vec<u8> {
+    let Some(rest) = answer.strip_prefix(b"{") else {
+        return answer.to_vec();
+    };
+    let empty = rest.starts_with(b"}");
+    let member = match (pretty, empty) {
+        (false, false) => format!("\"decision_id\":\"{id}\","),
+        (false, true) => format!("\"decision_id\":\"{id}\""),
+        (true, false) => format!("\n  \"decision_id\": \"{id}\","),
+        (true, true) => format!("\n  \"decision_id\": \"{id}\"\n"),
+    };
+    let mut out = Vec::with_capacity(answer.len() + member.len());
+    out.push(b'{');
+    out.extend_from_slice(member.as_bytes());
+    out.extend_from_slice(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::wire::to_json;
+    use crate::policy::EvalErrorCode;
+
+    /// OPA's `DataResponseV1` member order.
+    #[derive(Serialize)]
+    struct Opa<'a> {
+        decision_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<serde_json::Value>,
+    }
+
+    #[derive(Serialize)]
+    struct Ours {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<serde_json::Value>,
+    }
+
+    #[test]
+    fn decision_id_is_spliced_as_opa_serializes_it() {
+        let id = "4ca636c1-55e4-417a-b1d8-4aceb67960d1";
+        for pretty in [false, true] {
+            for result in [None, Some(serde_json::json!({"a": [1, "x"]}))] {
+                let ours = to_json(
+                    &Ours {
+                        result: result.clone(),
+                    },
+                    pretty,
+                );
+                let expected = to_json(
+                    &Opa {
+                        decision_id: id,
+                        result,
+                    },
+                    pretty,
+                );
+                assert_eq!(
+                    String::from_utf8(with_decision_id(&ours, id, pretty)).unwrap(),
+                    String::from_utf8(expected).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn compact_removes_whitespace_outside_strings_only() {
+        assert_eq!(
+            compact("{\n  \"a b\": [1, 2],\t\"c\\\" d\": \" \\\\\" }\r\n"),
+            "{\"a b\":[1,2],\"c\\\" d\":\" \\\\\"}"
+        );
+    }
+
+    #[test]
+    fn timestamps_are_go_rfc3339_nano() {
+        use chrono::TimeZone;
+        let t = chrono::Utc.with_ymd_and_hms(2026, 11, 24, 2, 3, 4).unwrap();
+        assert_eq!(rfc3339_nano(t), "2026-11-24T02:03:04Z");
+        let t = t + chrono::Duration::nanoseconds(120_000);
+        assert_eq!(rfc3339_nano(t), "2026-11-24T02:03:04.00012Z");
+    }
+
+    #[test]
+    fn a_line_is_one_sorted_json_object() {
+        use chrono::TimeZone;
+        let labels = BTreeMap::from([("id".to_string(), "x".to_string())]);
+        let bundles = BTreeMap::from([("cvat".to_string(), String::new())]);
+        let metrics = BTreeMap::from([("timer_server_handler_ns", 7)]);
+        let error = EvalError {
+            code: EvalErrorCode::Conflict,
+            message: "complete rules must not produce multiple outputs".into(),
+            location: None,
+        };
+        let record = Record {
+            decision_id: "d",
+            req_id: 3,
+            requested_by: Some("127.0.0.1:5000".parse().unwrap()),
+            path: "tasks/allow",
+            bundles: &bundles,
+            input: Some("{\n \"scope\": \"view\"\n}"),
+            result: None,
+            error: Some(&error),
+            metrics: &metrics,
+        };
+        let now = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let line = String::from_utf8(render(&record, &labels, now)).unwrap();
+        assert!(!line.contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted);
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "bundles": {"cvat": {}},
+                "decision_id": "d",
+                "error": {"code": "eval_conflict_error",
+                          "message": "complete rules must not produce multiple outputs"},
+                "input": {"scope": "view"},
+                "labels": {"id": "x"},
+                "level": "info",
+                "metrics": {"timer_server_handler_ns": 7},
+                "msg": "Decision Log",
+                "path": "tasks/allow",
+                "req_id": 3,
+                "requested_by": "127.0.0.1:5000",
+                "time": "2026-01-02T03:04:05Z",
+                "timestamp": "2026-01-02T03:04:05Z",
+                "type": "openpolicyagent.org/decision_logs",
+            })
+        );
+    }
+
+    #[test]
+    fn input_and_result_are_read_from_the_raw_bytes() {
+        assert_eq!(
+            input_of_body(br#"{"input": {"a": 1}, "x": 2}"#),
+            Some(r#"{"a": 1}"#)
+        );
+        assert_eq!(input_of_body(br#"{"x": 2}"#), None);
+        assert_eq!(result_of_answer(b"{\"result\":[true]}\n"), Some("[true]"));
+        assert_eq!(result_of_answer(b"{}\n"), None);
+    }
+
+    #[test]
+    fn disabled_logger_hands_out_nothing() {
+        let log = DecisionLog::default();
+        assert!(!log.enabled());
+        assert_eq!(log.decision_id(), None);
+        assert_eq!(log.request_id(), 0);
+        let log = DecisionLog::console(BTreeMap::new());
+        assert_eq!(log.request_id(), 1);
+        assert_eq!(log.request_id(), 2);
+        let id = log.decision_id().unwrap();
+        assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
+        assert_ne!(log.decision_id().unwrap(), id);
+    }
+}
