@@ -96,7 +96,11 @@ fn cvat_exact_command_polls_activates_and_follows_changes() {
     };
     assert_eq!(allow("alice"), json!({"result": true}));
     let line = daemon.next_log("Decision Log");
-    assert_eq!(line["bundles"], json!({"cvat": {"revision": "v1"}}), "{line}");
+    assert_eq!(
+        line["bundles"],
+        json!({"cvat": {"revision": "v1"}}),
+        "{line}"
+    );
     assert_eq!(line["result"], true, "{line}");
     assert_eq!(allow("bob"), json!({}));
     // The served default rules answer too (no embedded policies are loaded:
