@@ -211,19 +211,24 @@ async fn v1_data(
         None
     };
     let snapshot = state.snapshots.load();
-    let logged = |answer: Option<&[u8]>, error: Option<&EvalError>, metrics| {
+    // Metrics are built only when the decision log is on.
+    type Timers<'t> = &'t dyn Fn() -> BTreeMap<&'static str, u64>;
+    let logged = |answer: Option<&[u8]>, error: Option<&EvalError>, metrics: Timers<'_>| {
+        if !state.decision_log.enabled() {
+            return None;
+        }
         let input = match &body {
             Some(body) => decision_log::input_of_body(body),
             None => params.input.as_deref(),
         };
         let result = answer.and_then(decision_log::result_of_answer);
-        Logged::new(state, &snapshot, path, caller, input).write(result, error, metrics)
+        Logged::new(state, &snapshot, path, caller, input).write(result, error, metrics())
     };
     let key = cache_key(state, &snapshot, path, params, body.as_deref());
     if let Some(key) = &key {
         if let Some(cached) = state.cache.get(key) {
             state.metrics.cache_hits.inc();
-            let answer = match logged(Some(&cached), None, handler_metrics(caller)) {
+            let answer = match logged(Some(&cached), None, &|| handler_metrics(caller)) {
                 Some(id) => decision_log::with_decision_id(&cached, &id, params.pretty).into(),
                 None => cached,
             };
@@ -269,7 +274,7 @@ async fn v1_data(
     let outcome = match evaluated {
         Ok(outcome) => outcome,
         Err(err) => {
-            logged(None, Some(&err), timers(caller));
+            logged(None, Some(&err), &|| timers(caller));
             return Err(err.into());
         }
     };
@@ -298,7 +303,7 @@ async fn v1_data(
         }
         None => "bypass",
     };
-    let answer = match logged(Some(&bytes), None, timers(caller)) {
+    let answer = match logged(Some(&bytes), None, &|| timers(caller)) {
         Some(id) => decision_log::with_decision_id(&bytes, &id, params.pretty).into(),
         None => bytes,
     };
