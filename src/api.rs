@@ -7,6 +7,7 @@ pub mod batch;
 pub mod body;
 pub mod error;
 pub mod wire;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -206,7 +207,7 @@ async fn v1_data(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let body = if req.method() == Method::POST {
-        Some(body::read(req, &state.limits, "").await?)
+        Some(body::read_input(req, &state.limits, "").await?)
     } else {
         None
     };
@@ -479,7 +480,7 @@ async fn v0_data(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let context = "unexpected parse error for input: ";
-    let body = body::read(req, &state.limits, context).await?;
+    let body = body::read_input(req, &state.limits, context).await?;
     body::check_body_depth(&body, &state.limits, context)?;
     let input = wire::parse_raw_input(&body).map_err(|e| {
         malformed(

@@ -49,7 +49,7 @@ pub(crate) async fn handle(
     params: &Params,
     caller: Caller,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let body = body::read(req, &state.limits, "").await?;
+    let body = body::read_input(req, &state.limits, "").await?;
     body::check_body_depth(&body, &state.limits, "")?;
     let request: BatchRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body contains malformed batch request: {e}")))?;

@@ -1,18 +1,20 @@
 //! Reading request bodies under the configured limits: the raw size (checked
 //! against `Content-Length` before reading, and while reading), transparent
 //! gzip decompression with a bound on the decompressed size (a gzip bomb stops
-//! at the bound, it is never inflated in full), and the JSON nesting depth.
+//! at the bound, it is never inflated in full), the JSON nesting depth, and
+//! YAML decision bodies (converted to JSON under the same bounds).
 
 use std::io::Read;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 
 use super::error::ApiError;
 use super::wire::json_depth_exceeds;
+use super::yaml::{self, YamlError};
 
 /// Request body limits (see `--max-request-body-bytes` and friends).
 #[derive(Clone, Copy, Debug)]
@@ -78,6 +80,36 @@ pub async fn read(
         body
     };
     Ok(body)
+}
+
+/// Reads a decision request's body as [`read`] does; when its
+/// `Content-Type` mentions `yaml` (as OPA checks), converts it to JSON under
+/// the decompressed-size and depth limits (see [`super::yaml`]).
+pub async fn read_input(
+    req: Request<Incoming>,
+    limits: &Limits,
+    context: &str,
+) -> Result<Bytes, ApiError> {
+    let yaml = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("yaml"));
+    let body = read(req, limits, context).await?;
+    if !yaml {
+        return Ok(body);
+    }
+    match yaml::to_json(&body, limits.max_decompressed_bytes, limits.max_json_depth) {
+        Ok(json) => Ok(Bytes::from(json)),
+        Err(YamlError::Malformed(err)) => Err(ApiError::BadRequest(format!(
+            "{context}body contains malformed input document: {err}"
+        ))),
+        Err(YamlError::TooLarge) => Err(ApiError::TooLarge(format!(
+            "{context}{TOO_LARGE}: as JSON, the YAML document is over {} bytes \
+             (--max-decompressed-body-bytes)",
+            limits.max_decompressed_bytes
+        ))),
+    }
 }
 
 /// Checks a body against the depth limit before it is parsed (not in

@@ -222,6 +222,83 @@ async fn gzip_bodies_are_decompressed() {
     );
 }
 
+/// OPA reads a decision body as YAML when the content type says so.
+#[tokio::test]
+async fn yaml_bodies_are_read_as_yaml_within_the_limits() {
+    let s = authz().await;
+    let yaml = |path: &'static str, body: &'static str| {
+        request(
+            s.addr,
+            "POST",
+            path,
+            &[("content-type", "application/x-yaml")],
+            Bytes::from_static(body.as_bytes()),
+        )
+    };
+    let r = yaml("/v1/data/authz/allow", "input:\n  user: alice\n").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (200, "{\"result\":true}\n")
+    );
+    let r = yaml("/v0/data/authz/allow", "user: alice\n").await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "true\n"));
+    let r = yaml(
+        "/v1/batch/data/authz/allow",
+        "inputs:\n  a: {user: alice}\n  b: {user: bob}\n",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["responses"]["a"]["result"], true);
+    // Not YAML: OPA's 400 with the parser's complaint.
+    let r = yaml("/v1/data/authz/allow", "input: [alice\n").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "invalid_parameter");
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with("body contains malformed input document: "),
+        "{message}"
+    );
+    // The same JSON without the YAML content type is just JSON.
+    let r = s
+        .post("/v1/data/authz/allow", "input:\n  user: alice\n")
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+/// Aliases cannot make a small YAML body stand for more JSON than the
+/// decompressed-body limit allows: the conversion stops at the limit.
+#[tokio::test]
+async fn a_yaml_alias_bomb_is_refused_at_the_size_limit() {
+    let limits = regent::api::Limits {
+        max_decompressed_bytes: 64 << 10,
+        ..regent::api::Limits::default()
+    };
+    let s = TestServer::start_with(&[("authz.rego", AUTHZ)], limits).await;
+    let mut bomb = String::from("input:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for (name, prev) in [("b", "a"), ("c", "b"), ("d", "c"), ("e", "d")] {
+        bomb.push_str(&format!(
+            "  {name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        ));
+    }
+    // 8^5 = 32768 strings (~200 KB of JSON) from under 500 bytes.
+    assert!(bomb.len() < 500);
+    let r = request(
+        s.addr,
+        "POST",
+        "/v1/data/authz/allow",
+        &[("content-type", "application/yaml")],
+        Bytes::from(bomb),
+    )
+    .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.json()["code"], "invalid_parameter");
+    // The server is unharmed.
+    let r = s
+        .post("/v1/data/authz/allow", r#"{"input": {"user": "alice"}}"#)
+        .await;
+    assert_eq!(r.body, "{\"result\":true}\n");
+}
+
 #[tokio::test]
 async fn builtin_errors_are_undefined_unless_strict() {
     let rego = "package b\nimport rego.v1\nx if startswith(input.name, \"a\")\n";

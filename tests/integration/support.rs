@@ -206,7 +206,6 @@ pub fn gzip(data: &[u8]) -> Bytes {
     Bytes::from(enc.finish().unwrap())
 }
 
-/// The path of the built `regent` binary.
 /// `POST path` with a JSON body over a fresh connection; the raw response
 /// (status line, headers, body).
 pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> String {
@@ -223,6 +222,7 @@ pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> String {
     out
 }
 
+/// The path of the built `regent` binary.
 pub fn regent_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_regent"))
 }
