@@ -84,7 +84,8 @@ pub async fn read(
 
 /// Reads a decision request's body as [`read`] does; when its
 /// `Content-Type` mentions `yaml` (as OPA checks), converts it to JSON under
-/// the decompressed-size and depth limits (see [`super::yaml`]).
+/// the decompressed-size and depth limits (see [`super::yaml`]), on the
+/// blocking pool.
 pub async fn read_input(
     req: Request<Incoming>,
     limits: &Limits,
@@ -99,7 +100,12 @@ pub async fn read_input(
     if !yaml {
         return Ok(body);
     }
-    match yaml::to_json(&body, limits.max_decompressed_bytes, limits.max_json_depth) {
+    // A large document takes a while to convert: off the request threads.
+    let (max, depth) = (limits.max_decompressed_bytes, limits.max_json_depth);
+    let converted = tokio::task::spawn_blocking(move || yaml::to_json(&body, max, depth))
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("{context}could not read YAML: {e}")))?;
+    match converted {
         Ok(json) => Ok(Bytes::from(json)),
         Err(YamlError::Malformed(err)) => Err(ApiError::BadRequest(format!(
             "{context}body contains malformed input document: {err}"

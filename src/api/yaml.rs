@@ -1,19 +1,34 @@
 //! YAML request bodies. OPA reads a decision request's body as YAML when its
-//! `Content-Type` mentions `yaml` (`readInputPostV1`, `readInputV0`); Regent
-//! converts such a body to the JSON text the JSON path reads, so everything
-//! after (depth check, cache key, parsing, decision log) is the JSON path.
+//! `Content-Type` mentions `yaml` (`readInputPostV1`, `readInputV0`), through
+//! `util.Unmarshal`: JSON stays JSON, anything else goes through Go's YAML
+//! (goyaml v2, YAML 1.1 scalars) to JSON. Regent converts such a body to the
+//! JSON text the JSON path reads, so everything after (depth check, cache
+//! key, parsing, decision log) is the JSON path.
 //!
-//! YAML aliases let a small body stand for a huge document (each `*a` repeats
-//! everything its anchor holds: the "billion laughs"), so the conversion is
-//! budgeted by what it *writes*: it stops with an error as soon as the JSON
-//! passes `max_bytes` or nests deeper than `max_depth`, whatever the aliases.
-//! Conversion follows Go's YAML-to-JSON as OPA uses it: non-string mapping
-//! keys become their text (`1: a` is `{"1": "a"}`), `~` and empty values are
-//! `null`; NaN and infinities have no JSON form and are refused.
+//! The conversion reads the YAML as a stream of events (yaml-rust2's pull
+//! parser: no document tree, no recursion) and writes JSON as it goes, under
+//! a budget: the JSON written plus the copies kept for anchors may not pass
+//! `max_bytes`, and nesting may not pass `max_depth`. YAML aliases let a small
+//! body stand for a huge document (each `*a` repeats everything `&a` holds:
+//! the "billion laughs"); the budget counts what aliases expand to, so such a
+//! body stops at the limit.
+//!
+//! Plain scalars resolve as goyaml v2 resolves them: `y`/`yes`/`on` and
+//! `n`/`no`/`off` (in their three cases) are booleans, `~`/`null`/empty are
+//! null, integers may have `_`, `0x`, `0o`, `0b` or a leading `0` (octal);
+//! quoted scalars are strings. Refused with a clear error: merge keys (`<<`),
+//! tags other than the core ones, non-scalar mapping keys, NaN and infinities
+//! (no JSON form), aliases to an enclosing node. Timestamps stay strings
+//! (goyaml v2 would make `2001-12-14` a time). Only the first document of a
+//! stream is read, as goyaml's `Unmarshal` does.
 
-use std::fmt;
+use std::collections::HashMap;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+mod scalar;
+
+use scalar::{core_suffix, resolve, tag_text, Scalar};
+use yaml_rust2::parser::{Event, Parser, Tag};
+use yaml_rust2::scanner::TScalarStyle;
 
 /// Why a YAML body was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,311 +39,396 @@ pub enum YamlError {
     TooLarge,
 }
 
-/// The JSON text of the YAML document `body` (empty for an empty body, as
-/// OPA reads no input then), written under the budget.
+/// The JSON text of the first YAML document in `body` (empty when there is
+/// none: OPA then reads no input), written under the budget. A body that is
+/// already JSON is returned as it is, as OPA's `util.Unmarshal` does.
 pub fn to_json(body: &[u8], max_bytes: usize, max_depth: usize) -> Result<Vec<u8>, YamlError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Vec::new());
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return if body.len() > max_bytes {
+            Err(YamlError::TooLarge)
+        } else {
+            Ok(body.to_vec())
+        };
     }
-    let mut state = State {
-        out: Vec::with_capacity(body.len() + 16),
+    let text = std::str::from_utf8(body)
+        .map_err(|_| YamlError::Malformed("the body is not UTF-8".into()))?;
+    Converter {
+        parser: Parser::new_from_str(text),
+        out: Vec::new(),
+        kept: 0,
         max_bytes,
-        depth: 0,
         max_depth,
-        too_large: false,
-    };
-    let result = Node {
-        state: &mut state,
-        prefix: None,
+        frames: Vec::new(),
+        anchors: HashMap::new(),
     }
-    .deserialize(yaml_serde::Deserializer::from_slice(body));
-    match result {
-        Ok(()) => Ok(state.out),
-        Err(_) if state.too_large => Err(YamlError::TooLarge),
-        Err(err) => Err(YamlError::Malformed(err.to_string())),
-    }
+    .run()
 }
 
-struct State {
+/// An open sequence or mapping, and where its JSON text starts (for its anchor).
+struct Frame {
+    mapping: bool,
+    /// No item (or entry) written yet.
+    first: bool,
+    /// In a mapping: the next node is a key.
+    key_next: bool,
+    anchor: usize,
+    start: usize,
+}
+
+/// What an anchor stands for: a scalar (usable as a key) or a node's JSON.
+enum Anchor {
+    Scalar(Scalar),
+    Node(Vec<u8>),
+}
+
+struct Converter<'a> {
+    parser: Parser<std::str::Chars<'a>>,
     out: Vec<u8>,
+    /// Bytes kept in `anchors`, counted against the budget with `out`.
+    kept: usize,
     max_bytes: usize,
-    depth: usize,
     max_depth: usize,
-    too_large: bool,
+    frames: Vec<Frame>,
+    anchors: HashMap<usize, Anchor>,
 }
 
-impl State {
-    fn write<E: de::Error>(&mut self, bytes: &[u8]) -> Result<(), E> {
-        if self.out.len() + bytes.len() > self.max_bytes {
-            self.too_large = true;
-            return Err(E::custom("YAML document too large"));
+fn malformed<T>(message: String) -> Result<T, YamlError> {
+    Err(YamlError::Malformed(message))
+}
+
+impl Converter<'_> {
+    fn run(mut self) -> Result<Vec<u8>, YamlError> {
+        loop {
+            let (event, mark) = self
+                .parser
+                .next_token()
+                .map_err(|e| YamlError::Malformed(e.to_string()))?;
+            let at = format!(" at line {} column {}", mark.line(), mark.col() + 1);
+            let done = match event {
+                Event::StreamStart | Event::DocumentStart | Event::Nothing => false,
+                // No root node: an empty document or stream.
+                Event::DocumentEnd | Event::StreamEnd => return Ok(Vec::new()),
+                Event::Scalar(value, style, anchor, tag) => self
+                    .scalar(&value, style, anchor, tag.as_ref())
+                    .map_err(|e| with_place(e, &at))?,
+                Event::Alias(id) => self.alias(id).map_err(|e| with_place(e, &at))?,
+                Event::SequenceStart(anchor, tag) => {
+                    self.open(false, anchor, tag.as_ref())
+                        .map_err(|e| with_place(e, &at))?;
+                    false
+                }
+                Event::MappingStart(anchor, tag) => {
+                    self.open(true, anchor, tag.as_ref())
+                        .map_err(|e| with_place(e, &at))?;
+                    false
+                }
+                Event::SequenceEnd | Event::MappingEnd => self.close()?,
+            };
+            if done {
+                break;
+            }
+        }
+        // The root node is complete; the rest of its document must parse.
+        // Later documents are not read.
+        match self.parser.next_token() {
+            Ok((Event::DocumentEnd | Event::StreamEnd, _)) => Ok(self.out),
+            Ok((_, mark)) => malformed(format!(
+                "unexpected content after the document at line {}",
+                mark.line()
+            )),
+            Err(e) => malformed(e.to_string()),
+        }
+    }
+
+    /// Writes a scalar as a key or a value; true when it was the root.
+    fn scalar(
+        &mut self,
+        value: &str,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<&Tag>,
+    ) -> Result<bool, YamlError> {
+        let scalar = resolve(value, style, tag)?;
+        if self.key_next() {
+            if value == "<<" && style == TScalarStyle::Plain {
+                return malformed("YAML merge keys (<<) are not supported".into());
+            }
+            self.key(&scalar.key_text()?)?;
+        } else {
+            self.value_separator()?;
+            self.write(scalar.json()?.as_bytes())?;
+        }
+        if anchor > 0 {
+            self.keep(scalar.json().map_or(0, |j| j.len()))?;
+            self.anchors.insert(anchor, Anchor::Scalar(scalar));
+        }
+        Ok(self.frames.is_empty())
+    }
+
+    fn alias(&mut self, id: usize) -> Result<bool, YamlError> {
+        let Some(anchor) = self.anchors.get(&id) else {
+            return malformed("an alias refers to a node that encloses it".into());
+        };
+        match anchor {
+            Anchor::Scalar(scalar) if self.key_next() => {
+                let text = scalar.key_text()?;
+                self.key(&text)?;
+            }
+            Anchor::Node(_) if self.key_next() => {
+                return malformed("a mapping key must be a scalar".into());
+            }
+            Anchor::Scalar(scalar) => {
+                let json = scalar.json()?;
+                self.value_separator()?;
+                self.write(json.as_bytes())?;
+            }
+            Anchor::Node(json) => {
+                let json = json.clone();
+                self.value_separator()?;
+                self.write(&json)?;
+            }
+        }
+        Ok(self.frames.is_empty())
+    }
+
+    fn open(&mut self, mapping: bool, anchor: usize, tag: Option<&Tag>) -> Result<(), YamlError> {
+        let expected = if mapping { "map" } else { "seq" };
+        if let Some(tag) = tag {
+            if core_suffix(tag) != Some(expected) {
+                return malformed(format!("unsupported YAML tag {}", tag_text(tag)));
+            }
+        }
+        if self.key_next() {
+            return malformed("a mapping key must be a scalar".into());
+        }
+        if self.frames.len() >= self.max_depth {
+            return malformed(format!("exceeded max depth of {}", self.max_depth));
+        }
+        self.value_separator()?;
+        let start = self.out.len();
+        self.write(if mapping { b"{" } else { b"[" })?;
+        self.frames.push(Frame {
+            mapping,
+            first: true,
+            key_next: mapping,
+            anchor,
+            start,
+        });
+        Ok(())
+    }
+
+    /// Ends the open node; true when it was the root.
+    fn close(&mut self) -> Result<bool, YamlError> {
+        let Some(frame) = self.frames.pop() else {
+            return malformed("unbalanced YAML events".into());
+        };
+        self.write(if frame.mapping { b"}" } else { b"]" })?;
+        if frame.anchor > 0 {
+            let json = self.out[frame.start..].to_vec();
+            self.keep(json.len())?;
+            self.anchors.insert(frame.anchor, Anchor::Node(json));
+        }
+        Ok(self.frames.is_empty())
+    }
+
+    fn key_next(&self) -> bool {
+        self.frames.last().is_some_and(|f| f.mapping && f.key_next)
+    }
+
+    /// Writes `text` as the next key of the open mapping, and the `:`.
+    fn key(&mut self, text: &str) -> Result<(), YamlError> {
+        let first = self.frames.last().is_some_and(|f| f.first);
+        if !first {
+            self.write(b",")?;
+        }
+        self.write_string(text)?;
+        self.write(b":")?;
+        if let Some(frame) = self.frames.last_mut() {
+            frame.first = false;
+            frame.key_next = false;
+        }
+        Ok(())
+    }
+
+    /// Before a value: a `,` between sequence items; in a mapping, the key
+    /// and `:` are already written and the next node is a key again.
+    fn value_separator(&mut self) -> Result<(), YamlError> {
+        let Some(frame) = self.frames.last_mut() else {
+            return Ok(());
+        };
+        if frame.mapping {
+            frame.key_next = true;
+            return Ok(());
+        }
+        let first = std::mem::replace(&mut frame.first, false);
+        if !first {
+            self.write(b",")?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), YamlError> {
+        let needed = self.out.len() + bytes.len();
+        if needed + self.kept > self.max_bytes {
+            return Err(YamlError::TooLarge);
+        }
+        if needed > self.out.capacity() {
+            // Grow by doubling, but never past the budget.
+            let target = (self.out.capacity() * 2).max(needed).min(self.max_bytes);
+            self.out.reserve_exact(target - self.out.len());
         }
         self.out.extend_from_slice(bytes);
         Ok(())
     }
 
-    fn write_string<E: de::Error>(&mut self, s: &str) -> Result<(), E> {
-        let quoted = serde_json::to_string(s).map_err(E::custom)?;
-        self.write(quoted.as_bytes())
+    fn write_string(&mut self, s: &str) -> Result<(), YamlError> {
+        // Escaping only lengthens a string: check before building it.
+        if self.out.len() + s.len() + 2 + self.kept > self.max_bytes {
+            return Err(YamlError::TooLarge);
+        }
+        self.write(json_string(s).as_bytes())
     }
 
-    fn enter<E: de::Error>(&mut self) -> Result<(), E> {
-        self.depth += 1;
-        if self.depth > self.max_depth {
-            return Err(E::custom(format!(
-                "exceeded max depth of {}",
-                self.max_depth
-            )));
+    fn keep(&mut self, bytes: usize) -> Result<(), YamlError> {
+        self.kept += bytes;
+        if self.out.len() + self.kept > self.max_bytes {
+            return Err(YamlError::TooLarge);
         }
         Ok(())
     }
 }
 
-/// One value; writes `prefix` (a `,` between items) before it.
-struct Node<'s> {
-    state: &'s mut State,
-    prefix: Option<u8>,
-}
-
-impl<'de> DeserializeSeed<'de> for Node<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+fn with_place(err: YamlError, at: &str) -> YamlError {
+    match err {
+        YamlError::Malformed(m) => YamlError::Malformed(format!("{m}{at}")),
+        other => other,
     }
 }
 
-impl Node<'_> {
-    fn scalar<E: de::Error>(self, json: &[u8]) -> Result<(), E> {
-        if let Some(p) = self.prefix {
-            self.state.write(&[p])?;
-        }
-        self.state.write(json)
-    }
-}
-
-impl<'de> Visitor<'de> for Node<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a YAML value with a JSON form")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.scalar(if v { b"true" } else { b"false" })
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.scalar(v.to_string().as_bytes())
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.scalar(v.to_string().as_bytes())
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        if !v.is_finite() {
-            return Err(E::custom(format!("{v} has no JSON form")));
-        }
-        let text = serde_json::to_string(&v).map_err(E::custom)?;
-        self.scalar(text.as_bytes())
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        if let Some(p) = self.prefix {
-            self.state.write(&[p])?;
-        }
-        self.state.write_string(v)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.scalar(b"null")
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        self.scalar(b"null")
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let state = self.state;
-        if let Some(p) = self.prefix {
-            state.write(&[p])?;
-        }
-        state.enter()?;
-        state.write(b"[")?;
-        let mut prefix = None;
-        while seq
-            .next_element_seed(Node {
-                state: &mut *state,
-                prefix,
-            })?
-            .is_some()
-        {
-            prefix = Some(b',');
-        }
-        state.depth -= 1;
-        state.write(b"]")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let state = self.state;
-        if let Some(p) = self.prefix {
-            state.write(&[p])?;
-        }
-        state.enter()?;
-        state.write(b"{")?;
-        let mut prefix = None;
-        while map
-            .next_key_seed(Key {
-                state: &mut *state,
-                prefix,
-            })?
-            .is_some()
-        {
-            state.write(b":")?;
-            map.next_value_seed(Node {
-                state: &mut *state,
-                prefix: None,
-            })?;
-            prefix = Some(b',');
-        }
-        state.depth -= 1;
-        state.write(b"}")
-    }
-}
-
-/// A mapping key: written as a JSON string, whatever its YAML type.
-struct Key<'s> {
-    state: &'s mut State,
-    prefix: Option<u8>,
-}
-
-impl<'de> DeserializeSeed<'de> for Key<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl Key<'_> {
-    fn text<E: de::Error>(self, text: &str) -> Result<(), E> {
-        if let Some(p) = self.prefix {
-            self.state.write(&[p])?;
-        }
-        self.state.write_string(text)
-    }
-}
-
-impl<'de> Visitor<'de> for Key<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a scalar mapping key")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.text(if v { "true" } else { "false" })
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.text(&v.to_string())
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.text(&v.to_string())
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.text(&v.to_string())
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.text(v)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.text("null")
-    }
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn json(yaml: &str) -> Result<serde_json::Value, YamlError> {
+    fn convert(yaml: &str) -> Result<serde_json::Value, YamlError> {
         let bytes = to_json(yaml.as_bytes(), 1 << 20, 64)?;
         Ok(serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn error(yaml: &str) -> String {
+        match to_json(yaml.as_bytes(), 1 << 20, 64) {
+            Err(YamlError::Malformed(m)) => m,
+            other => panic!("{yaml:?} gave {other:?}"),
+        }
     }
 
     #[test]
     fn documents_convert_to_their_json_form() {
         assert_eq!(
-            json("input:\n  user: alice\n  n: 3\n  f: 1.5\n  ok: true\n  none: ~\n  empty:\n  list: [1, two, {a: b}]\n  1: one\n").unwrap(),
-            serde_json::json!({"input": {
-                "user": "alice", "n": 3, "f": 1.5, "ok": true, "none": null,
-                "empty": null, "list": [1, "two", {"a": "b"}], "1": "one"
+            convert("input:\n  user: alice\n  num: 3\n  f: 1.5\n  ok: true\n  none: ~\n  empty:\n  list: [1, two, {a: b}]\n  1: one\n  'q': \"s\\u00e9\"\n").unwrap(),
+            json!({"input": {
+                "user": "alice", "num": 3, "f": 1.5, "ok": true, "none": null,
+                "empty": null, "list": [1, "two", {"a": "b"}], "1": "one", "q": "sé"
             }})
         );
+        // YAML 1.1, as goyaml v2 reads it: the key `n` is the boolean false.
+        assert_eq!(convert("n: 3\nno: 4").unwrap(), json!({"false": 4}));
+        assert_eq!(convert("[]").unwrap(), json!([]));
         assert_eq!(
-            json("[yes, no, on]").unwrap(),
-            serde_json::json!(["yes", "no", "on"])
+            convert("- a\n- - b\n  - {}\n").unwrap(),
+            json!(["a", ["b", {}]])
         );
-        assert_eq!(json("[]").unwrap(), serde_json::json!([]));
-        assert_eq!(json("{}").unwrap(), serde_json::json!({}));
-        assert_eq!(json("\"quo\\\"te\"").unwrap(), serde_json::json!("quo\"te"));
-        assert_eq!(to_json(b" \n", 10, 10), Ok(Vec::new()));
+        assert_eq!(to_json(b" \n# only a comment\n", 10, 10), Ok(Vec::new()));
+        // Only the first document is read.
+        assert_eq!(convert("a: 1\n---\nb: [\n").unwrap(), json!({"a": 1}));
     }
 
     #[test]
-    fn aliases_expand_within_the_budget() {
+    fn json_bodies_stay_json() {
+        // A surrogate pair, which YAML parsers refuse, and an exact decimal.
+        let body = br#"{"input": {"e": "\ud83d\ude00", "n": 0.1000000000000000000001}}"#;
+        assert_eq!(to_json(body, 1 << 20, 64).unwrap(), body.to_vec());
+        assert_eq!(to_json(body, 10, 64), Err(YamlError::TooLarge));
+    }
+
+    #[test]
+    fn aliases_expand_and_anchors_may_be_redefined() {
         assert_eq!(
-            json("a: &x [1, 2]\nb: *x\n").unwrap(),
-            serde_json::json!({"a": [1, 2], "b": [1, 2]})
+            convert("a: &x [1, {b: 2}]\nc: *x\n").unwrap(),
+            json!({"a": [1, {"b": 2}], "c": [1, {"b": 2}]})
+        );
+        // The latest definition of a name wins, as in YAML and goyaml.
+        assert_eq!(
+            convert("a: &x 1\nb: &x 2\nc: &y 3\nd: *x\n").unwrap(),
+            json!({"a": 1, "b": 2, "c": 3, "d": 2})
+        );
+        assert_eq!(
+            convert("&k key: v\nother: *k\n").unwrap(),
+            json!({"key": "v", "other": "key"})
+        );
+        assert_eq!(
+            convert("a: &n 5\n*n : six\n").unwrap(),
+            json!({"a": 5, "5": "six"})
         );
     }
 
     #[test]
     fn an_alias_bomb_stops_at_the_byte_budget() {
-        // Nine levels of ten aliases: 10^9 leaves from a few hundred bytes.
-        let mut bomb = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
-        for (i, name) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().enumerate() {
-            let prev = ["a", "b", "c", "d", "e", "f", "g", "h"][i];
-            bomb.push_str(&format!(
-                "{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
-            ));
+        // Nine levels of ten aliases: 10^9 strings from about 450 bytes.
+        let mut bomb = String::from("a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for pair in names.windows(2) {
+            let (prev, name) = (pair[0], pair[1]);
+            let items = vec![format!("*{prev}"); 10].join(",");
+            bomb.push_str(&format!("{name}: &{name} [{items}]\n"));
         }
+        assert!(bomb.len() < 500);
         let started = std::time::Instant::now();
-        let result = to_json(bomb.as_bytes(), 1 << 20, 64);
-        // yaml_serde may refuse the document itself before the budget is
-        // reached; either way it is refused, never expanded.
-        assert!(result.is_err(), "{:?}", result.map(|v| v.len()));
+        assert_eq!(
+            to_json(bomb.as_bytes(), 1 << 20, 64),
+            Err(YamlError::TooLarge)
+        );
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
-        // Three levels (1000 leaves, ~7 KB of JSON) from 250 bytes: within
-        // what yaml_serde allows, stopped by the budget alone.
+        // Three levels (1000 strings) fit a 1 MiB budget, not a 4 KiB one.
         let small: String = bomb.lines().take(3).map(|l| format!("{l}\n")).collect();
-        assert!(small.len() < 300);
+        assert!(to_json(small.as_bytes(), 1 << 20, 64).unwrap().len() > 6000);
         assert_eq!(
             to_json(small.as_bytes(), 4096, 64),
             Err(YamlError::TooLarge)
         );
-        assert!(to_json(small.as_bytes(), 1 << 20, 64).unwrap().len() > 6000);
     }
 
     #[test]
-    fn depth_and_non_json_values_are_refused() {
-        let deep = format!("{}1{}", "[".repeat(70), "]".repeat(70));
-        assert!(matches!(
-            to_json(deep.as_bytes(), 1 << 20, 64),
-            Err(YamlError::Malformed(m)) if m.contains("exceeded max depth of 64")
-        ));
-        assert!(matches!(json("x: .nan"), Err(YamlError::Malformed(_))));
-        assert!(matches!(json("x: [1"), Err(YamlError::Malformed(_))));
-        assert!(matches!(json("x: *nope"), Err(YamlError::Malformed(_))));
+    fn what_has_no_json_form_is_refused() {
+        let deep = format!("x: {}1{}", "[".repeat(70), "]".repeat(70));
+        assert!(error(&deep).contains("exceeded max depth of 64"));
+        // Deeper than any stack: refused early (by the depth limit, or by
+        // the scanner's own nesting limit, which looks ahead), no recursion.
+        for deeper in ["[".repeat(1_000_000), "- ".repeat(1_000_000)] {
+            let message = error(&deeper);
+            assert!(
+                message.contains("exceeded max depth of 64") || message.contains("recursion limit"),
+                "{message}"
+            );
+        }
+        assert!(error("x: .nan").contains("has no JSON form"));
+        assert!(error("x: [1").contains("line"));
+        assert!(error("x: *nope").contains("unknown anchor"));
+        assert!(error("a: &a [1, *a]").contains("encloses it"));
+        assert!(error("base: &b {x: 1}\nc:\n  <<: *b\n").contains("merge keys"));
+        assert!(error("x: !custom 1").contains("unsupported YAML tag"));
+        assert!(error("x: !!binary aGk=").contains("unsupported YAML tag"));
+        assert!(error("x: !!int abc").contains("!!int"));
+        assert!(error("? [a]\n: b\n").contains("must be a scalar"));
+        assert!(error("a: 1\nb: [\n").contains("line"));
         assert_eq!(to_json(b"x: [1, 2, 3]", 8, 64), Err(YamlError::TooLarge));
+        assert_eq!(
+            to_json(&[b'a', b':', b' ', 0xff], 100, 64),
+            Err(YamlError::Malformed("the body is not UTF-8".into()))
+        );
     }
 }
