@@ -146,14 +146,18 @@ pub(crate) async fn handle(
             item,
             error.as_ref(),
         );
-        let item = match &logged {
-            Some(id) => decision_log::with_decision_id(item, id, false).into(),
-            None => item.clone(),
+        let spliced;
+        let item: &[u8] = match &logged {
+            Some(id) => {
+                spliced = decision_log::with_decision_id(item, id, false);
+                &spliced
+            }
+            None => item,
         };
         if failed {
-            with_status(&mut out, &item, *status);
+            with_status(&mut out, item, *status);
         } else {
-            out.extend_from_slice(&item);
+            out.extend_from_slice(item);
         }
     }
     out.extend_from_slice(b"}}\n");
