@@ -10,11 +10,19 @@
 #
 #   bash benches/load.sh                 # 3 runs of 10 s each, 32 connections
 #   RUNS=5 DURATION=20s CONNS=32 bash benches/load.sh
+#   LOGGED=1 bash benches/load.sh        # + rows with the console decision log on
+#
+# With LOGGED=1, a third Regent runs with --set decision_logs.console=true
+# and the cache on; its stderr goes through a pipe to a reader that keeps
+# only the first lines (as a container runtime reads a container's stderr).
+# It is warmed like the cached one: "allow-cached-logged" is all hits, the
+# path where the log's share of the cost is largest.
 #
 # Needs wrk (Debian: apt-get install wrk) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
+LOGGED=${LOGGED:-0}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 
@@ -46,12 +54,34 @@ start_regent() { # log-name flags...
   until curl -sf "http://$addr/health" > /dev/null; do sleep 0.001; done
   echo "$pid $addr"
 }
+# Like start_regent, but stderr goes through a pipe to a reader that keeps
+# only the first 20 lines in the log (the decision log is read and dropped).
+start_logged() { # log-name flags...
+  local log="$work/$1.log"; shift
+  ./target/release/regent run --server --addr 127.0.0.1:0 --log-level info "$@" \
+    2> >(python3 -c 'import sys
+out = open(sys.argv[1], "w")
+for n, line in enumerate(sys.stdin):
+    if n < 20:
+        out.write(line)
+        out.flush()' "$log") &
+  local pid=$!
+  until grep -q "Initializing server" "$log" 2>/dev/null; do sleep 0.001; done
+  local addr; addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$log" | head -1)
+  until curl -sf "http://$addr/health" > /dev/null; do sleep 0.001; done
+  echo "$pid $addr"
+}
 start=$(now_ms)
 read -r regent_pid regent_addr < <(start_regent uncached --disable-decision-cache)
 ready_ms=$(( $(now_ms) - start ))
 pids+=("$regent_pid")
 read -r cached_pid cached_addr < <(start_regent cached)
 pids+=("$cached_pid")
+
+if [ "$LOGGED" = 1 ]; then
+  read -r logged_pid logged_addr < <(start_logged logged --set decision_logs.console=true)
+  pids+=("$logged_pid")
+fi
 
 ./target/release/examples/bare_server > "$work/bare.log" &
 pids+=("$!")
@@ -67,12 +97,14 @@ load() { # name url bodies
 # Warm the cached instance: every body once (a miss each), then measure hits.
 DURATION=5s load "$cached_addr" "$work/allow.txt" warm > /dev/null
 DURATION=5s load "$cached_addr" "$work/filter.txt" warm > /dev/null
+if [ "$LOGGED" = 1 ]; then DURATION=5s load "$logged_addr" "$work/allow.txt" warm > /dev/null; fi
 for run in $(seq "$RUNS"); do
   load "$bare_addr" "$work/allow.txt" bare
   load "$regent_addr" "$work/allow.txt" allow
   load "$regent_addr" "$work/filter.txt" filter
   load "$cached_addr" "$work/allow.txt" allow-cached
   load "$cached_addr" "$work/filter.txt" filter-cached
+  if [ "$LOGGED" = 1 ]; then load "$logged_addr" "$work/allow.txt" allow-cached-logged; fi
 done > "$work/results.txt"
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$regent_pid/status")
 warm_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
@@ -95,7 +127,9 @@ for line in open(sys.argv[1]):
 med = lambda xs: statistics.median(xs)
 bare = med([r[0] for r in rows["bare"]])
 print(f"{'target':13} {'req/s':>10} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} non-2xx  (medians of {len(rows['bare'])} runs)")
-for name in ("bare", "allow", "filter", "allow-cached", "filter-cached"):
+for name in ("bare", "allow", "filter", "allow-cached", "filter-cached", "allow-cached-logged"):
+    if name not in rows:
+        continue
     r = rows[name]
     rps = med([x[0] for x in r])
     print(f"{name:13} {rps:10.0f} {rps / bare:6.2f} {med([x[1] for x in r]):7.3f} {med([x[2] for x in r]):7.3f} {sum(x[3] for x in r)}")
