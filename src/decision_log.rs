@@ -11,13 +11,19 @@
 //! line is filed under. Requests rejected before evaluation (malformed input)
 //! are not decisions and are not logged, as in OPA.
 //!
-//! Disabled (the default), it costs one branch per request.
+//! Lines are rendered on the request's thread and written by the log's own
+//! thread, as many per `write` as are queued (under load one system call
+//! carries many lines); a full queue makes requests wait rather than drop
+//! lines. Dropping the last handle drains the queue. Disabled (the
+//! default), the log costs one branch per request.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -31,6 +37,41 @@ pub struct DecisionLog(Option<Arc<Console>>);
 struct Console {
     labels: BTreeMap<String, String>,
     requests: AtomicU64,
+    /// Lines to the writer thread; `None` only while dropping.
+    lines: Option<SyncSender<Vec<u8>>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// Lines waiting for the writer; a request blocks when it is full (the log
+/// slows decisions down rather than dropping lines, as OPA's does).
+const QUEUE: usize = 4096;
+
+impl Drop for Console {
+    /// Lets the writer drain what is queued, then waits for it.
+    fn drop(&mut self) {
+        drop(self.lines.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Writes queued lines to stderr, as many per `write` as are waiting: under
+/// load one system call carries many lines; an idle log writes at once.
+fn write_lines(lines: Receiver<Vec<u8>>) {
+    let mut batch = Vec::with_capacity(64 << 10);
+    while let Ok(line) = lines.recv() {
+        batch.extend_from_slice(&line);
+        while batch.len() < (1 << 20) {
+            match lines.try_recv() {
+                Ok(line) => batch.extend_from_slice(&line),
+                Err(_) => break,
+            }
+        }
+        // A closed stderr drops the lines: logging never fails a decision.
+        let _ = std::io::stderr().lock().write_all(&batch);
+        batch.clear();
+    }
 }
 
 /// One logged decision; borrowed from the request being answered.
@@ -54,9 +95,16 @@ impl DecisionLog {
     /// Logs to stderr, with `labels` (OPA's `id`, `version` and the
     /// configured ones) on every line.
     pub fn console(labels: BTreeMap<String, String>) -> DecisionLog {
+        let (lines, queued) = sync_channel(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("decision-log".into())
+            .spawn(move || write_lines(queued))
+            .ok();
         DecisionLog(Some(Arc::new(Console {
             labels,
             requests: AtomicU64::new(0),
+            lines: writer.is_some().then_some(lines),
+            writer,
         })))
     }
 
@@ -76,13 +124,20 @@ impl DecisionLog {
             .map_or(0, |c| c.requests.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
-    /// Writes `record` as one line to stderr. A line that cannot be written
-    /// (stderr closed) is dropped: logging never fails a decision.
+    /// Queues `record` as one line for stderr (written by the log's own
+    /// thread). Without that thread (it could not start), writes it here.
     pub fn log(&self, record: &Record<'_>) {
         let Some(console) = &self.0 else { return };
         let mut line = render(record, &console.labels, chrono::Utc::now());
         line.push(b'\n');
-        let _ = std::io::stderr().lock().write_all(&line);
+        match &console.lines {
+            Some(lines) => {
+                let _ = lines.send(line);
+            }
+            None => {
+                let _ = std::io::stderr().lock().write_all(&line);
+            }
+        }
     }
 }
 
@@ -162,7 +217,7 @@ fn render(
             .map(|a| a.to_string())
             .unwrap_or_default(),
         result: record.result.and_then(raw),
-        time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        time: format!("{}Z", seconds(now)),
         timestamp: rfc3339_nano(now),
         kind: "openpolicyagent.org/decision_logs",
     };
@@ -176,33 +231,50 @@ fn raw(text: &str) -> Option<Box<RawValue>> {
 }
 
 /// Removes the whitespace between JSON tokens, leaving strings untouched.
+/// Works on bytes: JSON whitespace, quotes and backslashes are ASCII, and
+/// the bytes of a multi-byte UTF-8 character are never ASCII.
 fn compact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+    let mut out = Vec::with_capacity(text.len());
     let mut in_string = false;
     let mut escaped = false;
-    for c in text.chars() {
+    for &b in text.as_bytes() {
         if in_string {
-            out.push(c);
+            out.push(b);
             if escaped {
                 escaped = false;
-            } else if c == '\\' {
+            } else if b == b'\\' {
                 escaped = true;
-            } else if c == '"' {
+            } else if b == b'"' {
                 in_string = false;
             }
-        } else if c == '"' {
+        } else if b == b'"' {
             in_string = true;
-            out.push(c);
-        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
-            out.push(c);
+            out.push(b);
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push(b);
         }
     }
-    out
+    // Only ASCII bytes were dropped, so what remains is still UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `2006-01-02T15:04:05`, in UTC.
+fn seconds(now: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        now.year(),
+        now.month(),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
 }
 
 /// Go's `time.RFC3339Nano` in UTC: nanoseconds with trailing zeros dropped.
 fn rfc3339_nano(now: chrono::DateTime<chrono::Utc>) -> String {
-    let base = now.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let base = seconds(now);
     let nanos = now.timestamp_subsec_nanos();
     if nanos == 0 {
         return format!("{base}Z");
@@ -305,6 +377,10 @@ mod tests {
 
     #[test]
     fn compact_removes_whitespace_outside_strings_only() {
+        assert_eq!(
+            compact("{ \"é \" : [ \"\u{1F600}\" ] }"),
+            "{\"é \":[\"\u{1F600}\"]}"
+        );
         assert_eq!(
             compact("{\n  \"a b\": [1, 2],\t\"c\\\" d\": \" \\\\\" }\r\n"),
             "{\"a b\":[1,2],\"c\\\" d\":\" \\\\\"}"

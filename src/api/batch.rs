@@ -146,13 +146,15 @@ pub(crate) async fn handle(
             item,
             error.as_ref(),
         );
+        // As on /v1/data, an error answer carries no decision id (its
+        // decision is logged with the error).
         let spliced;
         let item: &[u8] = match &logged {
-            Some(id) => {
+            Some(id) if *status == StatusCode::OK => {
                 spliced = decision_log::with_decision_id(item, id, false);
                 &spliced
             }
-            None => item,
+            _ => item,
         };
         if failed {
             with_status(&mut out, item, *status);
