@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -39,12 +39,16 @@ struct Console {
     requests: AtomicU64,
     /// Lines to the writer thread; `None` only while dropping.
     lines: Option<SyncSender<Vec<u8>>>,
+    /// Bytes queued and not yet written (shared with the writer).
+    queued: Arc<AtomicUsize>,
     writer: Option<JoinHandle<()>>,
 }
 
-/// Lines waiting for the writer; a request blocks when it is full (the log
-/// slows decisions down rather than dropping lines, as OPA's does).
+/// Lines, and bytes, waiting for the writer; a request waits while either
+/// is full (the log slows decisions down rather than dropping lines, as
+/// OPA's does). A line carries the whole input, hence the byte bound.
 const QUEUE: usize = 4096;
+const QUEUE_BYTES: usize = 64 << 20;
 
 impl Drop for Console {
     /// Lets the writer drain what is queued, then waits for it.
@@ -58,7 +62,7 @@ impl Drop for Console {
 
 /// Writes queued lines to stderr, as many per `write` as are waiting: under
 /// load one system call carries many lines; an idle log writes at once.
-fn write_lines(lines: Receiver<Vec<u8>>) {
+fn write_lines(lines: Receiver<Vec<u8>>, queued: Arc<AtomicUsize>) {
     let mut batch = Vec::with_capacity(64 << 10);
     while let Ok(line) = lines.recv() {
         batch.extend_from_slice(&line);
@@ -70,7 +74,11 @@ fn write_lines(lines: Receiver<Vec<u8>>) {
         }
         // A closed stderr drops the lines: logging never fails a decision.
         let _ = std::io::stderr().lock().write_all(&batch);
+        queued.fetch_sub(batch.len(), Ordering::AcqRel);
         batch.clear();
+        if batch.capacity() > 4 << 20 {
+            batch = Vec::with_capacity(64 << 10); // one huge line: let it go
+        }
     }
 }
 
@@ -95,15 +103,18 @@ impl DecisionLog {
     /// Logs to stderr, with `labels` (OPA's `id`, `version` and the
     /// configured ones) on every line.
     pub fn console(labels: BTreeMap<String, String>) -> DecisionLog {
-        let (lines, queued) = sync_channel(QUEUE);
+        let (lines, receiver) = sync_channel(QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&queued);
         let writer = std::thread::Builder::new()
             .name("decision-log".into())
-            .spawn(move || write_lines(queued))
+            .spawn(move || write_lines(receiver, counter))
             .ok();
         DecisionLog(Some(Arc::new(Console {
             labels,
             requests: AtomicU64::new(0),
             lines: writer.is_some().then_some(lines),
+            queued,
             writer,
         })))
     }
@@ -132,7 +143,16 @@ impl DecisionLog {
         line.push(b'\n');
         match &console.lines {
             Some(lines) => {
-                let _ = lines.send(line);
+                // Wait for room (a line larger than the bound waits for an
+                // empty queue). The writer only ever lowers the count.
+                let queued = &console.queued;
+                while queued.load(Ordering::Acquire) > QUEUE_BYTES.saturating_sub(line.len()) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                queued.fetch_add(line.len(), Ordering::AcqRel);
+                if lines.send(line).is_err() {
+                    queued.store(0, Ordering::Release);
+                }
             }
             None => {
                 let _ = std::io::stderr().lock().write_all(&line);

@@ -115,6 +115,10 @@ pub async fn read_input(
              (--max-decompressed-body-bytes)",
             limits.max_decompressed_bytes
         ))),
+        Err(YamlError::TooLong) => Err(ApiError::TooLarge(format!(
+            "{context}{TOO_LARGE}: YAML bodies are limited to {} bytes (JSON bodies are not)",
+            yaml::MAX_YAML_BYTES
+        ))),
     }
 }
 

@@ -30,6 +30,13 @@ use scalar::{core_suffix, resolve, tag_text, Scalar};
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::TScalarStyle;
 
+/// The largest YAML body converted (a JSON body sent as YAML is not bound
+/// by it). yaml-rust2 reads a whole flow collection (`[...]`, `{...}`) ahead
+/// before its first event, at ~100-200 bytes of memory per byte of YAML, so
+/// the output budget alone would not bound memory: a YAML body is capped
+/// before parsing. Inputs are small; large ones can be sent as JSON.
+pub const MAX_YAML_BYTES: usize = 256 << 10;
+
 /// Why a YAML body was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum YamlError {
@@ -37,6 +44,8 @@ pub enum YamlError {
     Malformed(String),
     /// The JSON it stands for is over the byte budget.
     TooLarge,
+    /// The YAML itself is over [`MAX_YAML_BYTES`].
+    TooLong,
 }
 
 /// The JSON text of the first YAML document in `body` (empty when there is
@@ -49,6 +58,9 @@ pub fn to_json(body: &[u8], max_bytes: usize, max_depth: usize) -> Result<Vec<u8
         } else {
             Ok(body.to_vec())
         };
+    }
+    if body.len() > MAX_YAML_BYTES {
+        return Err(YamlError::TooLong);
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| YamlError::Malformed("the body is not UTF-8".into()))?;
@@ -128,8 +140,10 @@ impl Converter<'_> {
                 break;
             }
         }
-        // The root node is complete; the rest of its document must parse.
-        // Later documents are not read.
+        // The root node is complete. yaml-rust2 ends the document there
+        // whatever follows (`[1] ]` is read as `[1]`, as goyaml v2 reads
+        // it); at most one more token is scanned and later documents are
+        // never parsed.
         match self.parser.next_token() {
             Ok((Event::DocumentEnd | Event::StreamEnd, _)) => Ok(self.out),
             Ok((_, mark)) => malformed(format!(
@@ -223,7 +237,8 @@ impl Converter<'_> {
             return malformed("unbalanced YAML events".into());
         };
         self.write(if frame.mapping { b"}" } else { b"]" })?;
-        if frame.anchor > 0 {
+        // The root's copy could never be used: no alias can follow it.
+        if frame.anchor > 0 && !self.frames.is_empty() {
             let json = self.out[frame.start..].to_vec();
             self.keep(json.len())?;
             self.anchors.insert(frame.anchor, Anchor::Node(json));
@@ -408,7 +423,7 @@ mod tests {
         assert!(error(&deep).contains("exceeded max depth of 64"));
         // Deeper than any stack: refused early (by the depth limit, or by
         // the scanner's own nesting limit, which looks ahead), no recursion.
-        for deeper in ["[".repeat(1_000_000), "- ".repeat(1_000_000)] {
+        for deeper in ["[".repeat(200_000), "- ".repeat(100_000)] {
             let message = error(&deeper);
             assert!(
                 message.contains("exceeded max depth of 64") || message.contains("recursion limit"),
@@ -426,6 +441,14 @@ mod tests {
         assert!(error("? [a]\n: b\n").contains("must be a scalar"));
         assert!(error("a: 1\nb: [\n").contains("line"));
         assert_eq!(to_json(b"x: [1, 2, 3]", 8, 64), Err(YamlError::TooLarge));
+        let long = format!("x: [{}]", "1,".repeat(MAX_YAML_BYTES / 2));
+        assert_eq!(
+            to_json(long.as_bytes(), usize::MAX, 64),
+            Err(YamlError::TooLong)
+        );
+        // An anchored root is not kept: it fits a budget of its own size.
+        let root = b"&r [1, 2, 3]";
+        assert_eq!(to_json(root, 7, 64).unwrap(), b"[1,2,3]".to_vec());
         assert_eq!(
             to_json(&[b'a', b':', b' ', 0xff], 100, 64),
             Err(YamlError::Malformed("the body is not UTF-8".into()))

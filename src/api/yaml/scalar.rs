@@ -26,14 +26,18 @@ impl Scalar {
         })
     }
 
-    /// The text of the scalar as a JSON object key.
+    /// The text of the scalar as a JSON object key, as sigs.k8s.io/yaml
+    /// writes keys: strings, booleans and `int64` keys are taken; a null or
+    /// `uint64`-only key is refused there too. Float keys are refused here
+    /// (OPA writes them with float32 `%g` digits, which Regent does not copy).
     pub(super) fn key_text(&self) -> Result<String, YamlError> {
         Ok(match self {
-            Scalar::Null => "null".into(),
             Scalar::Bool(b) => b.to_string(),
-            Scalar::Int(n) => n.to_string(),
-            Scalar::Float(f) => float_text(*f)?,
+            Scalar::Int(n) if i64::try_from(*n).is_ok() => n.to_string(),
             Scalar::Str(s) => s.clone(),
+            Scalar::Null | Scalar::Int(_) | Scalar::Float(_) => {
+                return malformed(format!("unsupported mapping key {:?}", self.json()?));
+            }
         })
     }
 }
@@ -45,7 +49,8 @@ fn float_text(f: f64) -> Result<String, YamlError> {
         return malformed(format!("{f} has no JSON form"));
     }
     if f.fract() == 0.0 && f.abs() < 1e21 {
-        return Ok(format!("{f:.0}"));
+        // Shortest digits, no exponent: Go's 'f' with precision -1.
+        return Ok(format!("{f}"));
     }
     serde_json::to_string(&f).map_err(|e| YamlError::Malformed(e.to_string()))
 }
@@ -109,19 +114,24 @@ fn resolve_plain(s: &str) -> Result<Scalar, YamlError> {
                 return Ok(Scalar::Int(n));
             }
             if yaml_style_float(&plain) {
-                if let Ok(f) = plain.parse::<f64>() {
+                // Go's ParseFloat fails on overflow (`1e400`): a string then.
+                if let Ok(Some(f)) = plain.parse::<f64>().map(finite) {
                     return Ok(Scalar::Float(f));
                 }
             }
         }
         b'.' if yaml_style_float(s) => {
-            if let Ok(f) = s.parse::<f64>() {
+            if let Ok(Some(f)) = s.parse::<f64>().map(finite) {
                 return Ok(Scalar::Float(f));
             }
         }
         _ => {}
     }
     Ok(Scalar::Str(s.to_string()))
+}
+
+fn finite(f: f64) -> Option<f64> {
+    f.is_finite().then_some(f)
 }
 
 /// Go's `strconv.ParseInt(s, 0, 64)`, else `ParseUint(s, 0, 64)`: an
@@ -236,12 +246,33 @@ mod tests {
                 json!(["1", 7, 2, true, null]),
             ),
             (
-                "{1: a, true: b, ~: c, 1.5: d}",
-                json!({"1": "a", "true": "b", "null": "c", "1.5": "d"}),
+                "{1: a, true: b, -2: c}",
+                json!({"1": "a", "true": "b", "-2": "c"}),
+            ),
+            // Overflow stays a string, as Go's ParseFloat fails on it; whole
+            // floats print Go's shortest digits.
+            (
+                "- 1e400\n- 1e20\n- 18446744073709551615.0\n",
+                json!(["1e400", 1e20, 18446744073709552000.0]),
             ),
         ];
         for (yaml, expected) in cases {
             assert_eq!(convert(yaml), expected, "{yaml}");
+        }
+        let json =
+            |yaml: &str| String::from_utf8(to_json(yaml.as_bytes(), 1 << 20, 64).unwrap()).unwrap();
+        assert_eq!(
+            json("- 18446744073709551615.0\n- 1e20\n"),
+            "[18446744073709552000,100000000000000000000]"
+        );
+        // Keys OPA refuses (sigs.k8s.io/yaml: unsupported map key), and
+        // float keys, whose float32 digits Regent does not copy.
+        for key in ["~", "18446744073709551615", "1.5"] {
+            let err = to_json(format!("{{{key}: x}}").as_bytes(), 1 << 20, 64);
+            assert!(
+                matches!(err, Err(super::YamlError::Malformed(ref m)) if m.contains("unsupported mapping key")),
+                "{key}: {err:?}"
+            );
         }
     }
 }
