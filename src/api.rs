@@ -1,11 +1,13 @@
 //! OPA's REST routes: `/v1/data`, `/v0/data`, `POST /`, `/health`,
 //! `/v1/policies`. This is the request path: it reads the current snapshot
 //! (never waiting on a reload), parses the input, evaluates, and encodes the
-//! answer. Every failure is an [`ApiError`], mapped to HTTP in `error.rs`.
+//! answer; with the decision log on, each decision is logged (`logged.rs`).
+//! Every failure is an [`ApiError`], mapped to HTTP in `error.rs`.
 
 pub mod batch;
 pub mod body;
 pub mod error;
+mod logged;
 pub mod wire;
 pub mod yaml;
 
@@ -26,12 +28,12 @@ pub use error::ApiError;
 use wire::{DataResponse, Params, Provenance};
 
 use crate::cache::{DecisionCache, Key, RequestKind};
-use crate::decision_log;
 use crate::decision_log::DecisionLog;
 use crate::metrics::Metrics;
 use crate::policy::data_write::{DataWrite, DataWriteError};
 use crate::policy::store::{PolicyStore, WriteError};
-use crate::policy::{DataPath, EvalError, EvalOptions, Outcome, Snapshot, SnapshotHandle};
+use crate::policy::{DataPath, EvalOptions, Outcome, Snapshot, SnapshotHandle};
+use logged::{Answer, Input, Logged};
 
 /// What every handler needs, cheap to clone: one per connection.
 #[derive(Clone)]
@@ -212,25 +214,23 @@ async fn v1_data(
         None
     };
     let snapshot = state.snapshots.load();
-    // Metrics are built only when the decision log is on.
-    type Timers<'t> = &'t dyn Fn() -> BTreeMap<&'static str, u64>;
-    let logged = |answer: Option<&[u8]>, error: Option<&EvalError>, metrics: Timers<'_>| {
-        if !state.decision_log.enabled() {
-            return None;
-        }
-        let input = match &body {
-            Some(body) => decision_log::input_of_body(body),
-            None => params.input.as_deref(),
-        };
-        let result = answer.and_then(decision_log::result_of_answer);
-        Logged::new(state, &snapshot, path, caller, input).write(result, error, metrics())
+    let logged = Logged {
+        state,
+        snapshot: &snapshot,
+        path,
+        caller,
+        input: match (&body, &params.input) {
+            (Some(body), _) => Input::Body(body),
+            (None, Some(text)) => Input::Raw(text),
+            (None, None) => Input::None,
+        },
     };
     let key = cache_key(state, &snapshot, path, params, body.as_deref());
     if let Some(key) = &key {
         if let Some(cached) = state.cache.get(key) {
             state.metrics.cache_hits.inc();
-            let answer = match logged(Some(&cached), None, &|| handler_metrics(caller)) {
-                Some(id) => decision_log::with_decision_id(&cached, &id, params.pretty).into(),
+            let answer = match logged.write(Answer::Wrapped(&cached), None, None).await {
+                Some(id) => logged::with_decision_id(&cached, &id, params.pretty).into(),
                 None => cached,
             };
             return Ok(decision_response(answer, "hit"));
@@ -262,7 +262,8 @@ async fn v1_data(
     let eval_started = Instant::now();
     let evaluated = snapshot.evaluate(path, input, eval_options(params));
     let eval_ns = eval_started.elapsed().as_nanos() as u64;
-    let timers = |caller: Caller| {
+    // The timers, for `?metrics` and the decision log: built once, if asked.
+    let timers = (params.metrics || params.instrument || state.decision_log.enabled()).then(|| {
         BTreeMap::from([
             ("timer_rego_input_parse_ns", parse_ns),
             ("timer_rego_query_eval_ns", eval_ns),
@@ -271,11 +272,13 @@ async fn v1_data(
                 caller.started.elapsed().as_nanos() as u64,
             ),
         ])
-    };
+    });
     let outcome = match evaluated {
         Ok(outcome) => outcome,
         Err(err) => {
-            logged(None, Some(&err), &|| timers(caller));
+            logged
+                .write(Answer::None, Some(&err), timers.as_ref())
+                .await;
             return Err(err.into());
         }
     };
@@ -292,7 +295,9 @@ async fn v1_data(
             build_hostname: "",
             revision: snapshot.revision(),
         }),
-        metrics: (params.metrics || params.instrument).then(|| timers(caller)),
+        metrics: timers
+            .as_ref()
+            .filter(|_| params.metrics || params.instrument),
         result,
         warning: missing_input.then_some(wire::MISSING_INPUT),
     };
@@ -304,68 +309,14 @@ async fn v1_data(
         }
         None => "bypass",
     };
-    let answer = match logged(Some(&bytes), None, &|| timers(caller)) {
-        Some(id) => decision_log::with_decision_id(&bytes, &id, params.pretty).into(),
+    let answer = match logged
+        .write(Answer::Wrapped(&bytes), None, timers.as_ref())
+        .await
+    {
+        Some(id) => logged::with_decision_id(&bytes, &id, params.pretty).into(),
         None => bytes,
     };
     Ok(decision_response(answer, status))
-}
-
-fn handler_metrics(caller: Caller) -> BTreeMap<&'static str, u64> {
-    BTreeMap::from([(
-        "timer_server_handler_ns",
-        caller.started.elapsed().as_nanos() as u64,
-    )])
-}
-
-/// One decision about to be written to the decision log.
-struct Logged<'a> {
-    state: &'a AppState,
-    snapshot: &'a Snapshot,
-    path: &'a DataPath,
-    caller: Caller,
-    input: Option<&'a str>,
-}
-
-impl<'a> Logged<'a> {
-    fn new(
-        state: &'a AppState,
-        snapshot: &'a Snapshot,
-        path: &'a DataPath,
-        caller: Caller,
-        input: Option<&'a str>,
-    ) -> Logged<'a> {
-        Logged {
-            state,
-            snapshot,
-            path,
-            caller,
-            input,
-        }
-    }
-
-    /// Logs the decision when the decision log is on; returns its id.
-    fn write(
-        &self,
-        result: Option<&str>,
-        error: Option<&EvalError>,
-        metrics: BTreeMap<&'static str, u64>,
-    ) -> Option<String> {
-        let id = self.state.decision_log.decision_id()?;
-        let path = self.path.segments().join("/");
-        self.state.decision_log.log(&decision_log::Record {
-            decision_id: &id,
-            req_id: self.caller.req_id,
-            requested_by: Some(self.caller.peer),
-            path: &path,
-            bundles: self.snapshot.bundle_revisions(),
-            input: self.input,
-            result,
-            error,
-            metrics: &metrics,
-        });
-        Some(id)
-    }
 }
 
 /// The cache key of a `/v1/data` request, or `None` when its answer must not
@@ -490,25 +441,21 @@ async fn v0_data(
     })?;
     let snapshot = state.snapshots.load();
     let evaluated = snapshot.evaluate(path, Some(input), eval_options(params));
-    let logged = |result: Option<&[u8]>, error: Option<&EvalError>| {
-        if state.decision_log.enabled() {
-            let input = std::str::from_utf8(&body).ok();
-            let result = result.and_then(|r| std::str::from_utf8(r).ok());
-            Logged::new(state, &snapshot, path, caller, input).write(
-                result,
-                error,
-                handler_metrics(caller),
-            );
-        }
+    let logged = Logged {
+        state,
+        snapshot: &snapshot,
+        path,
+        caller,
+        input: std::str::from_utf8(&body).map_or(Input::None, Input::Raw),
     };
     match evaluated {
         Ok(Outcome::Defined(value)) => {
             let answer = wire::to_json(&value, params.pretty);
-            logged(Some(&answer), None);
+            logged.write(Answer::Bare(&answer), None, None).await;
             Ok(json_response(answer, false))
         }
         Ok(Outcome::Undefined) => {
-            logged(None, None);
+            logged.write(Answer::None, None, None).await;
             let what = if snapshot.evaluator().rules().covers(path) {
                 "document undefined"
             } else {
@@ -517,7 +464,7 @@ async fn v0_data(
             Err(ApiError::Undefined(format!("{what}: {path}")))
         }
         Err(err) => {
-            logged(None, Some(&err));
+            logged.write(Answer::None, Some(&err), None).await;
             Err(err.into())
         }
     }

@@ -11,22 +11,24 @@
 //! line is filed under. Requests rejected before evaluation (malformed input)
 //! are not decisions and are not logged, as in OPA.
 //!
-//! Lines are rendered on the request's thread and written by the log's own
+//! Lines are rendered on the request's task and written by the log's own
 //! thread, as many per `write` as are queued (under load one system call
-//! carries many lines); a full queue makes requests wait rather than drop
-//! lines. Dropping the last handle drains the queue. Disabled (the
-//! default), the log costs one branch per request.
+//! carries many lines); a full queue makes logged requests wait (without
+//! blocking the runtime) rather than drop lines. Dropping the last handle
+//! drains the queue. What the data API logs, and how decision ids reach its
+//! answers, is `api/logged.rs`. Disabled (the default), the log costs one
+//! branch per request.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::policy::{EvalError, Location};
 
@@ -37,18 +39,20 @@ pub struct DecisionLog(Option<Arc<Console>>);
 struct Console {
     labels: BTreeMap<String, String>,
     requests: AtomicU64,
-    /// Lines to the writer thread; `None` only while dropping.
-    lines: Option<SyncSender<Vec<u8>>>,
-    /// Bytes queued and not yet written (shared with the writer).
-    queued: Arc<AtomicUsize>,
+    /// Lines (and the byte permits they hold) to the writer thread; `None`
+    /// only while dropping.
+    lines: Option<mpsc::Sender<(Vec<u8>, u32)>>,
+    /// Bytes that may still be queued.
+    room: Arc<Semaphore>,
     writer: Option<JoinHandle<()>>,
 }
 
-/// Lines, and bytes, waiting for the writer; a request waits while either
-/// is full (the log slows decisions down rather than dropping lines, as
-/// OPA's does). A line carries the whole input, hence the byte bound.
+/// Lines, and bytes, waiting for the writer; a request waits (asynchronously:
+/// the runtime's threads keep serving, `/health` included) while either is
+/// full, so the log slows logged decisions down rather than dropping lines,
+/// as OPA's does. A line carries the whole input, hence the byte bound.
 const QUEUE: usize = 4096;
-const QUEUE_BYTES: usize = 64 << 20;
+const QUEUE_BYTES: u32 = 64 << 20;
 
 impl Drop for Console {
     /// Lets the writer drain what is queued, then waits for it.
@@ -62,19 +66,23 @@ impl Drop for Console {
 
 /// Writes queued lines to stderr, as many per `write` as are waiting: under
 /// load one system call carries many lines; an idle log writes at once.
-fn write_lines(lines: Receiver<Vec<u8>>, queued: Arc<AtomicUsize>) {
+fn write_lines(mut lines: mpsc::Receiver<(Vec<u8>, u32)>, room: Arc<Semaphore>) {
     let mut batch = Vec::with_capacity(64 << 10);
-    while let Ok(line) = lines.recv() {
+    while let Some((line, permits)) = lines.blocking_recv() {
         batch.extend_from_slice(&line);
+        let mut held = permits as usize;
         while batch.len() < (1 << 20) {
             match lines.try_recv() {
-                Ok(line) => batch.extend_from_slice(&line),
+                Ok((line, permits)) => {
+                    batch.extend_from_slice(&line);
+                    held += permits as usize;
+                }
                 Err(_) => break,
             }
         }
         // A closed stderr drops the lines: logging never fails a decision.
         let _ = std::io::stderr().lock().write_all(&batch);
-        queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        room.add_permits(held);
         batch.clear();
         if batch.capacity() > 4 << 20 {
             batch = Vec::with_capacity(64 << 10); // one huge line: let it go
@@ -103,18 +111,18 @@ impl DecisionLog {
     /// Logs to stderr, with `labels` (OPA's `id`, `version` and the
     /// configured ones) on every line.
     pub fn console(labels: BTreeMap<String, String>) -> DecisionLog {
-        let (lines, receiver) = sync_channel(QUEUE);
-        let queued = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&queued);
+        let (lines, receiver) = mpsc::channel(QUEUE);
+        let room = Arc::new(Semaphore::new(QUEUE_BYTES as usize));
+        let writer_room = Arc::clone(&room);
         let writer = std::thread::Builder::new()
             .name("decision-log".into())
-            .spawn(move || write_lines(receiver, counter))
+            .spawn(move || write_lines(receiver, writer_room))
             .ok();
         DecisionLog(Some(Arc::new(Console {
             labels,
             requests: AtomicU64::new(0),
             lines: writer.is_some().then_some(lines),
-            queued,
+            room,
             writer,
         })))
     }
@@ -135,28 +143,33 @@ impl DecisionLog {
             .map_or(0, |c| c.requests.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
-    /// Queues `record` as one line for stderr (written by the log's own
-    /// thread). Without that thread (it could not start), writes it here.
-    pub fn log(&self, record: &Record<'_>) {
-        let Some(console) = &self.0 else { return };
+    /// `record` as one line (with its newline), or `None` when disabled.
+    pub fn line(&self, record: &Record<'_>) -> Option<Vec<u8>> {
+        let console = self.0.as_ref()?;
         let mut line = render(record, &console.labels, chrono::Utc::now());
         line.push(b'\n');
-        match &console.lines {
-            Some(lines) => {
-                // Wait for room (a line larger than the bound waits for an
-                // empty queue). The writer only ever lowers the count.
-                let queued = &console.queued;
-                while queued.load(Ordering::Acquire) > QUEUE_BYTES.saturating_sub(line.len()) {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                queued.fetch_add(line.len(), Ordering::AcqRel);
-                if lines.send(line).is_err() {
-                    queued.store(0, Ordering::Release);
-                }
-            }
-            None => {
-                let _ = std::io::stderr().lock().write_all(&line);
-            }
+        Some(line)
+    }
+
+    /// Queues `line` for stderr, written by the log's own thread; waits
+    /// while the queue is full. Without that thread (it could not start),
+    /// writes the line here.
+    pub async fn write(&self, line: Vec<u8>) {
+        let Some(console) = &self.0 else { return };
+        let Some(lines) = &console.lines else {
+            let _ = std::io::stderr().lock().write_all(&line);
+            return;
+        };
+        // A line over the byte bound waits for the whole bound.
+        let permits = u32::try_from(line.len())
+            .unwrap_or(u32::MAX)
+            .min(QUEUE_BYTES);
+        match console.room.acquire_many(permits).await {
+            Ok(permit) => permit.forget(), // the writer gives them back
+            Err(_) => return,              // closed: only while dropping
+        }
+        if lines.send((line, permits)).await.is_err() {
+            console.room.add_permits(permits as usize);
         }
     }
 }
@@ -303,97 +316,10 @@ fn rfc3339_nano(now: chrono::DateTime<chrono::Utc>) -> String {
     format!("{base}.{}Z", fraction.trim_end_matches('0'))
 }
 
-/// The `input` member of a `/v1/data` request body, as JSON text.
-pub fn input_of_body(body: &[u8]) -> Option<&str> {
-    #[derive(Deserialize)]
-    struct Body<'a> {
-        #[serde(borrow)]
-        input: Option<&'a RawValue>,
-    }
-    serde_json::from_slice::<Body<'_>>(body)
-        .ok()?
-        .input
-        .map(RawValue::get)
-}
-
-/// The `result` member of a `/v1/data` answer, as JSON text.
-pub fn result_of_answer(answer: &[u8]) -> Option<&str> {
-    #[derive(Deserialize)]
-    struct Answer<'a> {
-        #[serde(borrow)]
-        result: Option<&'a RawValue>,
-    }
-    serde_json::from_slice::<Answer<'_>>(answer)
-        .ok()?
-        .result
-        .map(RawValue::get)
-}
-
-/// `answer` (a JSON object written by Regent, indented by two spaces when
-/// `pretty`) with `"decision_id"` as its first member, where OPA puts it.
-pub fn with_decision_id(answer: &[u8], id: &str, pretty: bool) -> Vec<u8> {
-    let Some(rest) = answer.strip_prefix(b"{") else {
-        return answer.to_vec();
-    };
-    let empty = rest.starts_with(b"}");
-    let member = match (pretty, empty) {
-        (false, false) => format!("\"decision_id\":\"{id}\","),
-        (false, true) => format!("\"decision_id\":\"{id}\""),
-        (true, false) => format!("\n  \"decision_id\": \"{id}\","),
-        (true, true) => format!("\n  \"decision_id\": \"{id}\"\n"),
-    };
-    let mut out = Vec::with_capacity(answer.len() + member.len());
-    out.push(b'{');
-    out.extend_from_slice(member.as_bytes());
-    out.extend_from_slice(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::wire::to_json;
     use crate::policy::EvalErrorCode;
-
-    /// OPA's `DataResponseV1` member order.
-    #[derive(Serialize)]
-    struct Opa<'a> {
-        decision_id: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        result: Option<serde_json::Value>,
-    }
-
-    #[derive(Serialize)]
-    struct Ours {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        result: Option<serde_json::Value>,
-    }
-
-    #[test]
-    fn decision_id_is_spliced_as_opa_serializes_it() {
-        let id = "4ca636c1-55e4-417a-b1d8-4aceb67960d1";
-        for pretty in [false, true] {
-            for result in [None, Some(serde_json::json!({"a": [1, "x"]}))] {
-                let ours = to_json(
-                    &Ours {
-                        result: result.clone(),
-                    },
-                    pretty,
-                );
-                let expected = to_json(
-                    &Opa {
-                        decision_id: id,
-                        result,
-                    },
-                    pretty,
-                );
-                assert_eq!(
-                    String::from_utf8(with_decision_id(&ours, id, pretty)).unwrap(),
-                    String::from_utf8(expected).unwrap()
-                );
-            }
-        }
-    }
 
     #[test]
     fn compact_removes_whitespace_outside_strings_only() {
@@ -471,17 +397,6 @@ mod tests {
                 "type": "openpolicyagent.org/decision_logs",
             })
         );
-    }
-
-    #[test]
-    fn input_and_result_are_read_from_the_raw_bytes() {
-        assert_eq!(
-            input_of_body(br#"{"input": {"a": 1}, "x": 2}"#),
-            Some(r#"{"a": 1}"#)
-        );
-        assert_eq!(input_of_body(br#"{"x": 2}"#), None);
-        assert_eq!(result_of_answer(b"{\"result\":[true]}\n"), Some("[true]"));
-        assert_eq!(result_of_answer(b"{}\n"), None);
     }
 
     #[test]

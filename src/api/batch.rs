@@ -21,10 +21,10 @@ use regorus::Value;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::logged::{self, Answer, Input, Logged};
 use super::wire::{self, DataResponse, Params};
-use super::{body, cache_flags, eval_options, handler_metrics, ApiError, AppState, Caller, Logged};
+use super::{body, cache_flags, eval_options, ApiError, AppState, Caller};
 use crate::cache::{Key, RequestKind};
-use crate::decision_log;
 use crate::policy::{DataPath, EvalError, EvalOptions, Outcome, Snapshot};
 
 /// Distinct items below this count are evaluated on the request's own task.
@@ -122,6 +122,20 @@ pub(crate) async fn handle(
         a.as_ref()
             .is_some_and(|(status, _, _)| *status != StatusCode::OK)
     });
+    // With the decision log on and a `common_input`, each distinct item is
+    // logged with the input it was evaluated on: the merge, as JSON text.
+    let merged: Vec<Option<String>> = match &common {
+        Some(common) if state.decision_log.enabled() => distinct
+            .iter()
+            .map(|raw| {
+                let input = wire::parse_query_input(raw).ok()?;
+                let mut text = wire::to_json(&merge(common.clone(), input), false);
+                text.pop();
+                String::from_utf8(text).ok()
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let mut out = Vec::with_capacity(16 + inputs.len() * 32);
     out.extend_from_slice(b"{\"responses\":{");
     for (i, (id, raw)) in inputs.iter().enumerate() {
@@ -132,26 +146,35 @@ pub(crate) async fn handle(
         id_json.pop(); // the newline
         out.extend_from_slice(&id_json);
         out.push(b':');
-        let Some((status, item, error)) = &answers[slot_of[raw.get()]] else {
+        let slot = slot_of[raw.get()];
+        let Some((status, item, error)) = &answers[slot] else {
             return Err(ApiError::BadRequest("batch item was not evaluated".into()));
         };
-        let logged = log_item(
-            state,
-            &snapshot,
-            path,
-            caller,
-            common.as_ref(),
-            raw.get(),
-            *status,
-            item,
-            error.as_ref(),
-        );
+        // Items rejected before evaluation are not decisions.
+        let logged = if *status == StatusCode::OK || error.is_some() {
+            let input = merged
+                .get(slot)
+                .and_then(Option::as_deref)
+                .unwrap_or(raw.get());
+            let logged = Logged {
+                state,
+                snapshot: &snapshot,
+                path,
+                caller,
+                input: Input::Raw(input),
+            };
+            logged
+                .write(Answer::Wrapped(item), error.as_ref(), None)
+                .await
+        } else {
+            None
+        };
         // As on /v1/data, an error answer carries no decision id (its
         // decision is logged with the error).
         let spliced;
         let item: &[u8] = match &logged {
             Some(id) if *status == StatusCode::OK => {
-                spliced = decision_log::with_decision_id(item, id, false);
+                spliced = logged::with_decision_id(item, id, false);
                 &spliced
             }
             _ => item,
@@ -178,39 +201,6 @@ pub(crate) async fn handle(
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
-}
-
-/// Logs one item as a decision when the decision log is on (items rejected
-/// before evaluation are not decisions); returns its decision id. The logged
-/// input is the item's input merged into `common_input`, as evaluated.
-#[allow(clippy::too_many_arguments)]
-fn log_item(
-    state: &AppState,
-    snapshot: &Snapshot,
-    path: &DataPath,
-    caller: Caller,
-    common: Option<&Value>,
-    raw: &str,
-    status: StatusCode,
-    item: &[u8],
-    error: Option<&EvalError>,
-) -> Option<String> {
-    if !state.decision_log.enabled() || (status != StatusCode::OK && error.is_none()) {
-        return None;
-    }
-    let merged = common.and_then(|common| {
-        let input = wire::parse_query_input(raw).ok()?;
-        let mut text = wire::to_json(&merge(common.clone(), input), false);
-        text.pop();
-        String::from_utf8(text).ok()
-    });
-    let input = merged.as_deref().unwrap_or(raw);
-    let result = decision_log::result_of_answer(item);
-    Logged::new(state, snapshot, path, caller, Some(input)).write(
-        result,
-        error,
-        handler_metrics(caller),
-    )
 }
 
 /// Writes `item` (a JSON object) with `"http_status_code"` as its first field.

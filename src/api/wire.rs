@@ -202,7 +202,7 @@ pub struct DataResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<BTreeMap<&'static str, u64>>,
+    pub metrics: Option<&'a BTreeMap<&'static str, u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,8 +17,9 @@
 //! `n`/`no`/`off` (in their three cases) are booleans, `~`/`null`/empty are
 //! null, integers may have `_`, `0x`, `0o`, `0b` or a leading `0` (octal);
 //! quoted scalars are strings. Refused with a clear error: merge keys (`<<`),
-//! tags other than the core ones, non-scalar mapping keys, NaN and infinities
-//! (no JSON form), aliases to an enclosing node. Timestamps stay strings
+//! tags other than the core ones, null, `uint64`, float and non-scalar
+//! mapping keys, NaN and infinities (no JSON form), aliases to an enclosing
+//! node, and YAML bodies over [`MAX_YAML_BYTES`]. Timestamps stay strings
 //! (goyaml v2 would make `2001-12-14` a time). Only the first document of a
 //! stream is read, as goyaml's `Unmarshal` does.
 

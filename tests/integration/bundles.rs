@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::bundle_service::{cvat_bundle, raw_tarball, BundleService};
-use crate::process::{http_get, Daemon};
-use crate::support::{config, http_post, path_string, regent_bin, write_tree, TestServer};
+use crate::process::Daemon;
+use crate::support::{
+    config, http_get, http_post, path_string, regent_bin, write_tree, TestServer,
+};
 
 const PROBE_V1: &str = "package cvat_probe\n\nallow if input.user == \"alice\"\n";
 const PROBE_V2: &str = "package cvat_probe\n\nallow if input.user == \"bob\"\n";

@@ -258,7 +258,7 @@ async fn yaml_bodies_are_read_as_yaml_within_the_limits() {
         message.starts_with("body contains malformed input document: "),
         "{message}"
     );
-    // The same JSON without the YAML content type is just JSON.
+    // The same YAML text without the YAML content type is read as JSON.
     let r = s
         .post("/v1/data/authz/allow", "input:\n  user: alice\n")
         .await;

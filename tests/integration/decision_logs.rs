@@ -147,10 +147,24 @@ fn every_decision_is_logged_under_the_id_its_answer_carries() {
 fn without_the_decision_log_answers_have_no_decision_id() {
     let dir = write_tree(&[("t.rego", POLICY)]);
     let daemon = Daemon::start(dir.path(), &[&path_string(dir.path())]);
-    let (_, body) = split(&http_post(
-        daemon.addr,
-        "/v1/data/t/allow",
-        r#"{"input": {"user": "alice"}}"#,
-    ));
-    assert_eq!(body, json!({"result": true}));
+    let ask = || {
+        http_post(
+            daemon.addr,
+            "/v1/data/t/allow",
+            r#"{"input": {"user": "alice"}}"#,
+        )
+    };
+    let (miss, hit) = (ask(), ask());
+    let (miss_head, miss_body) = miss.split_once("\r\n\r\n").unwrap();
+    let (hit_head, hit_body) = hit.split_once("\r\n\r\n").unwrap();
+    assert!(
+        miss_head.contains("x-regent-decision-cache: miss"),
+        "{miss_head}"
+    );
+    assert!(
+        hit_head.contains("x-regent-decision-cache: hit"),
+        "{hit_head}"
+    );
+    assert_eq!(miss_body, "{\"result\":true}\n");
+    assert_eq!(hit_body, miss_body);
 }

@@ -1,7 +1,7 @@
 //! Test support: the real server started in-process on 127.0.0.1:0 over policy
 //! files written to a temp dir, and a small HTTP/1.1 client.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -206,10 +206,22 @@ pub fn gzip(data: &[u8]) -> Bytes {
     Bytes::from(enc.finish().unwrap())
 }
 
+/// `GET path` over a fresh connection; the raw response.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// `POST path` with a JSON body over a fresh connection; the raw response
 /// (status line, headers, body).
 pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> String {
-    use std::io::Read;
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,

@@ -1,0 +1,202 @@
+//! What the data API writes to the decision log, and how a decision id
+//! reaches the answer: [`Logged`] gathers one decision's request (input,
+//! path, caller) and writes its line when the log is on; everything it reads
+//! back (the input from the body, the result from the answer) is read only
+//! then, so a disabled log costs the request path nothing.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{AppState, Caller};
+use crate::decision_log::Record;
+use crate::policy::{DataPath, EvalError, Snapshot};
+
+/// Where a decision's input is, as JSON text.
+#[derive(Clone, Copy)]
+pub(super) enum Input<'a> {
+    /// A `/v1/data` body: the input is its `input` member.
+    Body(&'a [u8]),
+    /// The input itself (`?input=`, a v0 body, a batch item).
+    Raw(&'a str),
+    None,
+}
+
+/// Where a decision's result is, as JSON text.
+#[derive(Clone, Copy)]
+pub(super) enum Answer<'a> {
+    /// A `/v1/data` answer (or batch item): the result is its `result` member.
+    Wrapped(&'a [u8]),
+    /// The document itself (v0).
+    Bare(&'a [u8]),
+    /// Undefined, or failed.
+    None,
+}
+
+/// One decision of the data API, ready to be logged.
+pub(super) struct Logged<'a> {
+    pub state: &'a AppState,
+    pub snapshot: &'a Snapshot,
+    pub path: &'a DataPath,
+    pub caller: Caller,
+    pub input: Input<'a>,
+}
+
+impl Logged<'_> {
+    /// Logs the decision when the decision log is on, and returns its id.
+    /// `metrics` are the handler's timers; without them, the handler time.
+    pub async fn write(
+        &self,
+        answer: Answer<'_>,
+        error: Option<&EvalError>,
+        metrics: Option<&BTreeMap<&'static str, u64>>,
+    ) -> Option<String> {
+        let log = &self.state.decision_log;
+        let id = log.decision_id()?;
+        let path = self.path.segments().join("/");
+        let handler;
+        let metrics = match metrics {
+            Some(metrics) => metrics,
+            None => {
+                handler = handler_metrics(self.caller);
+                &handler
+            }
+        };
+        let input = match self.input {
+            Input::Body(body) => input_of_body(body),
+            Input::Raw(text) => Some(text),
+            Input::None => None,
+        };
+        let result = match answer {
+            Answer::Wrapped(bytes) => result_of_answer(bytes),
+            Answer::Bare(bytes) => std::str::from_utf8(bytes).ok(),
+            Answer::None => None,
+        };
+        let line = log.line(&Record {
+            decision_id: &id,
+            req_id: self.caller.req_id,
+            requested_by: Some(self.caller.peer),
+            path: &path,
+            bundles: self.snapshot.bundle_revisions(),
+            input,
+            result,
+            error,
+            metrics,
+        })?;
+        log.write(line).await;
+        Some(id)
+    }
+}
+
+/// The handler's time so far, OPA's `timer_server_handler_ns`.
+pub(super) fn handler_metrics(caller: Caller) -> BTreeMap<&'static str, u64> {
+    BTreeMap::from([(
+        "timer_server_handler_ns",
+        caller.started.elapsed().as_nanos() as u64,
+    )])
+}
+
+/// The `input` member of a `/v1/data` request body, as JSON text.
+fn input_of_body(body: &[u8]) -> Option<&str> {
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        input: Option<&'a RawValue>,
+    }
+    serde_json::from_slice::<Body<'_>>(body)
+        .ok()?
+        .input
+        .map(RawValue::get)
+}
+
+/// The `result` member of a `/v1/data` answer, as JSON text.
+fn result_of_answer(answer: &[u8]) -> Option<&str> {
+    #[derive(Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        result: Option<&'a RawValue>,
+    }
+    serde_json::from_slice::<Answer<'_>>(answer)
+        .ok()?
+        .result
+        .map(RawValue::get)
+}
+
+/// `answer` (a JSON object written by Regent, indented by two spaces when
+/// `pretty`) with `"decision_id"` as its first member, where OPA puts it.
+pub(super) fn with_decision_id(answer: &[u8], id: &str, pretty: bool) -> Vec<u8> {
+    let Some(rest) = answer.strip_prefix(b"{") else {
+        return answer.to_vec();
+    };
+    let empty = rest.starts_with(b"}");
+    let member = match (pretty, empty) {
+        (false, false) => format!("\"decision_id\":\"{id}\","),
+        (false, true) => format!("\"decision_id\":\"{id}\""),
+        (true, false) => format!("\n  \"decision_id\": \"{id}\","),
+        (true, true) => format!("\n  \"decision_id\": \"{id}\"\n"),
+    };
+    let mut out = Vec::with_capacity(answer.len() + member.len());
+    out.push(b'{');
+    out.extend_from_slice(member.as_bytes());
+    out.extend_from_slice(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::wire::to_json;
+    use serde::Serialize;
+
+    /// OPA's `DataResponseV1` member order.
+    #[derive(Serialize)]
+    struct Opa<'a> {
+        decision_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<serde_json::Value>,
+    }
+
+    #[derive(Serialize)]
+    struct Ours {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<serde_json::Value>,
+    }
+
+    #[test]
+    fn decision_id_is_spliced_as_opa_serializes_it() {
+        let id = "4ca636c1-55e4-417a-b1d8-4aceb67960d1";
+        for pretty in [false, true] {
+            for result in [None, Some(serde_json::json!({"a": [1, "x"]}))] {
+                let ours = to_json(
+                    &Ours {
+                        result: result.clone(),
+                    },
+                    pretty,
+                );
+                let expected = to_json(
+                    &Opa {
+                        decision_id: id,
+                        result,
+                    },
+                    pretty,
+                );
+                assert_eq!(
+                    String::from_utf8(with_decision_id(&ours, id, pretty)).unwrap(),
+                    String::from_utf8(expected).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn input_and_result_are_read_from_the_raw_bytes() {
+        assert_eq!(
+            input_of_body(br#"{"input": {"a": 1}, "x": 2}"#),
+            Some(r#"{"a": 1}"#)
+        );
+        assert_eq!(input_of_body(br#"{"x": 2}"#), None);
+        assert_eq!(result_of_answer(b"{\"result\":[true]}\n"), Some("[true]"));
+        assert_eq!(result_of_answer(b"{}\n"), None);
+    }
+}
