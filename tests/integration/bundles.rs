@@ -132,8 +132,13 @@ fn cvat_exact_command_polls_activates_and_follows_changes() {
         allow("bob") == json!({"result": true})
     });
     assert_eq!(allow("alice"), json!({}));
+    // The bundle's status is updated just after the new snapshot is swapped
+    // in, so a request can see v2's answers a moment before its status.
+    eventually("v2 in the status", Duration::from_secs(5), || {
+        let status = body_json(&http_get(daemon.addr, "/v1/status"));
+        status["result"]["bundles"]["cvat"]["active_revision"] == "v2"
+    });
     let status = body_json(&http_get(daemon.addr, "/v1/status"));
-    assert_eq!(status["result"]["bundles"]["cvat"]["active_revision"], "v2");
     assert_eq!(status["result"]["revision"], "v2");
     assert_eq!(status_code(&http_get(daemon.addr, "/health?bundles")), 200);
 }
@@ -256,6 +261,11 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
     service.set(cvat_bundle(&[("probe.rego", PROBE_V2)]), "\"fixed\"");
     wait_async("fixed bundle", async || {
         allow(&server, "bob").await == json!({"result": true})
+    })
+    .await;
+    // The status follows the swap by a moment (see the CVAT test).
+    wait_async("fixed in the status", async || {
+        bundle_status(&server).await["active_revision"] == "fixed"
     })
     .await;
     let status = bundle_status(&server).await;
