@@ -30,6 +30,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::api::wire::Strings;
 use crate::policy::{EvalError, Location};
 
 /// The decision logger; cheap to clone (one per connection).
@@ -264,29 +265,12 @@ fn raw(text: &str) -> Option<Box<RawValue>> {
 }
 
 /// Removes the whitespace between JSON tokens, leaving strings untouched.
-/// Works on bytes: JSON whitespace, quotes and backslashes are ASCII, and
-/// the bytes of a multi-byte UTF-8 character are never ASCII.
 fn compact(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in text.as_bytes() {
-        if in_string {
-            out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-            out.push(b);
-        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            out.push(b);
-        }
-    }
+    let mut strings = Strings::default();
+    let out: Vec<u8> = text
+        .bytes()
+        .filter(|&b| !(strings.outside(b) && matches!(b, b' ' | b'\t' | b'\n' | b'\r')))
+        .collect();
     // Only ASCII bytes were dropped, so what remains is still UTF-8.
     String::from_utf8(out).unwrap_or_default()
 }

@@ -128,8 +128,7 @@ pub(crate) async fn handle(
         Some(common) if state.decision_log.enabled() => distinct
             .iter()
             .map(|raw| {
-                let input = wire::parse_query_input(raw).ok()?;
-                let mut text = wire::to_json(&merge(common.clone(), input), false);
+                let mut text = wire::to_json(&item_input(Some(common), raw).ok()?, false);
                 text.pop();
                 String::from_utf8(text).ok()
             })
@@ -265,6 +264,16 @@ async fn evaluate_all(
     Ok(out)
 }
 
+/// The input an item is evaluated on: its own input, deep-merged into
+/// `common_input` when there is one.
+fn item_input(common: Option<&Value>, raw: &str) -> Result<Value, wire::MalformedInput> {
+    let input = wire::parse_query_input(raw)?;
+    Ok(match common {
+        Some(common) => merge(common.clone(), input),
+        None => input,
+    })
+}
+
 /// One item: `{"result": ...}` (or `{}` when undefined), or an error object.
 fn evaluate_item(
     snapshot: &Snapshot,
@@ -273,15 +282,9 @@ fn evaluate_item(
     options: EvalOptions,
     raw: &str,
 ) -> ItemResult {
-    let answer = wire::parse_query_input(raw)
+    let answer = item_input(common, raw)
         .map_err(|e| ApiError::BadRequest(format!("input contains malformed document: {}", e.0)))
-        .and_then(|input| {
-            let input = match common {
-                Some(common) => merge(common.clone(), input),
-                None => input,
-            };
-            Ok(snapshot.evaluate(path, Some(input), options)?)
-        });
+        .and_then(|input| Ok(snapshot.evaluate(path, Some(input), options)?));
     match answer {
         Ok(outcome) => {
             let result = match &outcome {

@@ -145,21 +145,12 @@ pub fn parse_query_input(text: &str) -> Result<Value, MalformedInput> {
 /// once `limit` is exceeded. Strings are skipped, escapes included.
 pub fn json_depth_exceeds(body: &[u8], limit: usize) -> bool {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
+    let mut strings = Strings::default();
     for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
+        if !strings.outside(b) {
             continue;
         }
         match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > limit {
@@ -171,6 +162,40 @@ pub fn json_depth_exceeds(body: &[u8], limit: usize) -> bool {
         }
     }
     false
+}
+
+/// Follows a JSON text byte by byte and tells which bytes lie between tokens
+/// rather than in a string literal (escapes included), for scans that look
+/// at structure or whitespace only. Bytes, not chars: quotes, backslashes
+/// and JSON whitespace are ASCII, and no byte of a multi-byte UTF-8
+/// character is.
+#[derive(Default)]
+pub struct Strings {
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Whether `b`, the next byte, lies outside every string literal (a
+    /// literal's quotes belong to it).
+    #[inline]
+    pub fn outside(&mut self, b: u8) -> bool {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+            false
+        } else if b == b'"' {
+            self.in_string = true;
+            false
+        } else {
+            true
+        }
+    }
 }
 
 /// `provenance` in a data response.
