@@ -11,6 +11,7 @@ pub mod fold;
 pub mod path;
 pub mod purity;
 pub mod resolve;
+pub mod rule_index;
 pub mod source;
 pub mod store;
 pub mod watch;

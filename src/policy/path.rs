@@ -80,10 +80,7 @@ fn render_segment(out: &mut String, segment: &str) {
     if is_identifier(segment) {
         out.push('.');
         out.push_str(segment);
-    } else if !segment.is_empty()
-        && segment.bytes().all(|b| b.is_ascii_digit())
-        && segment.len() < 16
-    {
+    } else if is_index(segment) {
         out.push('[');
         out.push_str(segment);
         out.push(']');
@@ -93,6 +90,11 @@ fn render_segment(out: &mut String, segment: &str) {
         out.push_str(&serde_json::Value::String(segment.to_string()).to_string());
         out.push(']');
     }
+}
+
+/// A segment rendered as a number (`data.x[0]`), not as a string key.
+pub(crate) fn is_index(segment: &str) -> bool {
+    !segment.is_empty() && segment.len() < 16 && segment.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn is_identifier(s: &str) -> bool {

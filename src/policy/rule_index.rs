@@ -1,0 +1,291 @@
+//! The rule index of a snapshot: which documents its rules define (for the
+//! direct rule evaluation, the fast path's entry points and telling
+//! "undefined" from "missing"), which may conflict, which are impure (the
+//! decision cache), and the static prefixes of rule heads.
+
+use std::collections::HashSet;
+
+use regorus::unstable::{Expr, Rule, RuleHead};
+use regorus::Engine;
+
+use super::eval::Location;
+use super::path::DataPath;
+use super::purity::{impure_packages, ModuleText};
+
+/// The rule paths a policy set defines, for choosing the direct rule
+/// evaluation and for telling "undefined" from "missing".
+#[derive(Clone, Debug, Default)]
+pub struct RuleIndex {
+    /// Rendered paths of complete, partial set and partial object rules.
+    documents: HashSet<String>,
+    /// Segment paths of every rule (functions included).
+    heads: HashSet<Vec<String>>,
+    /// Every prefix of those paths (the root, packages, the paths themselves).
+    prefixes: HashSet<Vec<String>>,
+    /// Documents the fast path must not answer: those of modules that may
+    /// reach a complete rule with several definitions that can disagree. OPA
+    /// reports such a disagreement as `eval_conflict_error`; the RVM does not
+    /// detect it, so these stay with the interpreter.
+    conflict_prone: HashSet<String>,
+    /// Packages whose documents the decision cache must not answer
+    /// (`None`: the analysis failed, cache nothing).
+    impure: Option<Vec<Vec<String>>>,
+    /// A second `default` rule for the same document (OPA rejects these;
+    /// regorus accepts them across modules): the document and where.
+    pub(crate) duplicate_default: Option<(String, Location)>,
+}
+
+impl RuleIndex {
+    pub(crate) fn build(engine: &mut Engine) -> RuleIndex {
+        let mut index = RuleIndex::default();
+        // Per module: its package and the documents it defines.
+        let mut modules: Vec<(String, String, Vec<String>)> = Vec::new();
+        // Complete rule -> the value text of each definition (None: not a constant).
+        let mut complete: std::collections::HashMap<String, (String, Vec<Option<String>>)> =
+            Default::default();
+        let mut texts: Vec<(String, Vec<String>, String)> = Vec::new();
+        let mut defaults: HashSet<String> = HashSet::new();
+        for module in engine.get_modules().iter() {
+            let Some(package) = ref_segments(&module.package.refr) else {
+                continue;
+            };
+            let package_name = DataPath::from_segments(package.clone()).to_string();
+            let mut documents = Vec::new();
+            for rule in &module.policy {
+                let (head, is_function) = match rule.as_ref() {
+                    Rule::Spec { head, .. } => match head {
+                        RuleHead::Compr { refr, .. } | RuleHead::Set { refr, .. } => (refr, false),
+                        RuleHead::Func { refr, .. } => (refr, true),
+                    },
+                    Rule::Default { refr, args, .. } => (refr, !args.is_empty()),
+                };
+                let Some(head_segments) = ref_segments(head) else {
+                    continue;
+                };
+                let mut path = package.clone();
+                path.extend(head_segments);
+                if let Rule::Default { span, .. } = rule.as_ref() {
+                    let rendered = DataPath::from_segments(path.clone()).to_string();
+                    if !defaults.insert(rendered.clone()) && index.duplicate_default.is_none() {
+                        let location = Location {
+                            file: span.source.get_path().clone(),
+                            row: span.line,
+                            col: span.col,
+                        };
+                        index.duplicate_default = Some((rendered, location));
+                    }
+                }
+                if !is_function {
+                    let rendered = DataPath::from_segments(path.clone()).to_string();
+                    if let Rule::Spec {
+                        head: RuleHead::Compr { refr, assign, .. },
+                        ..
+                    } = rule.as_ref()
+                    {
+                        if is_static_ref(refr) {
+                            let value = match assign {
+                                None => Some("true".to_string()),
+                                Some(a) => {
+                                    is_constant(&a.value).then(|| a.value.span().text().to_string())
+                                }
+                            };
+                            complete
+                                .entry(rendered.clone())
+                                .or_insert_with(|| (package_name.clone(), Vec::new()))
+                                .1
+                                .push(value);
+                        }
+                    }
+                    index.documents.insert(rendered.clone());
+                    documents.push(rendered);
+                }
+                for end in 0..=path.len() {
+                    if !index.prefixes.contains(&path[..end]) {
+                        index.prefixes.insert(path[..end].to_vec());
+                    }
+                }
+                index.heads.insert(path);
+            }
+            let text = module.package.span.source.get_contents().clone();
+            texts.push((
+                module.package.span.source.get_path().clone(),
+                package.clone(),
+                text.clone(),
+            ));
+            modules.push((package_name, text, documents));
+        }
+        let module_texts: Vec<ModuleText> = texts
+            .iter()
+            .map(|(id, package, text)| ModuleText {
+                id,
+                package: package.clone(),
+                text,
+            })
+            .collect();
+        index.impure = impure_packages(&module_texts).ok();
+        let prone_packages: HashSet<&str> = complete
+            .values()
+            .filter(|(_, defs)| {
+                defs.len() > 1
+                    && (defs.iter().any(Option::is_none)
+                        || defs.iter().collect::<HashSet<_>>().len() > 1)
+            })
+            .map(|(package, _)| package.as_str())
+            .collect();
+        for (package, text, documents) in &modules {
+            let touches = prone_packages
+                .iter()
+                .any(|p| p == package || mentions(text, p));
+            if touches {
+                index.conflict_prone.extend(documents.iter().cloned());
+            }
+        }
+        index
+    }
+
+    /// Documents the fast path may answer.
+    pub fn fast_candidates(&self) -> Vec<String> {
+        let mut entries: Vec<String> = self
+            .documents
+            .difference(&self.conflict_prone)
+            .cloned()
+            .collect();
+        entries.sort();
+        entries
+    }
+
+    /// Whether the document at `path` is a function of input, data and policy
+    /// alone, so that its answers may be cached (see `purity.rs`).
+    pub fn cacheable(&self, path: &DataPath) -> bool {
+        let Some(impure) = &self.impure else {
+            return false;
+        };
+        let segments = path.segments();
+        !impure
+            .iter()
+            .any(|p| p.starts_with(segments) || segments.starts_with(p))
+    }
+
+    /// Whether `path` names a rule's document exactly.
+    pub fn is_rule(&self, path: &DataPath) -> bool {
+        self.documents.contains(path.as_ref_str())
+    }
+
+    /// Whether some rule defines `path`, a document above it, or one below it.
+    pub fn covers(&self, path: &DataPath) -> bool {
+        let segments = path.segments();
+        self.prefixes.contains(segments)
+            || (1..=segments.len()).any(|end| self.heads.contains(&segments[..end]))
+    }
+}
+
+/// Whether `text` refers to the package `package` (`data.p`), as `data.p.x`,
+/// `data.p[...]` or `data.p` itself.
+fn mentions(text: &str, package: &str) -> bool {
+    text.match_indices(package).any(|(i, m)| {
+        let next = text[i + m.len()..].chars().next();
+        !matches!(next, Some(c) if c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// A reference with no variable index: a complete rule's head.
+fn is_static_ref(expr: &Expr) -> bool {
+    match expr {
+        Expr::Var { .. } => true,
+        Expr::RefDot { refr, .. } => is_static_ref(refr),
+        Expr::RefBrack { refr, index, .. } => {
+            matches!(index.as_ref(), Expr::String { .. }) && is_static_ref(refr)
+        }
+        _ => false,
+    }
+}
+
+/// A scalar literal: definitions with equal constant values never conflict.
+fn is_constant(expr: &Expr) -> bool {
+    matches!(
+        expr,
+        Expr::String { .. }
+            | Expr::RawString { .. }
+            | Expr::Number { .. }
+            | Expr::Bool { .. }
+            | Expr::Null { .. }
+    )
+}
+
+/// The static prefix of a reference: `a.b["c"][x].d` -> `[a, b, c]`. What
+/// follows a non-string index is not part of a fixed path (`p[x].y := 1`
+/// defines documents below `p`, not `p.y`), so it is left out.
+pub(crate) fn ref_segments(expr: &Expr) -> Option<Vec<String>> {
+    let mut segments = Vec::new();
+    static_prefix(expr, &mut segments)?;
+    Some(segments)
+}
+
+/// Pushes the static segments of `expr`; `Some(true)` when they end at a
+/// dynamic index (and nothing further may be pushed).
+fn static_prefix(expr: &Expr, out: &mut Vec<String>) -> Option<bool> {
+    match expr {
+        Expr::Var { span, .. } => {
+            out.push(span.text().to_string());
+            Some(false)
+        }
+        Expr::RefDot { refr, field, .. } => {
+            let stopped = static_prefix(refr, out)?;
+            if !stopped {
+                out.push(field.0.text().to_string());
+            }
+            Some(stopped)
+        }
+        Expr::RefBrack { refr, index, .. } => {
+            if static_prefix(refr, out)? {
+                return Some(true);
+            }
+            match index.as_ref() {
+                Expr::String { value, .. } => {
+                    out.push(value.as_string().ok()?.to_string());
+                    Some(false)
+                }
+                _ => Some(true),
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use regorus::Value;
+
+    use super::super::eval::Evaluator;
+    use super::*;
+
+    fn rules(rego: &str) -> RuleIndex {
+        Evaluator::build([("p.rego", rego)], Value::new_object())
+            .unwrap()
+            .rules()
+            .clone()
+    }
+
+    #[test]
+    fn knows_rules_packages_and_functions() {
+        let rules = rules("package p.q\nx := 1\nf(a) := a\ns contains 1\n");
+        assert!(rules.is_rule(&DataPath::parse("p/q/x")));
+        assert!(rules.is_rule(&DataPath::parse("p/q/s")));
+        assert!(!rules.is_rule(&DataPath::parse("p/q/f")));
+        assert!(rules.covers(&DataPath::parse("p")));
+        assert!(rules.covers(&DataPath::parse("p/q/x/y")));
+        assert!(!rules.covers(&DataPath::parse("p/r")));
+    }
+
+    /// A head with a variable key defines documents below its static prefix,
+    /// whatever follows the variable.
+    #[test]
+    fn dynamic_heads_cover_everything_below_their_prefix() {
+        let rules = rules("package p\nobj[k].leaf := 1 if some k in [\"a\"]\n");
+        assert!(rules.is_rule(&DataPath::parse("p/obj")));
+        assert!(!rules.is_rule(&DataPath::parse("p/obj/leaf")));
+        assert!(rules.covers(&DataPath::parse("p/obj/a/leaf")));
+        assert!(rules.covers(&DataPath::parse("p/obj/zzz")));
+        assert!(!rules.covers(&DataPath::parse("p/other")));
+    }
+}
