@@ -377,6 +377,10 @@ struct StatusBody<'a> {
     modules: usize,
     last_error: Option<LastErrorBody>,
     bundles: std::collections::BTreeMap<String, crate::bundle::status::StatusBody>,
+    /// With decision log uploads: the last upload's error, `{}` after a
+    /// success (OPA's `decision_logs` status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision_logs: Option<crate::decision_log::UploadStatus>,
     labels: &'a std::collections::BTreeMap<String, String>,
 }
 
@@ -406,6 +410,7 @@ fn status(state: &AppState, params: &Params) -> HttpResponse {
             time_unix: unix(e.time),
         }),
         bundles: state.store.bundle_statuses().to_json(),
+        decision_logs: state.decision_log.upload_status(),
         labels: &state.labels,
     };
     json_response(wire::to_json(&ResultBody { result }, params.pretty), false)

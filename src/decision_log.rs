@@ -1,95 +1,43 @@
-//! OPA's console decision logger (`decision_logs.console: true`).
+//! OPA's decision logs: the console (`decision_logs.console: true`) and
+//! uploads to a service (`decision_logs.service`, `reporting`).
 //!
 //! Every decision the data API answers (`/v1/data`, `/v0/data`, `POST /`,
-//! and each item of a batch) is written to stderr as one JSON line shaped as
-//! OPA's console logger writes it: the `EventV1` fields (`bundles`,
-//! `decision_id`, `error`, `input`, `labels`, `metrics`, `path`, `req_id`,
-//! `requested_by`, `result`, `timestamp`) plus logrus's `level`, `msg` and
-//! `time` and `"type": "openpolicyagent.org/decision_logs"`, keys sorted as
-//! Go's encoder sorts a map. Like OPA's console logger it logs at `info`
-//! whatever `--log-level` says, and answers carry the `decision_id` their
-//! line is filed under. Requests rejected before evaluation (malformed input)
-//! are not decisions and are not logged, as in OPA.
-//!
-//! Lines are rendered on the request's task and written by the log's own
-//! thread, as many per `write` as are queued (under load one system call
-//! carries many lines); a full queue makes logged requests wait (without
-//! blocking the runtime) rather than drop lines. Dropping the last handle
-//! drains the queue. What the data API logs, and how decision ids reach its
-//! answers, is `api/logged.rs`. Disabled (the default), the log costs one
-//! branch per request.
+//! and each item of a batch) becomes one event. On the console it is one
+//! JSON line on stderr shaped as OPA's console logger writes it: the
+//! `EventV1` fields (`bundles`, `decision_id`, `error`, `input`, `labels`,
+//! `metrics`, `path`, `req_id`, `requested_by`, `result`, `timestamp`) plus
+//! logrus's `level`, `msg` and `time` and `"type":
+//! "openpolicyagent.org/decision_logs"`, keys sorted as Go's encoder sorts a
+//! map; like OPA's it logs at `info` whatever `--log-level` says
+//! (`console.rs`). For a service it is the bare `EventV1`, buffered and
+//! uploaded in gzip'd JSON arrays (`upload.rs`). Answers carry the
+//! `decision_id` their event is filed under. Requests rejected before
+//! evaluation (malformed input) are not decisions and are not logged, as in
+//! OPA. What the data API logs, and how decision ids reach its answers, is
+//! `api/logged.rs`. Disabled (the default), the log costs one branch per
+//! request.
+
+mod console;
+mod upload;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, Semaphore};
 
 use crate::api::wire::Strings;
 use crate::policy::{EvalError, Location};
+use console::Console;
+use upload::Upload;
+pub use upload::{configured_upload, UploadConfig, UploadStatus};
 
 /// The decision logger; cheap to clone (one per connection).
 #[derive(Clone, Default)]
-pub struct DecisionLog(Option<Arc<Console>>);
-
-struct Console {
-    labels: BTreeMap<String, String>,
-    requests: AtomicU64,
-    /// Lines (and the byte permits they hold) to the writer thread; `None`
-    /// only while dropping.
-    lines: Option<mpsc::Sender<(Vec<u8>, u32)>>,
-    /// Bytes that may still be queued.
-    room: Arc<Semaphore>,
-    writer: Option<JoinHandle<()>>,
-}
-
-/// Lines, and bytes, waiting for the writer; a request waits (asynchronously:
-/// the runtime's threads keep serving, `/health` included) while either is
-/// full, so the log slows logged decisions down rather than dropping lines,
-/// as OPA's does. A line carries the whole input, hence the byte bound.
-const QUEUE: usize = 4096;
-const QUEUE_BYTES: u32 = 64 << 20;
-
-impl Drop for Console {
-    /// Lets the writer drain what is queued, then waits for it.
-    fn drop(&mut self) {
-        drop(self.lines.take());
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
-    }
-}
-
-/// Writes queued lines to stderr, as many per `write` as are waiting: under
-/// load one system call carries many lines; an idle log writes at once.
-fn write_lines(mut lines: mpsc::Receiver<(Vec<u8>, u32)>, room: Arc<Semaphore>) {
-    let mut batch = Vec::with_capacity(64 << 10);
-    while let Some((line, permits)) = lines.blocking_recv() {
-        batch.extend_from_slice(&line);
-        let mut held = permits as usize;
-        while batch.len() < (1 << 20) {
-            match lines.try_recv() {
-                Ok((line, permits)) => {
-                    batch.extend_from_slice(&line);
-                    held += permits as usize;
-                }
-                Err(_) => break,
-            }
-        }
-        // A closed stderr drops the lines: logging never fails a decision.
-        let _ = std::io::stderr().lock().write_all(&batch);
-        room.add_permits(held);
-        batch.clear();
-        if batch.capacity() > 4 << 20 {
-            batch = Vec::with_capacity(64 << 10); // one huge line: let it go
-        }
-    }
-}
+pub struct DecisionLog(Option<Arc<Inner>>);
 
 /// One logged decision; borrowed from the request being answered.
 pub struct Record<'a> {
@@ -108,24 +56,44 @@ pub struct Record<'a> {
     pub metrics: &'a BTreeMap<&'static str, u64>,
 }
 
+struct Inner {
+    labels: BTreeMap<String, String>,
+    requests: AtomicU64,
+    console: Option<Console>,
+    upload: Option<Arc<Upload>>,
+}
+
+/// One decision rendered for each sink that is on.
+pub struct Entry {
+    /// The console line, newline included.
+    console: Option<Vec<u8>>,
+    /// The upload event (`EventV1`).
+    upload: Option<Vec<u8>>,
+}
+
 impl DecisionLog {
-    /// Logs to stderr, with `labels` (OPA's `id`, `version` and the
-    /// configured ones) on every line.
-    pub fn console(labels: BTreeMap<String, String>) -> DecisionLog {
-        let (lines, receiver) = mpsc::channel(QUEUE);
-        let room = Arc::new(Semaphore::new(QUEUE_BYTES as usize));
-        let writer_room = Arc::clone(&room);
-        let writer = std::thread::Builder::new()
-            .name("decision-log".into())
-            .spawn(move || write_lines(receiver, writer_room))
-            .ok();
-        DecisionLog(Some(Arc::new(Console {
+    /// A log to the console (stderr) and/or a service, with `labels` (OPA's
+    /// `id`, `version` and the configured ones) on every decision; disabled
+    /// when neither is asked for. The uploads start with [`Self::start`].
+    pub fn new(
+        labels: BTreeMap<String, String>,
+        console: bool,
+        upload: Option<UploadConfig>,
+    ) -> DecisionLog {
+        if !console && upload.is_none() {
+            return DecisionLog(None);
+        }
+        DecisionLog(Some(Arc::new(Inner {
             labels,
             requests: AtomicU64::new(0),
-            lines: writer.is_some().then_some(lines),
-            room,
-            writer,
+            console: console.then(Console::start),
+            upload: upload.map(|config| Arc::new(Upload::new(config))),
         })))
+    }
+
+    /// Logs to stderr only.
+    pub fn console(labels: BTreeMap<String, String>) -> DecisionLog {
+        DecisionLog::new(labels, true, None)
     }
 
     pub fn enabled(&self) -> bool {
@@ -144,34 +112,122 @@ impl DecisionLog {
             .map_or(0, |c| c.requests.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
-    /// `record` as one line (with its newline), or `None` when disabled.
-    pub fn line(&self, record: &Record<'_>) -> Option<Vec<u8>> {
-        let console = self.0.as_ref()?;
-        let mut line = render(record, &console.labels, chrono::Utc::now());
-        line.push(b'\n');
-        Some(line)
+    /// `record` rendered for each sink, or `None` when disabled.
+    pub fn entry(&self, record: &Record<'_>) -> Option<Entry> {
+        let inner = self.0.as_ref()?;
+        let now = chrono::Utc::now();
+        Some(Entry {
+            console: inner.console.as_ref().map(|_| {
+                let mut line = render(record, &inner.labels, now);
+                line.push(b'\n');
+                line
+            }),
+            upload: inner
+                .upload
+                .as_ref()
+                .map(|_| render_event(record, &inner.labels, now)),
+        })
     }
 
-    /// Queues `line` for stderr, written by the log's own thread; waits
-    /// while the queue is full. Without that thread (it could not start),
-    /// writes the line here.
-    pub async fn write(&self, line: Vec<u8>) {
-        let Some(console) = &self.0 else { return };
-        let Some(lines) = &console.lines else {
-            let _ = std::io::stderr().lock().write_all(&line);
-            return;
-        };
-        // A line over the byte bound waits for the whole bound.
-        let permits = u32::try_from(line.len())
-            .unwrap_or(u32::MAX)
-            .min(QUEUE_BYTES);
-        match console.room.acquire_many(permits).await {
-            Ok(permit) => permit.forget(), // the writer gives them back
-            Err(_) => return,              // closed: only while dropping
+    /// Buffers the event for upload and queues the line for stderr (waiting
+    /// while the console's queue is full).
+    pub async fn write(&self, entry: Entry) {
+        let Some(inner) = &self.0 else { return };
+        if let (Some(upload), Some(event)) = (&inner.upload, entry.upload) {
+            upload.push(event);
         }
-        if lines.send((line, permits)).await.is_err() {
-            console.room.add_permits(permits as usize);
+        if let (Some(console), Some(line)) = (&inner.console, entry.console) {
+            console.write(line).await;
         }
+    }
+
+    /// Starts the periodic uploads, if configured. Needs a tokio runtime.
+    pub fn start(&self) -> anyhow::Result<()> {
+        match self.0.as_ref().and_then(|i| i.upload.as_ref()) {
+            Some(upload) => Arc::clone(upload).spawn(),
+            None => Ok(()),
+        }
+    }
+
+    /// Uploads what is buffered before the process exits, retrying (once a
+    /// second) until the buffer is empty or `grace` has passed, as OPA's
+    /// plugin does on stop.
+    pub async fn flush(&self, grace: Duration) {
+        if let Some(upload) = self.0.as_ref().and_then(|i| i.upload.as_ref()) {
+            upload.flush(grace).await;
+        }
+    }
+
+    /// The upload's status for `/v1/status` (`None`: no uploads).
+    pub fn upload_status(&self) -> Option<UploadStatus> {
+        self.0
+            .as_ref()
+            .and_then(|i| i.upload.as_ref())
+            .map(|u| u.status())
+    }
+}
+
+/// OPA's `EventV1`, in its field order, as uploaded (no logrus fields).
+#[derive(Serialize)]
+struct Event<'a> {
+    labels: &'a BTreeMap<String, String>,
+    decision_id: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    bundles: BTreeMap<&'a str, BundleInfo<'a>>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorInfo<'a>>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    requested_by: String,
+    timestamp: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    metrics: &'a BTreeMap<&'static str, u64>,
+    #[serde(skip_serializing_if = "is_zero")]
+    req_id: u64,
+}
+
+fn render_event(
+    record: &Record<'_>,
+    labels: &BTreeMap<String, String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<u8> {
+    let event = Event {
+        labels,
+        decision_id: record.decision_id,
+        bundles: bundle_infos(record),
+        path: record.path,
+        input: record.input.and_then(raw),
+        result: record.result.and_then(raw),
+        error: record.error.map(error_info),
+        requested_by: record
+            .requested_by
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        timestamp: rfc3339_nano(now),
+        metrics: record.metrics,
+        req_id: record.req_id,
+    };
+    serde_json::to_vec(&event).unwrap_or_default()
+}
+
+fn bundle_infos<'a>(record: &Record<'a>) -> BTreeMap<&'a str, BundleInfo<'a>> {
+    record
+        .bundles
+        .iter()
+        .map(|(name, revision)| (name.as_str(), BundleInfo { revision }))
+        .collect()
+}
+
+fn error_info(e: &EvalError) -> ErrorInfo<'_> {
+    ErrorInfo {
+        code: e.code.as_str(),
+        message: &e.message,
+        location: e.location.as_ref(),
     }
 }
 
@@ -228,17 +284,9 @@ fn render(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<u8> {
     let line = Line {
-        bundles: record
-            .bundles
-            .iter()
-            .map(|(name, revision)| (name.as_str(), BundleInfo { revision }))
-            .collect(),
+        bundles: bundle_infos(record),
         decision_id: record.decision_id,
-        error: record.error.map(|e| ErrorInfo {
-            code: e.code.as_str(),
-            message: &e.message,
-            location: e.location.as_ref(),
-        }),
+        error: record.error.map(error_info),
         input: record.input.and_then(raw),
         labels,
         level: "info",

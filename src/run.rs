@@ -13,7 +13,7 @@ use crate::bundle::configured::bundle_sources;
 use crate::bundle::{archive, download, Bundle};
 use crate::cache::DecisionCache;
 use crate::config::RunConfig;
-use crate::decision_log::DecisionLog;
+use crate::decision_log::{configured_upload, DecisionLog};
 use crate::metrics::Metrics;
 use crate::policy::store::PolicyStore;
 use crate::policy::watch;
@@ -48,11 +48,11 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
         cache,
         metrics,
         max_batch_inputs: config.max_batch_inputs,
-        decision_log: if config.opa.decision_logs.console {
-            DecisionLog::console(labels.clone())
-        } else {
-            DecisionLog::default()
-        },
+        decision_log: DecisionLog::new(
+            labels.clone(),
+            config.opa.decision_logs.as_ref().is_some_and(|d| d.console),
+            configured_upload(&config.opa)?,
+        ),
         labels,
     })
 }
@@ -102,7 +102,8 @@ pub fn load_local_bundle(
 }
 
 /// Starts what runs beside the server: the file watcher with `--watch`, one
-/// downloader per configured bundle. Needs a tokio runtime.
+/// downloader per configured bundle, the decision log uploads. Needs a
+/// tokio runtime.
 pub fn start_background(config: &RunConfig, state: &AppState) -> Result<()> {
     if config.watch {
         let watched = if config.bundle {
@@ -118,7 +119,7 @@ pub fn start_background(config: &RunConfig, state: &AppState) -> Result<()> {
     for source in bundle_sources(&config.opa)? {
         download::spawn(state.store.clone(), source);
     }
-    Ok(())
+    state.decision_log.start()
 }
 
 /// Runs the server until `shutdown` completes.
@@ -128,6 +129,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     let snapshot = state.snapshots.load();
     let modules = snapshot.modules().len();
     let revision = snapshot.revision().to_string();
+    let decision_log = state.decision_log.clone();
     let server = Server::bind(&config.addrs, state).await?;
     let addrs: Vec<String> = server
         .local_addrs()
@@ -143,7 +145,11 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             tokio::time::sleep(wait).await;
         }
     };
-    server.serve(shutdown, config.shutdown_grace).await
+    let served = server.serve(shutdown, config.shutdown_grace).await;
+    // As OPA's plugin on stop: what is buffered is uploaded within the
+    // grace period.
+    decision_log.flush(config.shutdown_grace).await;
+    served
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -73,7 +73,7 @@ impl Logged<'_> {
             Answer::Bare(bytes) => std::str::from_utf8(bytes).ok(),
             Answer::None => None,
         };
-        let line = log.line(&Record {
+        let entry = log.entry(&Record {
             decision_id: &id,
             req_id: self.caller.req_id,
             requested_by: Some(self.caller.peer),
@@ -84,7 +84,7 @@ impl Logged<'_> {
             error,
             metrics,
         })?;
-        log.write(line).await;
+        log.write(entry).await;
         Some(id)
     }
 }

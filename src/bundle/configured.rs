@@ -21,42 +21,12 @@ pub fn bundle_sources(config: &OpaConfig) -> Result<Vec<BundleSource>> {
             .service
             .as_deref()
             .ok_or_else(|| anyhow!("bundles.{name}.service: no service configured"))?;
-        let service = config
-            .services
-            .get(service_name)
-            .ok_or_else(|| anyhow!("bundles.{name}.service: unknown service {service_name:?}"))?;
-        if service.allow_insecure_tls == Some(true) {
-            bail!("services.{service_name}.allow_insecure_tls: not supported (give the CA with `tls.ca_cert`)");
-        }
-        let ca_cert = service.tls.as_ref().and_then(|t| t.ca_cert.clone());
-        let system_ca_required = service
-            .tls
-            .as_ref()
-            .and_then(|t| t.system_ca_required)
-            .unwrap_or(false);
-        if let Some(path) = &ca_cert {
-            // Fail at start-up, not in the downloader.
-            super::fetch::client(Some(path), false)
-                .map_err(|e| anyhow!("services.{service_name}.tls.ca_cert: {e:#}"))?;
-        }
+        let service = service_endpoint(config, service_name)
+            .map_err(|e| anyhow!("bundles.{name}.service: {e:#}"))?;
         let resource = bundle
             .resource
             .clone()
             .unwrap_or_else(|| format!("bundles/{name}"));
-        let bearer = match service.bearer() {
-            Some(b) => match (&b.token, &b.token_path) {
-                (Some(token), _) => Some(Bearer::Token {
-                    scheme: b.auth_scheme().to_string(),
-                    token: token.clone(),
-                }),
-                (None, Some(path)) => Some(Bearer::File {
-                    scheme: b.auth_scheme().to_string(),
-                    path: path.clone(),
-                }),
-                (None, None) => None,
-            },
-            None => None,
-        };
         let verification = bundle.signing.as_ref().map(|s| Verification {
             keys: keys.clone(),
             keyid: s.keyid.clone().unwrap_or_default(),
@@ -66,19 +36,11 @@ pub fn bundle_sources(config: &OpaConfig) -> Result<Vec<BundleSource>> {
         out.push(BundleSource {
             name: name.clone(),
             url: join_url(&service.url, &resource),
-            headers: service
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            bearer,
+            service,
             min_delay: bundle.min_delay(),
             max_delay: bundle.max_delay(),
             long_polling_timeout: bundle.long_polling_timeout(),
-            response_header_timeout: service.response_header_timeout(),
             size_limit: bundle.size_limit(),
-            ca_cert,
-            system_ca_required,
             persist_dir: bundle
                 .persist
                 .then(|| persist::bundle_dir(&config.persistence_dir(), name)),
@@ -86,6 +48,73 @@ pub fn bundle_sources(config: &OpaConfig) -> Result<Vec<BundleSource>> {
         });
     }
     Ok(out)
+}
+
+/// A configured service, resolved for requests (bundle downloads, decision
+/// log uploads).
+#[derive(Clone, Debug)]
+pub struct ServiceEndpoint {
+    pub name: String,
+    /// `http://` or `https://`, without a trailing `/`.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub bearer: Option<Bearer>,
+    /// `None`: no limit (OPA's `response_header_timeout_seconds: 0`).
+    pub response_header_timeout: Option<std::time::Duration>,
+    /// PEM CA certificates to trust (`tls.ca_cert`); `None`: the system's roots.
+    pub ca_cert: Option<PathBuf>,
+    /// Trust the system's roots as well as `ca_cert`.
+    pub system_ca_required: bool,
+}
+
+/// The service named `name`, or an error naming what is wrong with it (an
+/// unknown name, an unreadable CA, `allow_insecure_tls`).
+pub fn service_endpoint(config: &OpaConfig, name: &str) -> Result<ServiceEndpoint> {
+    let service = config
+        .services
+        .get(name)
+        .ok_or_else(|| anyhow!("unknown service {name:?}"))?;
+    if service.allow_insecure_tls == Some(true) {
+        bail!("services.{name}.allow_insecure_tls: not supported (give the CA with `tls.ca_cert`)");
+    }
+    let ca_cert = service.tls.as_ref().and_then(|t| t.ca_cert.clone());
+    let system_ca_required = service
+        .tls
+        .as_ref()
+        .and_then(|t| t.system_ca_required)
+        .unwrap_or(false);
+    if let Some(path) = &ca_cert {
+        // Fail at start-up, not in the downloader.
+        super::fetch::client::<http_body_util::Empty<bytes::Bytes>>(Some(path), false)
+            .map_err(|e| anyhow!("services.{name}.tls.ca_cert: {e:#}"))?;
+    }
+    let bearer = service.bearer().and_then(|b| {
+        let scheme = b.auth_scheme().to_string();
+        match (&b.token, &b.token_path) {
+            (Some(token), _) => Some(Bearer::Token {
+                scheme,
+                token: token.clone(),
+            }),
+            (None, Some(path)) => Some(Bearer::File {
+                scheme,
+                path: path.clone(),
+            }),
+            (None, None) => None,
+        }
+    });
+    Ok(ServiceEndpoint {
+        name: name.to_string(),
+        url: service.url.clone(),
+        headers: service
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        bearer,
+        response_header_timeout: service.response_header_timeout(),
+        ca_cert,
+        system_ca_required,
+    })
 }
 
 fn key_specs(config: &OpaConfig) -> Result<BTreeMap<String, KeySpec>> {

@@ -15,6 +15,7 @@ use anyhow::{anyhow, bail, Result};
 use rand::Rng;
 use sha2::Digest;
 
+use super::configured::ServiceEndpoint;
 use super::fetch::{client, download, DownloadError, HttpClient};
 use super::signing::Verification;
 use super::{archive, persist, Bundle};
@@ -26,25 +27,18 @@ pub struct BundleSource {
     pub name: String,
     /// The service URL joined with the resource.
     pub url: String,
-    pub headers: Vec<(String, String)>,
-    /// `(scheme, token)`, or the token file read before every request.
-    pub bearer: Option<Bearer>,
+    /// Headers, credentials, TLS trust and timeout of the bundle's service.
+    pub service: ServiceEndpoint,
     pub min_delay: Duration,
     pub max_delay: Duration,
     pub long_polling_timeout: Option<Duration>,
-    /// `None`: no limit (OPA's `response_header_timeout_seconds: 0`).
-    pub response_header_timeout: Option<Duration>,
     pub size_limit: u64,
-    /// PEM CA certificates to trust for `https://` (`tls.ca_cert`); `None`:
-    /// the system's roots.
-    pub ca_cert: Option<PathBuf>,
-    /// Trust the system's roots as well as `ca_cert`.
-    pub system_ca_required: bool,
     /// Where to persist the bundle (`persist: true`).
     pub persist_dir: Option<PathBuf>,
     pub verification: Option<Verification>,
 }
 
+/// `(scheme, token)`, or the token file read before every request.
 #[derive(Clone, Debug)]
 pub enum Bearer {
     Token { scheme: String, token: String },
@@ -97,7 +91,10 @@ pub fn spawn(store: PolicyStore, source: BundleSource) {
 }
 
 async fn poll_forever(store: PolicyStore, source: BundleSource, mut etag: Option<String>) {
-    let client = match client(source.ca_cert.as_deref(), source.system_ca_required) {
+    let client = match client(
+        source.service.ca_cert.as_deref(),
+        source.service.system_ca_required,
+    ) {
         Ok(client) => client,
         Err(err) => {
             let message = format!("{err:#}");
@@ -239,7 +236,7 @@ fn unquote(etag: &str) -> &str {
 }
 
 /// Uniform in `[min, max]`.
-fn random_delay(min: Duration, max: Duration) -> Duration {
+pub(crate) fn random_delay(min: Duration, max: Duration) -> Duration {
     if max <= min {
         return min;
     }
@@ -248,7 +245,7 @@ fn random_delay(min: Duration, max: Duration) -> Duration {
 
 /// OPA's `DefaultBackoff`: 0 on the first retry, then 100 ms × 1.6ⁿ with
 /// ±20% jitter, capped at `max`.
-fn backoff(retries: u32, max: Duration) -> Duration {
+pub(crate) fn backoff(retries: u32, max: Duration) -> Duration {
     if retries == 0 {
         return Duration::ZERO;
     }

@@ -24,11 +24,16 @@ use super::download::{Bearer, BundleSource};
 /// The content type under which a service confirms long polling.
 const LONG_POLL_TYPE: &str = "application/vnd.openpolicyagent.bundles";
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+pub type HttpClient<B = Empty<Bytes>> = Client<HttpsConnector<HttpConnector>, B>;
 
 /// A client for `http://` and `https://`, trusting `ca_cert` (PEM), the
-/// system's roots when there is none, or both with `system_roots`.
-pub fn client(ca_cert: Option<&std::path::Path>, system_roots: bool) -> Result<HttpClient> {
+/// system's roots when there is none, or both with `system_roots`; `B` is
+/// the request body type (none for downloads, the payload for uploads).
+pub fn client<B>(ca_cert: Option<&std::path::Path>, system_roots: bool) -> Result<HttpClient<B>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
     let mut roots = rustls::RootCertStore::empty();
     if system_roots || ca_cert.is_none() {
         for cert in rustls_native_certs::load_native_certs().certs {
@@ -92,8 +97,9 @@ pub async fn download(
     source: &BundleSource,
     etag: Option<&str>,
 ) -> Result<Downloaded, DownloadError> {
-    let header_timeout = match (source.response_header_timeout, source.long_polling_timeout) {
-        (_, Some(wait)) => Some(wait + source.response_header_timeout.unwrap_or(Duration::ZERO)),
+    let service_timeout = source.service.response_header_timeout;
+    let header_timeout = match (service_timeout, source.long_polling_timeout) {
+        (_, Some(wait)) => Some(wait + service_timeout.unwrap_or(Duration::ZERO)),
         (timeout, None) => timeout,
     };
     // Redirects are followed (at most 10, as Go's client does); credentials
@@ -219,7 +225,7 @@ fn resolve(base: &str, location: &str) -> String {
 
 /// An error with its causes: hyper's own text ("client error (Connect)")
 /// hides the reason (a refused connection, an untrusted certificate).
-fn chain(err: &dyn std::error::Error) -> String {
+pub fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -230,20 +236,20 @@ fn chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-fn build_request(
-    source: &BundleSource,
-    url: &str,
-    etag: Option<&str>,
-    credentials: bool,
-) -> Result<Request<Empty<Bytes>>> {
-    let mut builder = Request::get(url);
-    for (name, value) in &source.headers {
+/// A service's configured headers and, if given, its bearer token (a token
+/// file is read again for every request, as OPA does).
+pub fn with_credentials(
+    mut builder: hyper::http::request::Builder,
+    headers: &[(String, String)],
+    bearer: Option<&Bearer>,
+) -> Result<hyper::http::request::Builder> {
+    for (name, value) in headers {
         builder = builder.header(
             HeaderName::try_from(name.as_str()).with_context(|| format!("header {name}"))?,
             HeaderValue::try_from(value.as_str()).with_context(|| format!("header {name}"))?,
         );
     }
-    if let Some(bearer) = source.bearer.as_ref().filter(|_| credentials) {
+    if let Some(bearer) = bearer {
         let (scheme, token) = match bearer {
             Bearer::Token { scheme, token } => (scheme, token.clone()),
             Bearer::File { scheme, path } => (
@@ -256,6 +262,17 @@ fn build_request(
         };
         builder = builder.header(AUTHORIZATION, format!("{scheme} {token}"));
     }
+    Ok(builder)
+}
+
+fn build_request(
+    source: &BundleSource,
+    url: &str,
+    etag: Option<&str>,
+    credentials: bool,
+) -> Result<Request<Empty<Bytes>>> {
+    let bearer = source.service.bearer.as_ref().filter(|_| credentials);
+    let mut builder = with_credentials(Request::get(url), &source.service.headers, bearer)?;
     if let Some(etag) = etag {
         builder = builder.header(IF_NONE_MATCH, etag);
     }

@@ -99,9 +99,11 @@ impl BundleStatuses {
                         last_successful_download: rfc3339(s.last_successful_download),
                         last_request: rfc3339(s.last_request),
                         last_successful_request: rfc3339(s.last_successful_request),
-                        code: s.error.as_ref().map(|_| "bundle_error"),
-                        message: s.error.as_ref().map(|e| e.message.clone()),
-                        http_code: s.error.as_ref().and_then(|e| e.http_code),
+                        error: PluginError {
+                            code: s.error.as_ref().map(|_| "bundle_error"),
+                            message: s.error.as_ref().map(|e| e.message.clone()),
+                            http_code: s.error.as_ref().and_then(|e| e.http_code),
+                        },
                         errors: s
                             .error
                             .as_ref()
@@ -124,14 +126,23 @@ pub struct StatusBody {
     pub last_successful_download: String,
     pub last_request: String,
     pub last_successful_request: String,
+    #[serde(flatten)]
+    pub error: PluginError,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<CodedDiagnostic>,
+}
+
+/// A plugin's last error as OPA's status shows it (`code`, `message`,
+/// `http_code`), every field absent when there is none: bundles here,
+/// decision log uploads in `decision_log/upload.rs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PluginError {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_code: Option<u16>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<CodedDiagnostic>,
 }
 
 /// RFC 3339 in UTC; Go's zero time when it never happened, as OPA prints it.

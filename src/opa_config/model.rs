@@ -34,7 +34,9 @@ pub struct OpaConfig {
     pub default_decision: Option<String>,
     /// Accepted for compatibility, unused.
     pub default_authorization_decision: Option<String>,
-    pub decision_logs: DecisionLogsConfig,
+    /// `None`: no `decision_logs` section, no decision logging (as OPA,
+    /// which starts the plugin only when the section is present).
+    pub decision_logs: Option<DecisionLogsConfig>,
     /// Regent's own section (OPA has none).
     pub decision_cache: DecisionCacheConfig,
 }
@@ -195,12 +197,44 @@ pub struct KeyConfig {
     pub scope: Option<String>,
 }
 
-/// OPA's `decision_logs`: only console logging is implemented.
+/// OPA's `decision_logs`: the console, and uploads to a service.
+/// [`super::load`] resolves `service` (the first service by name when none
+/// is named and the console is off), `resource` and the reporting defaults.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DecisionLogsConfig {
     pub console: bool,
+    /// After loading: the service uploads go to, if any.
+    pub service: Option<String>,
+    /// After loading: `/logs`, or `/logs/<partition_name>`.
+    pub resource: Option<String>,
+    pub partition_name: Option<String>,
+    pub reporting: ReportingConfig,
 }
+
+/// OPA's `decision_logs.reporting`; after loading every field that has a
+/// default holds it.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportingConfig {
+    pub min_delay_seconds: Option<u64>,
+    pub max_delay_seconds: Option<u64>,
+    pub upload_size_limit_bytes: Option<i64>,
+    /// `size` (the default) or `event`.
+    pub buffer_type: Option<String>,
+    pub buffer_size_limit_bytes: Option<i64>,
+    pub buffer_size_limit_events: Option<i64>,
+    /// `periodic` (the only trigger Regent implements).
+    pub trigger: Option<String>,
+}
+
+/// OPA's defaults for decision log uploads.
+pub const DEFAULT_LOG_MIN_DELAY_SECONDS: u64 = 300;
+pub const DEFAULT_LOG_MAX_DELAY_SECONDS: u64 = 600;
+pub const DEFAULT_UPLOAD_SIZE_LIMIT_BYTES: i64 = 32768;
+pub const MIN_UPLOAD_SIZE_LIMIT_BYTES: i64 = 90;
+pub const MAX_UPLOAD_SIZE_LIMIT_BYTES: i64 = 4_294_967_296;
+pub const DEFAULT_BUFFER_SIZE_LIMIT_EVENTS: i64 = 10000;
 
 /// Regent's decision cache bounds; `None`: not set in this configuration.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]

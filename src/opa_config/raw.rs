@@ -27,10 +27,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("services.*.credentials.gcp_metadata", ""),
     ("services.*.credentials.azure_managed_identity", ""),
     ("services.*.credentials.plugin", ""),
-    ("decision_logs.service", ""),
-    ("decision_logs.resource", ""),
-    ("decision_logs.partition_name", ""),
-    ("decision_logs.reporting", ""),
+    ("decision_logs.reporting.max_decisions_per_second", ""),
     ("decision_logs.request_context", ""),
     ("decision_logs.mask_decision", ""),
     ("decision_logs.drop_decision", ""),
@@ -50,6 +47,7 @@ const STRUCTS: &[&str] = &[
     "bundles.*.signing",
     "keys.*",
     "decision_logs",
+    "decision_logs.reporting",
     "decision_cache",
 ];
 

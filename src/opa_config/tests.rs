@@ -53,7 +53,7 @@ fn cvat_flag_set() {
     assert_eq!(bundle.max_delay(), Duration::from_secs(15));
     assert_eq!(bundle.signing, None);
     assert_eq!(bundle.size_limit(), DEFAULT_SIZE_LIMIT_BYTES);
-    assert!(config.decision_logs.console);
+    assert!(config.decision_logs.as_ref().unwrap().console);
     assert_eq!(config.default_decision_path(), "system/main");
 }
 
@@ -140,7 +140,7 @@ fn file_with_every_supported_key() {
     assert_eq!(config.labels["region"], "eu");
     assert_eq!(config.default_decision_path(), "cvat/main");
     assert!(config.default_authorization_decision.is_some());
-    assert!(config.decision_logs.console);
+    assert!(config.decision_logs.as_ref().unwrap().console);
     let cache = &config.decision_cache;
     assert_eq!(cache.enabled, Some(true));
     assert_eq!(cache.max_entries, Some(100));
@@ -198,7 +198,7 @@ fn later_set_wins_and_null_unsets() {
     ])
     .unwrap();
     assert_eq!(config.services["s"].url, "http://b");
-    assert!(!config.decision_logs.console);
+    assert!(!config.decision_logs.as_ref().unwrap().console);
 }
 
 #[test]
@@ -370,8 +370,12 @@ fn unsupported_opa_options() {
         "config key \"services.s.credentials.oauth2\" is an OPA option",
     );
     assert_err(
-        set(&["decision_logs.service=s"]),
-        "config key \"decision_logs.service\" is an OPA option",
+        set(&["decision_logs.reporting.max_decisions_per_second=5"]),
+        "config key \"decision_logs.reporting.max_decisions_per_second\" is an OPA option",
+    );
+    assert_err(
+        set(&["decision_logs.mask_decision=/system/mask"]),
+        "config key \"decision_logs.mask_decision\" is an OPA option",
     );
     assert_err(
         set(&["services.s.url=http://s", "bundles.b.trigger=manual"]),
@@ -492,10 +496,108 @@ fn load_reads_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, "decision_logs:\n  console: true\n").unwrap();
-    assert!(load(Some(&path), &[], &[]).unwrap().decision_logs.console);
+    assert!(
+        load(Some(&path), &[], &[])
+            .unwrap()
+            .decision_logs
+            .unwrap()
+            .console
+    );
     std::fs::write(&path, "decision_logs: [\n").unwrap();
     let message = format!("{:#}", load(Some(&path), &[], &[]).unwrap_err());
     assert!(message.contains("failed to parse config file"), "{message}");
     let missing = dir.path().join("missing.yaml");
     assert!(load(Some(&missing), &[], &[]).is_err());
+}
+
+/// OPA's `plugins/logs` defaults and checks.
+#[test]
+fn decision_log_uploads_get_opas_defaults_and_checks() {
+    // No section: no decision logs, whatever the services.
+    let config = set(&["services.s.url=http://s"]).unwrap();
+    assert_eq!(config.decision_logs, None);
+    // A section without a service: the first service, unless the console is on.
+    let config = set(&[
+        "services.b.url=http://b",
+        "services.a.url=http://a",
+        "decision_logs.partition_name=p1",
+    ])
+    .unwrap();
+    let logs = config.decision_logs.unwrap();
+    assert_eq!(logs.service.as_deref(), Some("a"));
+    assert_eq!(logs.resource.as_deref(), Some("/logs/p1"));
+    assert_eq!(logs.reporting.min_delay_seconds, Some(300));
+    assert_eq!(logs.reporting.max_delay_seconds, Some(600));
+    assert_eq!(logs.reporting.upload_size_limit_bytes, Some(32768));
+    assert_eq!(logs.reporting.buffer_type.as_deref(), Some("size"));
+    assert_eq!(logs.reporting.buffer_size_limit_bytes, None);
+    let config = set(&["services.s.url=http://s", "decision_logs.console=true"]).unwrap();
+    let logs = config.decision_logs.unwrap();
+    assert_eq!(
+        (logs.service, logs.resource.as_deref()),
+        (None, Some("/logs"))
+    );
+    // The event buffer's default, and the upload limit clamped, not refused.
+    let config = set(&[
+        "services.s.url=http://s",
+        "decision_logs.reporting.buffer_type=event",
+        "decision_logs.reporting.upload_size_limit_bytes=10",
+    ])
+    .unwrap();
+    let reporting = config.decision_logs.unwrap().reporting;
+    assert_eq!(reporting.buffer_size_limit_events, Some(10000));
+    assert_eq!(reporting.upload_size_limit_bytes, Some(90));
+
+    assert_err(
+        set(&["services.s.url=http://s", "decision_logs.service=t"]),
+        "config: decision_logs.service: invalid service name \"t\" in decision_logs",
+    );
+    assert_err(
+        set(&[
+            "services.s.url=http://s",
+            "decision_logs.reporting.min_delay_seconds=10",
+            "decision_logs.reporting.max_delay_seconds=5",
+        ]),
+        "max reporting delay must be >= min reporting delay in decision_logs",
+    );
+    assert_err(
+        set(&[
+            "services.s.url=http://s",
+            "decision_logs.reporting.min_delay_seconds=10",
+        ]),
+        "reporting configuration missing 'max_delay_seconds' in decision_logs",
+    );
+    assert_err(
+        set(&[
+            "services.s.url=http://s",
+            "decision_logs.reporting.buffer_type=ring",
+        ]),
+        "invalid buffer type \"ring\", expected \"event\" or \"size\"",
+    );
+    assert_err(
+        set(&[
+            "services.s.url=http://s",
+            "decision_logs.reporting.buffer_type=event",
+            "decision_logs.reporting.buffer_size_limit_bytes=100",
+        ]),
+        "'buffer_size_limit_bytes' isn't supported for the event buffer type",
+    );
+    assert_err(
+        set(&[
+            "services.s.url=http://s",
+            "decision_logs.reporting.buffer_size_limit_bytes=0",
+        ]),
+        "'buffer_size_limit_bytes' must be higher than 0",
+    );
+    assert_err(
+        set(&["services.s.url=http://s", "decision_logs.reporting.trigger=manual"]),
+        "\"decision_logs.reporting.trigger\" set to \"manual\" is an OPA option Regent does not support",
+    );
+    assert_err(
+        set(&[
+            "services.s.url=http://s",
+            "decision_logs.reporting.trigger=often",
+        ]),
+        "invalid trigger mode \"often\"",
+    );
 }

@@ -9,8 +9,10 @@ use anyhow::{bail, Result};
 use hyper::Uri;
 
 use super::model::{
-    BundleConfig, KeyConfig, OpaConfig, ServiceConfig, Signing, DEFAULT_KEY_ALGORITHM,
-    DEFAULT_MAX_DELAY_SECONDS, DEFAULT_MIN_DELAY_SECONDS,
+    BundleConfig, DecisionLogsConfig, KeyConfig, OpaConfig, ServiceConfig, Signing,
+    DEFAULT_BUFFER_SIZE_LIMIT_EVENTS, DEFAULT_KEY_ALGORITHM, DEFAULT_LOG_MAX_DELAY_SECONDS,
+    DEFAULT_LOG_MIN_DELAY_SECONDS, DEFAULT_MAX_DELAY_SECONDS, DEFAULT_MIN_DELAY_SECONDS,
+    DEFAULT_UPLOAD_SIZE_LIMIT_BYTES, MAX_UPLOAD_SIZE_LIMIT_BYTES, MIN_UPLOAD_SIZE_LIMIT_BYTES,
 };
 
 /// OPA's algorithms, less ES512 (which the JWT library lacks).
@@ -29,6 +31,95 @@ pub(super) fn validate(config: &mut OpaConfig) -> Result<()> {
     let services: Vec<&str> = config.services.keys().map(String::as_str).collect();
     for (name, bundle) in &mut config.bundles {
         bundle_defaults(name, bundle, &services, &config.keys)?;
+    }
+    if let Some(logs) = &mut config.decision_logs {
+        decision_logs_defaults(logs, &services)?;
+    }
+    Ok(())
+}
+
+/// OPA's `plugins/logs` `validateAndInjectDefaults`, with its messages.
+fn decision_logs_defaults(logs: &mut DecisionLogsConfig, services: &[&str]) -> Result<()> {
+    match &logs.service {
+        Some(service) if !services.contains(&service.as_str()) => bail!(
+            "config: decision_logs.service: invalid service name \"{service}\" in decision_logs (configured services: {})",
+            list(services)
+        ),
+        Some(_) => {}
+        // As OPA: without a service named, the first one, unless the
+        // console is on (then the console only). OPA's "first" is the
+        // order of its services map; here, the first by name.
+        None if !logs.console => logs.service = services.first().map(|s| (*s).to_owned()),
+        None => {}
+    }
+    logs.resource = Some(match (&logs.partition_name, logs.resource.as_deref()) {
+        (Some(partition), _) => format!("/logs/{partition}"),
+        (None, None | Some("")) => "/logs".to_owned(),
+        (None, Some(resource)) => resource.to_owned(),
+    });
+    let reporting = &mut logs.reporting;
+    match (reporting.min_delay_seconds, reporting.max_delay_seconds) {
+        (Some(min), Some(max)) if max < min => bail!(
+            "config: decision_logs.reporting: max reporting delay must be >= min reporting delay in decision_logs"
+        ),
+        (Some(_), Some(_)) => {}
+        (Some(_), None) => bail!(
+            "config: decision_logs.reporting: reporting configuration missing 'max_delay_seconds' in decision_logs"
+        ),
+        (None, Some(_)) => bail!(
+            "config: decision_logs.reporting: reporting configuration missing 'min_delay_seconds' in decision_logs"
+        ),
+        (None, None) => {
+            reporting.min_delay_seconds = Some(DEFAULT_LOG_MIN_DELAY_SECONDS);
+            reporting.max_delay_seconds = Some(DEFAULT_LOG_MAX_DELAY_SECONDS);
+        }
+    }
+    // OPA clamps the upload limit (with a warning), it does not refuse it.
+    let limit = reporting
+        .upload_size_limit_bytes
+        .unwrap_or(DEFAULT_UPLOAD_SIZE_LIMIT_BYTES);
+    let clamped = limit.clamp(MIN_UPLOAD_SIZE_LIMIT_BYTES, MAX_UPLOAD_SIZE_LIMIT_BYTES);
+    if clamped != limit {
+        tracing::warn!(
+            configured = limit,
+            limit = clamped,
+            "the configured `upload_size_limit_bytes` is out of range and has been clamped"
+        );
+    }
+    reporting.upload_size_limit_bytes = Some(clamped);
+    let invalid = "config: decision_logs.reporting: invalid decision_log config";
+    match reporting.buffer_type.get_or_insert_with(|| "size".to_owned()).as_str() {
+        "size" => {
+            if reporting.buffer_size_limit_events.is_some() {
+                bail!("{invalid}, 'buffer_size_limit_events' isn't supported for the size buffer type");
+            }
+            if reporting.buffer_size_limit_bytes.is_some_and(|n| n <= 0) {
+                bail!("{invalid}, 'buffer_size_limit_bytes' must be higher than 0");
+            }
+        }
+        "event" => {
+            if reporting.buffer_size_limit_bytes.is_some() {
+                bail!("{invalid}, 'buffer_size_limit_bytes' isn't supported for the event buffer type");
+            }
+            let events = reporting
+                .buffer_size_limit_events
+                .get_or_insert(DEFAULT_BUFFER_SIZE_LIMIT_EVENTS);
+            if *events <= 0 {
+                bail!("{invalid}, 'buffer_size_limit_entries' must be higher than 0");
+            }
+        }
+        other => bail!(
+            "config: decision_logs.reporting.buffer_type: invalid buffer type \"{other}\", expected \"event\" or \"size\""
+        ),
+    }
+    match reporting.trigger.as_deref() {
+        None | Some("periodic") => {}
+        Some(mode @ ("manual" | "immediate")) => bail!(
+            "config: config key \"decision_logs.reporting.trigger\" set to \"{mode}\" is an OPA option Regent does not support (use \"periodic\")"
+        ),
+        Some(other) => bail!(
+            "config: decision_logs.reporting.trigger: invalid decision_log config: invalid trigger mode \"{other}\" (want \"periodic\")"
+        ),
     }
     Ok(())
 }

@@ -3,7 +3,6 @@
 //! a gzip'd tarball, `Content-Type: application/x-tar`, an `ETag`, and 304
 //! on a matching `If-None-Match` — and records what it was asked.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,8 +11,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use regent::bundle::BundleFile;
+
+use crate::support::spawn_test_server;
 
 /// What one request asked and got.
 #[derive(Clone, Debug)]
@@ -86,43 +86,10 @@ impl BundleService {
             etag: etag.to_string(),
             seen: Vec::new(),
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let shared = state.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let state = shared.clone();
-                    let tls = tls.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let state = state.clone();
-                            async move { Ok::<_, Infallible>(answer(&state, &req)) }
-                        });
-                        let http = hyper::server::conn::http1::Builder::new();
-                        match tls {
-                            Some(acceptor) => {
-                                if let Ok(stream) = acceptor.accept(stream).await {
-                                    let _ =
-                                        http.serve_connection(TokioIo::new(stream), service).await;
-                                }
-                            }
-                            None => {
-                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
-                            }
-                        }
-                    });
-                }
-            });
+        let addr = spawn_test_server(tls, move |req| {
+            let answered = answer(&shared, &req);
+            async move { answered }
         });
         BundleService { addr, state }
     }

@@ -1,11 +1,14 @@
-//! `decision_logs.console=true` on the real binary: every decision becomes
-//! one OPA-shaped JSON line on stderr, filed under the `decision_id` its
-//! answer carries, cached or not.
+//! Decision logs on the real binary. `decision_logs.console=true`: every
+//! decision becomes one OPA-shaped JSON line on stderr, filed under the
+//! `decision_id` its answer carries, cached or not. `decision_logs.service`:
+//! the same events reach a real log service in gzip'd uploads, survive the
+//! service's failures, and are flushed on SIGTERM.
 
 use serde_json::{json, Value};
 
+use crate::log_service::LogService;
 use crate::process::Daemon;
-use crate::support::{http_post, path_string, write_tree};
+use crate::support::{http_get, http_post, path_string, write_tree};
 
 const POLICY: &str = "package t
 import rego.v1
@@ -167,4 +170,161 @@ fn without_the_decision_log_answers_have_no_decision_id() {
     );
     assert_eq!(miss_body, "{\"result\":true}\n");
     assert_eq!(hit_body, miss_body);
+}
+
+/// Flags for uploads to `service` every second (OPA's reporting bounds).
+fn upload_flags(service: &LogService, dir: &std::path::Path) -> Vec<String> {
+    vec![
+        format!("--set=services.logs.url={}", service.url()),
+        "--set=services.logs.credentials.bearer.token=secret".into(),
+        "--set=decision_logs.service=logs".into(),
+        "--set=decision_logs.reporting.min_delay_seconds=1".into(),
+        "--set=decision_logs.reporting.max_delay_seconds=1".into(),
+        path_string(dir),
+    ]
+}
+
+fn ask(daemon: &Daemon, user: &str) -> Value {
+    let reply = http_post(
+        daemon.addr,
+        "/v1/data/t/allow",
+        &format!(r#"{{"input": {{"user": "{user}"}}}}"#),
+    );
+    let (head, body) = split(&reply);
+    assert!(head.starts_with("HTTP/1.1 200"), "{reply}");
+    body
+}
+
+#[test]
+fn decisions_are_uploaded_to_the_service_as_gzipped_event_arrays() {
+    let service = LogService::start();
+    let dir = write_tree(&[("t.rego", POLICY)]);
+    let flags = upload_flags(&service, dir.path());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let daemon = Daemon::start(dir.path(), &flags);
+
+    let answers: Vec<Value> = ["alice", "bob", "alice"]
+        .iter()
+        .map(|user| ask(&daemon, user))
+        .collect();
+    service.wait_for("three events", |uploads| {
+        uploads
+            .iter()
+            .filter_map(|u| u.events.as_array())
+            .map(Vec::len)
+            .sum::<usize>()
+            == 3
+    });
+    for upload in service.uploads() {
+        assert_eq!(upload.method, "POST");
+        assert_eq!(upload.path, "/logs");
+        assert_eq!(upload.content_type.as_deref(), Some("application/json"));
+        assert_eq!(upload.content_encoding.as_deref(), Some("gzip"));
+        assert_eq!(upload.authorization.as_deref(), Some("Bearer secret"));
+    }
+    let events = service.accepted_events();
+    for (event, (answer, user)) in events
+        .iter()
+        .zip(answers.iter().zip(["alice", "bob", "alice"]))
+    {
+        assert!(is_uuid(&event["decision_id"]), "{event}");
+        assert_eq!(event["decision_id"], answer["decision_id"], "{event}");
+        assert_eq!(event["path"], "t/allow");
+        assert_eq!(event["input"], json!({"user": user}));
+        assert_eq!(event["result"], answer["result"]);
+        assert!(is_uuid(&event["labels"]["id"]), "{event}");
+        // The bare EventV1: no console (logrus) fields.
+        for key in ["level", "msg", "time", "type"] {
+            assert!(event.get(key).is_none(), "{key} in {event}");
+        }
+    }
+    let reply = http_get(daemon.addr, "/v1/status");
+    let (_, status) = split(&reply);
+    assert_eq!(status["result"]["decision_logs"], json!({}), "{status}");
+}
+
+#[test]
+fn a_failed_upload_is_reported_and_retried_without_losing_events() {
+    let service = LogService::start();
+    service.set_failing(true);
+    let dir = write_tree(&[("t.rego", POLICY)]);
+    let flags = upload_flags(&service, dir.path());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let daemon = Daemon::start(dir.path(), &flags);
+
+    let first = ask(&daemon, "alice");
+    service.wait_for("a refused upload", |uploads| !uploads.is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        let (_, status) = split(&http_get(daemon.addr, "/v1/status"));
+        if status["result"]["decision_logs"]["code"] == "decision_log_error" {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let logs = &status["result"]["decision_logs"];
+    assert_eq!(logs["http_code"], 500, "{status}");
+    assert!(
+        logs["message"]
+            .as_str()
+            .unwrap()
+            .contains("log upload failed, server replied with HTTP 500"),
+        "{status}"
+    );
+
+    // Decided while the service is down, then the service comes back.
+    let second = ask(&daemon, "bob");
+    service.set_failing(false);
+    service.wait_for("both events accepted", |uploads| {
+        uploads
+            .iter()
+            .filter(|u| u.status == 200)
+            .filter_map(|u| u.events.as_array())
+            .map(Vec::len)
+            .sum::<usize>()
+            >= 2
+    });
+    let ids: Vec<Value> = service
+        .accepted_events()
+        .iter()
+        .map(|e| e["decision_id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [first["decision_id"].clone(), second["decision_id"].clone()]
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, status) = split(&http_get(daemon.addr, "/v1/status"));
+        if status["result"]["decision_logs"] == json!({}) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_uploads_what_is_buffered_before_exiting() {
+    let service = LogService::start();
+    let dir = write_tree(&[("t.rego", POLICY)]);
+    // OPA's default delays: nothing would be uploaded for five minutes.
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &[
+            &format!("--set=services.logs.url={}", service.url()),
+            "--set=decision_logs.service=logs",
+            &path_string(dir.path()),
+        ],
+    );
+    let answer = ask(&daemon, "alice");
+    assert!(service.uploads().is_empty());
+    daemon.signal("TERM");
+    assert!(daemon
+        .wait_exit(std::time::Duration::from_secs(10))
+        .success());
+    let events = service.accepted_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["decision_id"], answer["decision_id"]);
 }

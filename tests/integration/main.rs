@@ -14,6 +14,7 @@ mod default_suite;
 mod differential;
 mod errors;
 mod health_policies;
+mod log_service;
 mod policy_writes;
 mod process;
 mod support;

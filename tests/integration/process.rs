@@ -77,7 +77,7 @@ impl Daemon {
         }
     }
 
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
@@ -85,7 +85,7 @@ impl Daemon {
         assert!(status.success());
     }
 
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -238,3 +238,49 @@ pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> String {
 pub fn regent_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_regent"))
 }
+
+/// Serves HTTP/1 (over TLS with `tls`) on a fresh 127.0.0.1:0 port from its
+/// own thread and runtime, answering every request with `handler`; for the
+/// test services that stand in for a bundle or a decision log server.
+pub fn spawn_test_server<H, F>(tls: Option<tokio_rustls::TlsAcceptor>, handler: H) -> SocketAddr
+where
+    H: Fn(Request<hyper::body::Incoming>) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (handler, tls) = (handler.clone(), tls.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let answer = handler(req);
+                        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                    });
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    addr
+}
