@@ -50,7 +50,7 @@ pub struct AppState {
     pub max_batch_inputs: usize,
     /// The configured `labels`, with `id` and `version` added (as OPA's).
     pub labels: std::collections::BTreeMap<String, String>,
-    /// OPA's console decision log (`decision_logs.console`); off by default.
+    /// OPA's decision logs (`decision_logs`: console, uploads); off by default.
     pub decision_log: DecisionLog,
 }
 

@@ -11,15 +11,17 @@
 //! `buffer_size_limit_bytes` is set) or by events (`buffer_type: event`,
 //! `buffer_size_limit_events`, 10000 by default); when full, the oldest
 //! events go. On shutdown the buffer is flushed within the grace period.
+//! How a request body is cut from the buffer is `upload/chunk.rs`.
+
+mod chunk;
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::Request;
 
@@ -28,6 +30,7 @@ use crate::bundle::download::{backoff, join_url, random_delay};
 use crate::bundle::fetch::{chain, client, with_credentials, HttpClient};
 use crate::bundle::status::PluginError;
 use crate::opa_config::OpaConfig;
+use chunk::{next_chunk, Next};
 
 /// Everything the uploader needs, resolved from the configuration.
 #[derive(Clone, Debug)]
@@ -88,6 +91,27 @@ pub(super) struct Upload {
     config: UploadConfig,
     buffer: Mutex<Buffer>,
     status: Mutex<UploadStatus>,
+    /// Held for a whole upload: the periodic one and the shutdown flush take
+    /// turns.
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// The shortest pause between two uploads.
+const MIN_PAUSE: Duration = Duration::from_millis(100);
+
+/// Events taken for an upload and not sent yet; dropped (after a failure,
+/// or with the upload cancelled), it puts them back in the buffer.
+struct Unsent<'a> {
+    upload: &'a Upload,
+    events: VecDeque<Vec<u8>>,
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        if !self.events.is_empty() {
+            self.upload.requeue(std::mem::take(&mut self.events));
+        }
+    }
 }
 
 #[derive(Default)]
@@ -121,7 +145,7 @@ impl Buffer {
     }
 }
 
-/// An upload that did not go through: what is left goes back to the buffer.
+/// Why a request did not go through.
 struct Failed {
     message: String,
     http_code: Option<u16>,
@@ -133,11 +157,15 @@ impl Upload {
             config,
             buffer: Mutex::new(Buffer::default()),
             status: Mutex::new(UploadStatus::default()),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Buffers one event (JSON), dropping the oldest when full.
     pub(super) fn push(&self, event: Vec<u8>) {
+        if event.is_empty() {
+            return; // not rendered: nothing to send
+        }
         let mut buffer = lock(&self.buffer);
         buffer.push_back(event);
         buffer.shed(self.config.buffer_limit);
@@ -160,11 +188,17 @@ impl Upload {
     }
 
     /// The periodic trigger: a random delay between the bounds after a
-    /// success (an empty buffer is one), OPA's backoff after a failure.
+    /// success (an empty buffer is one), OPA's backoff after a failure. The
+    /// first upload comes after the first delay (OPA uploads at once, but
+    /// its buffer is empty then too).
     async fn run(&self, client: HttpClient<Full<Bytes>>) {
         let mut retries: u32 = 0;
+        let mut delay = random_delay(self.config.min_delay, self.config.max_delay);
         loop {
-            let delay = match self.upload_once(&client).await {
+            // Zero delays are accepted, as by OPA; a floor keeps them from
+            // spinning on the buffer or hammering a failing service.
+            tokio::time::sleep(delay.max(MIN_PAUSE)).await;
+            delay = match self.upload_once(&client).await {
                 Ok(()) => {
                     retries = 0;
                     random_delay(self.config.min_delay, self.config.max_delay)
@@ -175,12 +209,15 @@ impl Upload {
                     delay
                 }
             };
-            tokio::time::sleep(delay).await;
         }
     }
 
-    /// Sends everything buffered; records the outcome in the status.
+    /// Sends everything buffered, a chunk at a time; records the outcome in
+    /// the status. One upload runs at a time (the periodic one or the
+    /// shutdown flush), so events are sent in order; whatever is not sent
+    /// when it fails, or when it is cancelled, goes back to the buffer.
     async fn upload_once(&self, client: &HttpClient<Full<Bytes>>) -> Result<(), ()> {
+        let _turn = self.turn.lock().await;
         let (events, dropped) = {
             let mut buffer = lock(&self.buffer);
             buffer.bytes = 0;
@@ -195,23 +232,27 @@ impl Upload {
                 "decision log buffer full: the oldest events were dropped"
             );
         }
-        if events.is_empty() {
-            *lock(&self.status) = UploadStatus::default();
-            return Ok(());
-        }
-        let events = Vec::from(events);
-        let encoded = encode(&events, self.config.upload_limit);
-        if !encoded.too_large.is_empty() {
-            tracing::warn!(
-                dropped = encoded.too_large.len(),
-                limit = self.config.upload_limit,
-                "decision log events larger than upload_size_limit_bytes were dropped"
-            );
-        }
-        for chunk in &encoded.chunks {
-            if let Err(failed) = self.post(client, chunk.body.clone()).await {
+        let mut unsent = Unsent {
+            upload: self,
+            events,
+        };
+        let (mut sent, mut too_large) = (0, 0);
+        let mut budget = self.config.upload_limit.saturating_mul(4);
+        while !unsent.events.is_empty() {
+            let (body, count) = match next_chunk(
+                unsent.events.make_contiguous(),
+                self.config.upload_limit,
+                &mut budget,
+            ) {
+                Next::Chunk { body, events } => (body, events),
+                Next::TooLarge => {
+                    unsent.events.pop_front();
+                    too_large += 1;
+                    continue;
+                }
+            };
+            if let Err(failed) = self.post(client, Bytes::from(body)).await {
                 tracing::warn!(error = %failed.message, "decision log upload failed");
-                self.requeue(&events, &encoded, chunk.start);
                 *lock(&self.status) = UploadStatus {
                     code: Some("decision_log_error"),
                     message: Some(failed.message),
@@ -219,30 +260,29 @@ impl Upload {
                 };
                 return Err(());
             }
+            unsent.events.drain(..count);
+            sent += count;
         }
-        tracing::debug!(
-            events = events.len(),
-            chunks = encoded.chunks.len(),
-            "decision logs uploaded"
-        );
+        if too_large > 0 {
+            tracing::warn!(
+                dropped = too_large,
+                limit = self.config.upload_limit,
+                "decision log events larger than upload_size_limit_bytes were dropped"
+            );
+        }
+        if sent > 0 {
+            tracing::debug!(events = sent, "decision logs uploaded");
+        }
         *lock(&self.status) = UploadStatus::default();
         Ok(())
     }
 
-    /// Puts the events of the chunk starting at `from` and of every later
-    /// chunk back in front of what was buffered meanwhile.
-    fn requeue(&self, events: &[Vec<u8>], encoded: &Encoded, from: usize) {
+    /// Puts `events` (older) back in front of what was buffered meanwhile.
+    fn requeue(&self, mut events: VecDeque<Vec<u8>>) {
         let mut buffer = lock(&self.buffer);
-        let newer = std::mem::take(&mut buffer.events);
-        buffer.bytes = 0;
-        for (i, event) in events.iter().enumerate().skip(from) {
-            if !encoded.too_large.contains(&i) {
-                buffer.push_back(event.clone());
-            }
-        }
-        for event in newer {
-            buffer.push_back(event);
-        }
+        events.append(&mut buffer.events);
+        buffer.bytes = events.iter().map(Vec::len).sum();
+        buffer.events = events;
         buffer.shed(self.config.buffer_limit);
     }
 
@@ -272,6 +312,12 @@ impl Upload {
         }
         .map_err(|e| failed(format!("log upload failed: {}", chain(&e))))?;
         let status = response.status();
+        // Read (a bounded amount of) the answer, so the connection is reused.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            http_body_util::Limited::new(response.into_body(), 64 << 10).collect(),
+        )
+        .await;
         if status.is_success() {
             return Ok(());
         }
@@ -313,133 +359,53 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// One request body: the gzip'd JSON array of `events[start..end]`.
-#[derive(Debug)]
-struct Chunk {
-    start: usize,
-    body: Bytes,
-}
-
-#[derive(Debug)]
-struct Encoded {
-    chunks: Vec<Chunk>,
-    /// Events that do not fit in `limit` compressed bytes on their own.
-    too_large: Vec<usize>,
-}
-
-/// Splits `events` into gzip'd JSON arrays of at most `limit` compressed
-/// bytes, in order. Chunks are cut by an uncompressed budget that grows
-/// while chunks come out well under the limit and halves a chunk that comes
-/// out over it (OPA's encoder adapts its uncompressed limit the same way).
-fn encode(events: &[Vec<u8>], limit: usize) -> Encoded {
-    let mut out = Encoded {
-        chunks: Vec::new(),
-        too_large: Vec::new(),
-    };
-    let mut budget = limit.saturating_mul(4);
-    let mut start = 0;
-    while start < events.len() {
-        let mut end = start + 1;
-        let mut size = events[start].len() + 2;
-        while end < events.len() && size + events[end].len() < budget {
-            size += events[end].len() + 1;
-            end += 1;
-        }
-        loop {
-            let body = gzip_array(&events[start..end]);
-            if body.len() <= limit {
-                if body.len() < limit / 10 * 9 && end < events.len() {
-                    budget = budget.saturating_add(budget / 2);
-                }
-                out.chunks.push(Chunk {
-                    start,
-                    body: Bytes::from(body),
-                });
-                start = end;
-                break;
-            }
-            if end - start == 1 {
-                out.too_large.push(start);
-                start = end;
-                break;
-            }
-            end = start + (end - start) / 2;
-            budget = (budget / 2).max(limit);
-        }
-    }
-    out
-}
-
-fn gzip_array(events: &[Vec<u8>]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    // Writes to a Vec cannot fail.
-    let _ = gz.write_all(b"[");
-    for (i, event) in events.iter().enumerate() {
-        if i > 0 {
-            let _ = gz.write_all(b",");
-        }
-        let _ = gz.write_all(event);
-    }
-    let _ = gz.write_all(b"]");
-    gz.finish().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn gunzip(body: &[u8]) -> serde_json::Value {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(body), &mut text).unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
-
-    fn event(i: usize, pad: usize) -> Vec<u8> {
-        // Pseudo-random padding (xorshift), so that gzip cannot squeeze it away.
-        let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let noise: String = (0..pad)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from(b'a' + (x % 26) as u8)
-            })
-            .collect();
-        format!(r#"{{"decision_id":"{i}","input":"{noise}"}}"#).into_bytes()
-    }
-
     #[test]
-    fn chunks_stay_under_the_limit_and_keep_every_event_in_order() {
-        let events: Vec<Vec<u8>> = (0..500).map(|i| event(i, 200)).collect();
-        let encoded = encode(&events, 4096);
-        assert!(encoded.too_large.is_empty());
-        assert!(encoded.chunks.len() > 1, "{}", encoded.chunks.len());
-        let mut ids = Vec::new();
-        let mut next = 0;
-        for chunk in &encoded.chunks {
-            assert!(chunk.body.len() <= 4096, "{}", chunk.body.len());
-            assert_eq!(chunk.start, next);
-            let array = gunzip(&chunk.body);
-            next += array.as_array().unwrap().len();
-            for e in array.as_array().unwrap() {
-                ids.push(e["decision_id"].as_str().unwrap().parse::<usize>().unwrap());
-            }
-        }
-        assert_eq!(ids, (0..500).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn an_event_too_large_for_any_chunk_is_dropped_alone() {
-        let events = vec![event(0, 10), event(1, 5000), event(2, 10)];
-        let encoded = encode(&events, 500);
-        assert_eq!(encoded.too_large, vec![1]);
-        let ids: Vec<String> = encoded
-            .chunks
-            .iter()
-            .flat_map(|c| gunzip(&c.body).as_array().unwrap().clone())
-            .map(|e| e["decision_id"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(ids, ["0", "2"]);
+    fn unsent_events_go_back_in_front_of_newer_ones() {
+        let upload = Upload::new(UploadConfig {
+            service: ServiceEndpoint {
+                name: "logs".into(),
+                url: "http://127.0.0.1:9".into(),
+                headers: Vec::new(),
+                bearer: None,
+                response_header_timeout: None,
+                ca_cert: None,
+                system_ca_required: false,
+            },
+            url: "http://127.0.0.1:9/logs".into(),
+            min_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            upload_limit: 1000,
+            buffer_limit: BufferLimit::Events(3),
+        });
+        let contents = |u: &Upload| {
+            let buffer = lock(&u.buffer);
+            let events: Vec<Vec<u8>> = buffer.events.iter().cloned().collect();
+            (events, buffer.bytes)
+        };
+        upload.push(b"1".to_vec());
+        upload.push(b"22".to_vec());
+        upload.push(Vec::new()); // nothing rendered: not buffered
+        let taken = std::mem::take(&mut lock(&upload.buffer).events);
+        lock(&upload.buffer).bytes = 0;
+        upload.push(b"333".to_vec());
+        // A failed (or cancelled) upload drops its unsent events.
+        drop(Unsent {
+            upload: &upload,
+            events: taken,
+        });
+        assert_eq!(
+            contents(&upload),
+            (vec![b"1".to_vec(), b"22".to_vec(), b"333".to_vec()], 6)
+        );
+        upload.push(b"4444".to_vec());
+        assert_eq!(
+            contents(&upload),
+            (vec![b"22".to_vec(), b"333".to_vec(), b"4444".to_vec()], 9)
+        );
     }
 
     #[test]

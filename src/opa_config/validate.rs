@@ -54,7 +54,7 @@ fn decision_logs_defaults(logs: &mut DecisionLogsConfig, services: &[&str]) -> R
     }
     logs.resource = Some(match (&logs.partition_name, logs.resource.as_deref()) {
         (Some(partition), _) => format!("/logs/{partition}"),
-        (None, None | Some("")) => "/logs".to_owned(),
+        (None, None) => "/logs".to_owned(),
         (None, Some(resource)) => resource.to_owned(),
     });
     let reporting = &mut logs.reporting;

@@ -319,6 +319,8 @@ fn sigterm_uploads_what_is_buffered_before_exiting() {
         ],
     );
     let answer = ask(&daemon, "alice");
+    // Nothing is sent before the first delay (five minutes at least).
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(service.uploads().is_empty());
     daemon.signal("TERM");
     assert!(daemon
