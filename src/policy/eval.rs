@@ -371,6 +371,42 @@ mod tests {
         assert!(e.evaluate(&path, Some(input), strict).is_err());
     }
 
+    /// A policy set of a few hundred rules stays on the fast path: one
+    /// program for all of it overflowed regorus's register window (and made
+    /// every decision reset every rule), so each package gets its own.
+    #[test]
+    fn large_policy_sets_stay_on_the_fast_path() {
+        let mut modules = vec![(
+            "u.rego".to_string(),
+            "package u\nimport rego.v1\nadmin if input.role == \"admin\"\n".to_string(),
+        )];
+        for p in 0..8 {
+            let mut text = format!("package p{p}\nimport rego.v1\nimport data.u\n");
+            for r in 0..50 {
+                text.push_str(&format!("r{r} if {{ input.scope == \"s{r}\"; u.admin }}\n"));
+            }
+            text.push_str("allow if r0\nallow if r49\n");
+            modules.push((format!("p{p}.rego"), text));
+        }
+        let e = Evaluator::build(
+            modules
+                .iter()
+                .map(|(id, text)| (id.as_str(), text.as_str())),
+            Value::new_object(),
+        )
+        .unwrap();
+        assert_eq!(e.fast_entries(), 8 * 51 + 1);
+        let input = Value::from_json_str(r#"{"scope": "s49", "role": "admin"}"#).unwrap();
+        for p in 0..8 {
+            let path = DataPath::parse(&format!("p{p}/allow"));
+            assert_eq!(
+                e.evaluate_fast(&path, Some(input.clone())),
+                Some(Ok(Outcome::Defined(Value::from(true)))),
+                "{path}"
+            );
+        }
+    }
+
     /// Paths no rule reaches are answered from the data directly; the
     /// interpreter is the reference for every one of them.
     #[test]

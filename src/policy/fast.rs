@@ -2,6 +2,14 @@
 //! snapshot, executed by one `RegoVM` per worker thread (VMs are reusable and
 //! need `&mut`, the `Arc<Program>` is shared).
 //!
+//! The entry points of one package share a program; packages do not. A VM
+//! resets per-rule state for its whole program on every decision, so one
+//! program for everything made every decision pay for every rule of the
+//! policy set, and regorus's compiler runs out of registers (a 255-register
+//! window) once a single program holds a few hundred rules more than the
+//! default set. A package whose entry points do not compile together is
+//! compiled one entry point at a time.
+//!
 //! Whatever cannot run here is answered by the interpreter instead, per
 //! entry point at compile time (a `with`, an unsupported construct; logged
 //! with the reason) and per decision at run time (instruction limit, any VM
@@ -19,15 +27,27 @@ use thread_local::ThreadLocal;
 /// Instructions one decision may execute before it is handed to the interpreter.
 pub const MAX_INSTRUCTIONS: usize = 1_000_000;
 
-/// Compiled entry points and a VM per thread.
+/// Compiled entry points and a VM per program and thread.
 pub struct FastPath {
-    program: Arc<Program>,
-    /// Entry point name (`data.p.allow`) -> index in the program.
-    entries: HashMap<String, usize>,
+    programs: Vec<Compiled>,
+    /// Entry point name (`data.p.allow`) -> where it runs.
+    entries: HashMap<String, Entry>,
     data: Value,
     /// Rules whose references were folded to constants (`fold.rs`).
     folded: Vec<String>,
+}
+
+/// One program and its VMs.
+struct Compiled {
+    program: Arc<Program>,
     vms: ThreadLocal<RefCell<RegoVM>>,
+}
+
+/// An entry point: its program, and its index in that program.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    program: usize,
+    index: usize,
 }
 
 /// Why an entry point was left to the interpreter.
@@ -53,52 +73,62 @@ impl FastPath {
         // the fast path).
         let folded =
             super::fold::fold(engine, data).and_then(|f| match compile(f.engine, entries) {
-                (Some(program), rejected) => Some((program, rejected, f.rules, f.references)),
-                (None, _) => None,
+                (programs, rejected) if !programs.is_empty() => {
+                    Some((programs, rejected, f.rules, f.references))
+                }
+                _ => None,
             });
-        let (program, mut rejected, folded) = match folded {
-            Some((program, rejected, rules, references)) => {
+        let (programs, mut rejected, folded) = match folded {
+            Some((programs, rejected, rules, references)) => {
                 tracing::debug!(
                     rules = rules.len(),
                     references,
                     "constant rules folded for the fast path"
                 );
-                (program, rejected, rules)
+                (programs, rejected, rules)
             }
             None => match compile(engine.clone(), entries) {
-                (Some(program), rejected) => (program, rejected, Vec::new()),
-                (None, rejected) => return (None, rejected),
+                (programs, rejected) if !programs.is_empty() => (programs, rejected, Vec::new()),
+                (_, rejected) => return (None, rejected),
             },
         };
-        let program = slim(program);
-        // The data must load into a VM (it may not overlap rule paths).
-        let mut probe = RegoVM::new();
-        probe.load_program(program.clone());
-        if let Err(err) = probe.set_data(data.clone()) {
-            rejected.push(Rejected {
-                entry: "*".into(),
-                reason: format!("data: {err}"),
+        let mut compiled = Vec::new();
+        let mut names = HashMap::new();
+        for program in programs {
+            let program = slim(program);
+            // The data must load into a VM (it may not overlap rule paths).
+            let mut probe = RegoVM::new();
+            probe.load_program(program.clone());
+            if let Err(err) = probe.set_data(data.clone()) {
+                rejected.push(Rejected {
+                    entry: "*".into(),
+                    reason: format!("data: {err}"),
+                });
+                return (None, rejected);
+            }
+            for (index, name) in program.entry_points.keys().enumerate() {
+                let entry = Entry {
+                    program: compiled.len(),
+                    index,
+                };
+                names.insert(name.clone(), entry);
+            }
+            compiled.push(Compiled {
+                program,
+                vms: ThreadLocal::new(),
             });
-            return (None, rejected);
         }
-        let entries = program
-            .entry_points
-            .keys()
-            .enumerate()
-            .map(|(i, name)| (name.clone(), i))
-            .collect();
         let fast = FastPath {
-            program,
-            entries,
+            programs: compiled,
+            entries: names,
             data: data.clone(),
             folded,
-            vms: ThreadLocal::new(),
         };
         (Some(fast), rejected)
     }
 
-    /// The program index of the entry point for a rendered rule path.
-    pub fn entry(&self, path: &str) -> Option<usize> {
+    /// The entry point for a rendered rule path.
+    pub fn entry(&self, path: &str) -> Option<Entry> {
         self.entries.get(path).copied()
     }
 
@@ -107,24 +137,34 @@ impl FastPath {
         &self.folded
     }
 
+    /// How many entry points run here.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// How many programs they are compiled into.
+    pub fn programs(&self) -> usize {
+        self.programs.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// Runs entry point `index` with `input` on this thread's VM.
+    /// Runs `entry` with `input` on this thread's VM for its program.
     pub fn evaluate(
         &self,
-        index: usize,
+        entry: Entry,
         input: Value,
         time_limit: Option<std::time::Duration>,
     ) -> Result<Value, String> {
-        let cell = self.vms.get_or(|| {
+        let compiled = self
+            .programs
+            .get(entry.program)
+            .ok_or_else(|| "no such program".to_string())?;
+        let cell = compiled.vms.get_or(|| {
             let mut vm = RegoVM::new();
-            vm.load_program(self.program.clone());
+            vm.load_program(compiled.program.clone());
             vm.set_max_instructions(MAX_INSTRUCTIONS);
             // Checked in `build`: the same data loaded into the same program.
             let _ = vm.set_data(self.data.clone());
@@ -134,7 +174,7 @@ impl FastPath {
         vm.set_execution_timer_config(time_limit.map(super::eval::time_limit));
         vm.set_input(input);
         let value = vm
-            .execute_entry_point_by_index(index)
+            .execute_entry_point_by_index(entry.index)
             .map_err(|e| e.to_string())?;
         // The VM can leave `undefined` inside a collection (a comprehension
         // over a function that is undefined for some element), where OPA drops
@@ -146,11 +186,14 @@ impl FastPath {
     }
 }
 
-/// Compiles every entry point of `entries` that the RVM accepts.
-fn compile(mut engine: Engine, entries: &[String]) -> (Option<Arc<Program>>, Vec<Rejected>) {
+/// Compiles every entry point of `entries` that the RVM accepts: one
+/// program per package (the entry points with the same path up to their
+/// last segment), or one per entry point for a package whose entry points do
+/// not compile together.
+fn compile(mut engine: Engine, entries: &[String]) -> (Vec<Arc<Program>>, Vec<Rejected>) {
     let mut rejected = Vec::new();
     let Some(first) = entries.first() else {
-        return (None, rejected);
+        return (Vec::new(), rejected);
     };
     let policy = match engine.compile_with_entrypoint(&regorus::Rc::from(first.as_str())) {
         Ok(policy) => policy,
@@ -159,40 +202,31 @@ fn compile(mut engine: Engine, entries: &[String]) -> (Option<Arc<Program>>, Vec
                 entry: "*".into(),
                 reason: format!("{err:#}"),
             });
-            return (None, rejected);
+            return (Vec::new(), rejected);
         }
     };
-    let all: Vec<&str> = entries.iter().map(String::as_str).collect();
-    let program = match Compiler::compile_from_policy(&policy, &all) {
-        Ok(program) => program,
-        Err(_) => {
-            // Find the entry points that do not compile, then compile the rest.
-            let mut good = Vec::new();
-            for entry in &all {
-                match Compiler::compile_from_policy(&policy, &[entry]) {
-                    Ok(_) => good.push(*entry),
-                    Err(err) => rejected.push(Rejected {
-                        entry: entry.to_string(),
-                        reason: err.to_string(),
-                    }),
-                }
-            }
-            if good.is_empty() {
-                return (None, rejected);
-            }
-            match Compiler::compile_from_policy(&policy, &good) {
-                Ok(program) => program,
-                Err(err) => {
-                    rejected.push(Rejected {
-                        entry: "*".into(),
-                        reason: err.to_string(),
-                    });
-                    return (None, rejected);
-                }
+    let mut packages: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for entry in entries {
+        let package = entry.rsplit_once('.').map_or("", |(package, _)| package);
+        packages.entry(package).or_default().push(entry);
+    }
+    let mut programs = Vec::new();
+    for group in packages.values() {
+        if let Ok(program) = Compiler::compile_from_policy(&policy, group) {
+            programs.push(program);
+            continue;
+        }
+        for entry in group {
+            match Compiler::compile_from_policy(&policy, &[entry]) {
+                Ok(program) => programs.push(program),
+                Err(err) => rejected.push(Rejected {
+                    entry: entry.to_string(),
+                    reason: err.to_string(),
+                }),
             }
         }
-    };
-    (Some(program), rejected)
+    }
+    (programs, rejected)
 }
 
 /// Drops the per-rule metadata the VM does not need, because regorus 0.14
