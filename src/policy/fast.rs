@@ -8,7 +8,7 @@
 //! policy set, and regorus's compiler runs out of registers (a 255-register
 //! window) once a single program holds a few hundred rules more than the
 //! default set. A package whose entry points do not compile together is
-//! compiled one entry point at a time.
+//! split in halves until they do.
 //!
 //! Whatever cannot run here is answered by the interpreter instead, per
 //! entry point at compile time (a `with`, an unsupported construct; logged
@@ -188,8 +188,8 @@ impl FastPath {
 
 /// Compiles every entry point of `entries` that the RVM accepts: one
 /// program per package (the entry points with the same path up to their
-/// last segment), or one per entry point for a package whose entry points do
-/// not compile together.
+/// last segment), split for a package whose entry points do not compile
+/// together.
 fn compile(mut engine: Engine, entries: &[String]) -> (Vec<Arc<Program>>, Vec<Rejected>) {
     let mut rejected = Vec::new();
     let Some(first) = entries.first() else {
@@ -212,21 +212,32 @@ fn compile(mut engine: Engine, entries: &[String]) -> (Vec<Arc<Program>>, Vec<Re
     }
     let mut programs = Vec::new();
     for group in packages.values() {
-        if let Ok(program) = Compiler::compile_from_policy(&policy, group) {
-            programs.push(program);
-            continue;
-        }
-        for entry in group {
-            match Compiler::compile_from_policy(&policy, &[entry]) {
-                Ok(program) => programs.push(program),
-                Err(err) => rejected.push(Rejected {
-                    entry: entry.to_string(),
-                    reason: err.to_string(),
-                }),
-            }
-        }
+        compile_group(&policy, group, &mut programs, &mut rejected);
     }
     (programs, rejected)
+}
+
+/// Compiles `group` into one program, or, if it does not compile, each
+/// half on its own, down to single entry points (rejected if even those
+/// fail): a few compiles for a group that is too large as a whole.
+fn compile_group(
+    policy: &regorus::CompiledPolicy,
+    group: &[&str],
+    programs: &mut Vec<Arc<Program>>,
+    rejected: &mut Vec<Rejected>,
+) {
+    match Compiler::compile_from_policy(policy, group) {
+        Ok(program) => programs.push(program),
+        Err(err) if group.len() == 1 => rejected.push(Rejected {
+            entry: group[0].to_string(),
+            reason: err.to_string(),
+        }),
+        Err(_) => {
+            let (left, right) = group.split_at(group.len() / 2);
+            compile_group(policy, left, programs, rejected);
+            compile_group(policy, right, programs, rejected);
+        }
+    }
 }
 
 /// Drops the per-rule metadata the VM does not need, because regorus 0.14
