@@ -1,9 +1,11 @@
 //! The evaluation interface: query path + input -> [`Outcome`] or [`EvalError`].
 //!
-//! Everything that answers a query sits behind [`Evaluator::evaluate`], so a
-//! faster backend can replace the regorus interpreter without touching the
-//! request path. Today it is the interpreter: a warmed [`regorus::Engine`] is
-//! built once per snapshot and cloned per decision (about 0.3 us).
+//! Everything that answers a query sits behind [`Evaluator::evaluate`]: a
+//! path no rule reaches is read from the data, a rule document goes to the
+//! fast path (`fast.rs`, RVM bytecode), and the rest, or whatever the fast
+//! path cannot answer, to the regorus interpreter (a warmed
+//! [`regorus::Engine`] built once per snapshot and cloned per decision,
+//! about 0.3 us).
 
 use std::sync::Arc;
 
@@ -388,6 +390,13 @@ mod tests {
             text.push_str("allow if r0\nallow if r49\n");
             modules.push((format!("p{p}.rego"), text));
         }
+        // And one package with more entry points than one program holds
+        // (one result register each, in a 255-register window).
+        let mut text = "package big\nimport rego.v1\nimport data.u\n".to_string();
+        for r in 0..400 {
+            text.push_str(&format!("r{r} if {{ input.scope == \"s{r}\"; u.admin }}\n"));
+        }
+        modules.push(("big.rego".to_string(), text));
         let e = Evaluator::build(
             modules
                 .iter()
@@ -395,7 +404,15 @@ mod tests {
             Value::new_object(),
         )
         .unwrap();
-        assert_eq!(e.fast_entries(), 8 * 51 + 1);
+        assert_eq!(e.fast_entries(), 8 * 51 + 1 + 400);
+        // u, p0..p7, and `big` in more than one program.
+        let programs = e.fast.as_ref().map_or(0, |f| f.programs());
+        assert!(programs > 10, "{programs} programs");
+        let input = Value::from_json_str(r#"{"scope": "s399", "role": "admin"}"#).unwrap();
+        assert_eq!(
+            e.evaluate_fast(&DataPath::parse("big/r399"), Some(input)),
+            Some(Ok(Outcome::Defined(Value::from(true))))
+        );
         let input = Value::from_json_str(r#"{"scope": "s49", "role": "admin"}"#).unwrap();
         for p in 0..8 {
             let path = DataPath::parse(&format!("p{p}/allow"));
@@ -417,10 +434,13 @@ mod tests {
         )
         .unwrap();
         let e = Evaluator::build(
-            [(
-                "p.rego",
-                "package q.r\nallow if input.x\nobj[k] := 1 if some k in [\"a\"]\ndeep[k].leaf := k if some k in [\"b\"]\n",
-            )],
+            [
+                (
+                    "p.rego",
+                    "package q.r\nallow if input.x\nobj[k] := 1 if some k in [\"a\"]\ndeep[k].leaf := k if some k in [\"b\"]\n",
+                ),
+                ("e.rego", "package e.f\nimport rego.v1\n"),
+            ],
             data,
         )
         .unwrap();
@@ -443,6 +463,10 @@ mod tests {
             "q/r/obj/a",
             "q/r/deep/b/leaf",
             "q/r/deep/c",
+            "e",
+            "e/f",
+            "e/f/g",
+            "",
         ] {
             let path = DataPath::parse(path);
             let input = Some(Value::from_json_str(r#"{"x": true}"#).unwrap());

@@ -5,10 +5,11 @@
 //! The entry points of one package share a program; packages do not. A VM
 //! resets per-rule state for its whole program on every decision, so one
 //! program for everything made every decision pay for every rule of the
-//! policy set, and regorus's compiler runs out of registers (a 255-register
-//! window) once a single program holds a few hundred rules more than the
-//! default set. A package whose entry points do not compile together is
-//! split in halves until they do.
+//! policy set; and regorus's compiler gives each entry point of a program a
+//! result register in one 255-register window, so a program holds at most
+//! a couple of hundred entry points (the default set has 172; a few more
+//! packages lost the whole fast path). A package with more is split in
+//! halves until the parts compile.
 //!
 //! Whatever cannot run here is answered by the interpreter instead, per
 //! entry point at compile time (a `with`, an unsupported construct; logged
@@ -217,9 +218,10 @@ fn compile(mut engine: Engine, entries: &[String]) -> (Vec<Arc<Program>>, Vec<Re
     (programs, rejected)
 }
 
-/// Compiles `group` into one program, or, if it does not compile, each
-/// half on its own, down to single entry points (rejected if even those
-/// fail): a few compiles for a group that is too large as a whole.
+/// Compiles `group` into one program. A group with more entry points than a
+/// program holds is compiled in halves; from a group that does not compile
+/// for another reason, the entry points that fail alone are rejected and the
+/// others compiled together.
 fn compile_group(
     policy: &regorus::CompiledPolicy,
     group: &[&str],
@@ -232,10 +234,37 @@ fn compile_group(
             entry: group[0].to_string(),
             reason: err.to_string(),
         }),
-        Err(_) => {
+        // Too many entry points for one program: halves.
+        Err(err) if err.to_string().contains("Register overflow") => {
             let (left, right) = group.split_at(group.len() / 2);
             compile_group(policy, left, programs, rejected);
             compile_group(policy, right, programs, rejected);
+        }
+        // Some entry point the RVM rejects (a `with`, say): find which, one
+        // at a time, and compile the others together.
+        Err(_) => {
+            let mut good = Vec::new();
+            let mut alone = Vec::new();
+            for entry in group {
+                match Compiler::compile_from_policy(policy, &[entry]) {
+                    Ok(program) => {
+                        good.push(*entry);
+                        alone.push(program);
+                    }
+                    Err(err) => rejected.push(Rejected {
+                        entry: entry.to_string(),
+                        reason: err.to_string(),
+                    }),
+                }
+            }
+            if good.len() < group.len() {
+                if !good.is_empty() {
+                    compile_group(policy, &good, programs, rejected);
+                }
+            } else {
+                // Each compiles alone but not all together: one program each.
+                programs.extend(alone);
+            }
         }
     }
 }

@@ -49,6 +49,13 @@ impl RuleIndex {
             let Some(package) = ref_segments(&module.package.refr) else {
                 continue;
             };
+            // The package exists (as `{}`) even without rules, and so do the
+            // documents above it.
+            for end in 0..=package.len() {
+                if !index.prefixes.contains(&package[..end]) {
+                    index.prefixes.insert(package[..end].to_vec());
+                }
+            }
             let package_name = DataPath::from_segments(package.clone()).to_string();
             let mut documents = Vec::new();
             for rule in &module.policy {
@@ -60,6 +67,9 @@ impl RuleIndex {
                     Rule::Default { refr, args, .. } => (refr, !args.is_empty()),
                 };
                 let Some(head_segments) = ref_segments(head) else {
+                    // A head that is no reference (the parser makes none):
+                    // count it as covering its whole package.
+                    index.heads.insert(package.clone());
                     continue;
                 };
                 let mut path = package.clone();
