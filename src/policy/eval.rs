@@ -150,12 +150,17 @@ pub fn time_limit(limit: std::time::Duration) -> regorus::utils::limits::Executi
 /// The base document at `path`, indexed as the interpreter indexes
 /// `data.a[0]["b-c"]` (`DataPath::as_ref_str`): every segment selects the
 /// object member of that name (`data.d[0]` is member `"0"` of an object, as
-/// in OPA, whose store reads path segments as keys) and a segment of digits
-/// also an array element.
+/// in OPA, whose store reads path segments as keys; digits in their
+/// canonical form, `007` as `"7"`) and a segment of digits also an array
+/// element.
 fn base_document(data: &Value, path: &DataPath) -> Value {
     let mut node = data;
     for segment in path.segments() {
         let next = match node {
+            // `data.d[7]` reads member "7" of an object, so `007` does too.
+            Value::Object(fields) if super::path::is_index(segment) => {
+                fields.get(&Value::from(super::path::canonical_index(segment)))
+            }
             Value::Object(fields) => fields.get(&Value::from(segment.as_str())),
             Value::Array(items) if super::path::is_index(segment) => {
                 segment.parse::<usize>().ok().and_then(|i| items.get(i))
@@ -429,7 +434,7 @@ mod tests {
     #[test]
     fn paths_no_rule_reaches_answer_as_the_interpreter_does() {
         let data = Value::from_json_str(
-            r#"{"d": {"a": [10, {"x": "y"}], "0": "zero", "a-b": null, "n": {}},
+            r#"{"d": {"a": [10, {"x": "y"}], "0": "zero", "7": "seven", "a-b": null, "n": {}},
                 "q": {"v": 1}}"#,
         )
         .unwrap();
@@ -437,7 +442,7 @@ mod tests {
             [
                 (
                     "p.rego",
-                    "package q.r\nallow if input.x\nobj[k] := 1 if some k in [\"a\"]\ndeep[k].leaf := k if some k in [\"b\"]\n",
+                    "package q.r\nallow if input.x\nobj[k] := 1 if some k in [\"a\"]\ndeep[k].leaf := k if some k in [\"b\"]\nlist := [5, 6]\n",
                 ),
                 ("e.rego", "package e.f\nimport rego.v1\n"),
             ],
@@ -467,6 +472,9 @@ mod tests {
             "e/f",
             "e/f/g",
             "",
+            "d/007",
+            "d/a/01",
+            "d/a/00",
         ] {
             let path = DataPath::parse(path);
             let input = Some(Value::from_json_str(r#"{"x": true}"#).unwrap());
@@ -474,6 +482,14 @@ mod tests {
             assert_eq!(
                 e.evaluate(&path, input, EvalOptions::default()),
                 interpreted,
+                "{path}"
+            );
+        }
+        // Leading zeros, as OPA reads them (`007` is 7), in rules and data.
+        for (path, want) in [("q/r/list/01", 6), ("d/a/00", 10)] {
+            assert_eq!(
+                e.evaluate(&DataPath::parse(path), None, EvalOptions::default()),
+                Ok(Outcome::Defined(Value::from(want))),
                 "{path}"
             );
         }

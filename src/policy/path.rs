@@ -82,13 +82,24 @@ fn render_segment(out: &mut String, segment: &str) {
         out.push_str(segment);
     } else if is_index(segment) {
         out.push('[');
-        out.push_str(segment);
+        out.push_str(canonical_index(segment));
         out.push(']');
     } else {
         out.push('[');
         // A JSON string literal is a valid Rego string literal.
         out.push_str(&serde_json::Value::String(segment.to_string()).to_string());
         out.push(']');
+    }
+}
+
+/// The number a segment of digits stands for, as OPA reads it (`strconv.Atoi`:
+/// `007` is 7), without the leading zeros Rego's lexer refuses.
+pub(crate) fn canonical_index(segment: &str) -> &str {
+    let trimmed = segment.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0"
+    } else {
+        trimmed
     }
 }
 
@@ -113,6 +124,7 @@ mod tests {
         assert_eq!(DataPath::parse("a/b").as_ref_str(), "data.a.b");
         assert_eq!(DataPath::parse("/x/a-b/").as_ref_str(), r#"data.x["a-b"]"#);
         assert_eq!(DataPath::parse("x/0").as_ref_str(), "data.x[0]");
+        assert_eq!(DataPath::parse("x/007/00").as_ref_str(), "data.x[7][0]");
         assert_eq!(DataPath::parse("x/if").as_ref_str(), r#"data.x["if"]"#);
         assert_eq!(
             DataPath::parse(r#"x/a"b"#).as_ref_str(),
