@@ -26,9 +26,10 @@ use serde_json::{Map, Value};
 
 pub use model::{
     Bearer, BundleConfig, Credentials, DecisionCacheConfig, DecisionLogsConfig, KeyConfig,
-    OpaConfig, Polling, ServiceConfig, Signing, Tls, DEFAULT_KEY_ALGORITHM,
-    DEFAULT_MAX_DELAY_SECONDS, DEFAULT_MIN_DELAY_SECONDS, DEFAULT_RESPONSE_HEADER_TIMEOUT_SECONDS,
-    DEFAULT_SIZE_LIMIT_BYTES,
+    OpaConfig, Polling, ServiceConfig, Signing, Tls, DEFAULT_BUFFER_SIZE_LIMIT_EVENTS,
+    DEFAULT_KEY_ALGORITHM, DEFAULT_MAX_DELAY_SECONDS, DEFAULT_MIN_DELAY_SECONDS,
+    DEFAULT_RESPONSE_HEADER_TIMEOUT_SECONDS, DEFAULT_SIZE_LIMIT_BYTES,
+    DEFAULT_UPLOAD_SIZE_LIMIT_BYTES,
 };
 
 /// Loads `config_file` (if any) with the `--set` and `--set-file` overrides,

@@ -29,7 +29,9 @@ use crate::bundle::configured::{service_endpoint, ServiceEndpoint};
 use crate::bundle::download::{backoff, join_url, random_delay};
 use crate::bundle::fetch::{chain, client, with_credentials, HttpClient};
 use crate::bundle::status::PluginError;
-use crate::opa_config::OpaConfig;
+use crate::opa_config::{
+    OpaConfig, DEFAULT_BUFFER_SIZE_LIMIT_EVENTS, DEFAULT_UPLOAD_SIZE_LIMIT_BYTES,
+};
 use chunk::{next_chunk, Next};
 
 /// Everything the uploader needs, resolved from the configuration.
@@ -73,11 +75,15 @@ pub fn configured_upload(config: &OpaConfig) -> Result<Option<UploadConfig>> {
         service,
         min_delay: seconds(reporting.min_delay_seconds),
         max_delay: seconds(reporting.max_delay_seconds),
-        upload_limit: size(reporting.upload_size_limit_bytes).unwrap_or(32768),
+        upload_limit: size(reporting.upload_size_limit_bytes)
+            .or(size(Some(DEFAULT_UPLOAD_SIZE_LIMIT_BYTES)))
+            .unwrap_or_default(),
         buffer_limit: match reporting.buffer_type.as_deref() {
-            Some("event") => {
-                BufferLimit::Events(size(reporting.buffer_size_limit_events).unwrap_or(10000))
-            }
+            Some("event") => BufferLimit::Events(
+                size(reporting.buffer_size_limit_events)
+                    .or(size(Some(DEFAULT_BUFFER_SIZE_LIMIT_EVENTS)))
+                    .unwrap_or_default(),
+            ),
             _ => BufferLimit::Bytes(size(reporting.buffer_size_limit_bytes)),
         },
     }))
