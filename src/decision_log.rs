@@ -115,17 +115,14 @@ impl DecisionLog {
     /// `record` rendered for each sink, or `None` when disabled.
     pub fn entry(&self, record: &Record<'_>) -> Option<Entry> {
         let inner = self.0.as_ref()?;
-        let now = chrono::Utc::now();
+        let fields = Fields::new(record, &inner.labels, chrono::Utc::now());
         Some(Entry {
             console: inner.console.as_ref().map(|_| {
-                let mut line = render(record, &inner.labels, now);
+                let mut line = render(&fields);
                 line.push(b'\n');
                 line
             }),
-            upload: inner
-                .upload
-                .as_ref()
-                .map(|_| render_event(record, &inner.labels, now)),
+            upload: inner.upload.as_ref().map(|_| render_event(&fields)),
         })
     }
 
@@ -167,60 +164,86 @@ impl DecisionLog {
     }
 }
 
+/// One decision's fields as both sinks write them, computed once: the input
+/// and result compacted, the caller's address and the time formatted.
+struct Fields<'a> {
+    record: &'a Record<'a>,
+    labels: &'a BTreeMap<String, String>,
+    bundles: BTreeMap<&'a str, BundleInfo<'a>>,
+    input: Option<Box<RawValue>>,
+    result: Option<Box<RawValue>>,
+    error: Option<ErrorInfo<'a>>,
+    requested_by: String,
+    now: chrono::DateTime<chrono::Utc>,
+    timestamp: String,
+}
+
+impl<'a> Fields<'a> {
+    fn new(
+        record: &'a Record<'a>,
+        labels: &'a BTreeMap<String, String>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Fields<'a> {
+        Fields {
+            record,
+            labels,
+            bundles: record
+                .bundles
+                .iter()
+                .map(|(name, revision)| (name.as_str(), BundleInfo { revision }))
+                .collect(),
+            input: record.input.and_then(raw),
+            result: record.result.and_then(raw),
+            error: record.error.map(error_info),
+            requested_by: record
+                .requested_by
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            now,
+            timestamp: rfc3339_nano(now),
+        }
+    }
+}
+
 /// OPA's `EventV1`, in its field order, as uploaded (no logrus fields).
 #[derive(Serialize)]
 struct Event<'a> {
     labels: &'a BTreeMap<String, String>,
     decision_id: &'a str,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    bundles: BTreeMap<&'a str, BundleInfo<'a>>,
+    bundles: &'a BTreeMap<&'a str, BundleInfo<'a>>,
     #[serde(skip_serializing_if = "str::is_empty")]
     path: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    input: Option<Box<RawValue>>,
+    input: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<Box<RawValue>>,
+    result: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorInfo<'a>>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    requested_by: String,
-    timestamp: String,
+    error: Option<&'a ErrorInfo<'a>>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    requested_by: &'a str,
+    timestamp: &'a str,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     metrics: &'a BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "is_zero")]
     req_id: u64,
 }
 
-fn render_event(
-    record: &Record<'_>,
-    labels: &BTreeMap<String, String>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Vec<u8> {
+fn render_event(fields: &Fields<'_>) -> Vec<u8> {
     let event = Event {
-        labels,
-        decision_id: record.decision_id,
-        bundles: bundle_infos(record),
-        path: record.path,
-        input: record.input.and_then(raw),
-        result: record.result.and_then(raw),
-        error: record.error.map(error_info),
-        requested_by: record
-            .requested_by
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-        timestamp: rfc3339_nano(now),
-        metrics: record.metrics,
-        req_id: record.req_id,
+        labels: fields.labels,
+        decision_id: fields.record.decision_id,
+        bundles: &fields.bundles,
+        path: fields.record.path,
+        input: fields.input.as_deref(),
+        result: fields.result.as_deref(),
+        error: fields.error.as_ref(),
+        requested_by: &fields.requested_by,
+        timestamp: &fields.timestamp,
+        metrics: fields.record.metrics,
+        req_id: fields.record.req_id,
     };
     serde_json::to_vec(&event).unwrap_or_default()
-}
-
-fn bundle_infos<'a>(record: &Record<'a>) -> BTreeMap<&'a str, BundleInfo<'a>> {
-    record
-        .bundles
-        .iter()
-        .map(|(name, revision)| (name.as_str(), BundleInfo { revision }))
-        .collect()
 }
 
 fn error_info(e: &EvalError) -> ErrorInfo<'_> {
@@ -234,12 +257,12 @@ fn error_info(e: &EvalError) -> ErrorInfo<'_> {
 #[derive(Serialize)]
 struct Line<'a> {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    bundles: BTreeMap<&'a str, BundleInfo<'a>>,
+    bundles: &'a BTreeMap<&'a str, BundleInfo<'a>>,
     decision_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorInfo<'a>>,
+    error: Option<&'a ErrorInfo<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    input: Option<Box<RawValue>>,
+    input: Option<&'a RawValue>,
     labels: &'a BTreeMap<String, String>,
     level: &'static str,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -249,12 +272,12 @@ struct Line<'a> {
     path: &'a str,
     #[serde(skip_serializing_if = "is_zero")]
     req_id: u64,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    requested_by: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    requested_by: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<Box<RawValue>>,
+    result: Option<&'a RawValue>,
     time: String,
-    timestamp: String,
+    timestamp: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
 }
@@ -278,29 +301,23 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-fn render(
-    record: &Record<'_>,
-    labels: &BTreeMap<String, String>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Vec<u8> {
+fn render(fields: &Fields<'_>) -> Vec<u8> {
+    let record = fields.record;
     let line = Line {
-        bundles: bundle_infos(record),
+        bundles: &fields.bundles,
         decision_id: record.decision_id,
-        error: record.error.map(error_info),
-        input: record.input.and_then(raw),
-        labels,
+        error: fields.error.as_ref(),
+        input: fields.input.as_deref(),
+        labels: fields.labels,
         level: "info",
         metrics: record.metrics,
         msg: "Decision Log",
         path: record.path,
         req_id: record.req_id,
-        requested_by: record
-            .requested_by
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-        result: record.result.and_then(raw),
-        time: format!("{}Z", seconds(now)),
-        timestamp: rfc3339_nano(now),
+        requested_by: &fields.requested_by,
+        result: fields.result.as_deref(),
+        time: format!("{}Z", seconds(fields.now)),
+        timestamp: &fields.timestamp,
         kind: "openpolicyagent.org/decision_logs",
     };
     serde_json::to_vec(&line).unwrap_or_default()
@@ -397,7 +414,7 @@ mod tests {
             metrics: &metrics,
         };
         let now = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
-        let line = String::from_utf8(render(&record, &labels, now)).unwrap();
+        let line = String::from_utf8(render(&Fields::new(&record, &labels, now))).unwrap();
         assert!(!line.contains('\n'));
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         let keys: Vec<&str> = value
@@ -429,6 +446,50 @@ mod tests {
                 "type": "openpolicyagent.org/decision_logs",
             })
         );
+    }
+
+    #[test]
+    fn an_event_is_eventv1_in_its_field_order_and_agrees_with_the_line() {
+        use chrono::TimeZone;
+        let labels = BTreeMap::from([("id".to_string(), "x".to_string())]);
+        let bundles = BTreeMap::new();
+        let metrics = BTreeMap::from([("timer_server_handler_ns", 7)]);
+        let record = Record {
+            decision_id: "d",
+            req_id: 3,
+            requested_by: Some("127.0.0.1:5000".parse().unwrap()),
+            path: "tasks/allow",
+            bundles: &bundles,
+            input: Some("{ \"scope\" : \"view\" }"),
+            result: Some(" true "),
+            error: None,
+            metrics: &metrics,
+        };
+        let now = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
+            + chrono::Duration::nanoseconds(5_000);
+        let fields = Fields::new(&record, &labels, now);
+        let event = String::from_utf8(render_event(&fields)).unwrap();
+        assert_eq!(
+            event,
+            "{\"labels\":{\"id\":\"x\"},\"decision_id\":\"d\",\"path\":\"tasks/allow\",\
+             \"input\":{\"scope\":\"view\"},\"result\":true,\"requested_by\":\"127.0.0.1:5000\",\
+             \"timestamp\":\"2026-01-02T03:04:05.000005Z\",\
+             \"metrics\":{\"timer_server_handler_ns\":7},\"req_id\":3}"
+        );
+        let line: serde_json::Value = serde_json::from_slice(&render(&fields)).unwrap();
+        let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+        for key in [
+            "labels",
+            "decision_id",
+            "path",
+            "input",
+            "result",
+            "requested_by",
+        ] {
+            assert_eq!(line[key], event[key], "{key}");
+        }
+        assert_eq!(line["timestamp"], event["timestamp"]);
+        assert_eq!(line["time"], "2026-01-02T03:04:05Z");
     }
 
     #[test]

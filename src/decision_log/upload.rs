@@ -16,7 +16,7 @@
 mod chunk;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -100,6 +100,9 @@ pub(super) struct Upload {
     /// Held for a whole upload: the periodic one and the shutdown flush take
     /// turns.
     turn: tokio::sync::Mutex<()>,
+    /// Built by [`Upload::spawn`]; the shutdown flush reuses it (and its
+    /// open connections).
+    client: OnceLock<HttpClient<Full<Bytes>>>,
 }
 
 /// The shortest pause between two uploads.
@@ -164,6 +167,7 @@ impl Upload {
             buffer: Mutex::new(Buffer::default()),
             status: Mutex::new(UploadStatus::default()),
             turn: tokio::sync::Mutex::new(()),
+            client: OnceLock::new(),
         }
     }
 
@@ -187,10 +191,15 @@ impl Upload {
         Ok(())
     }
 
+    /// The uploads' HTTP client, built once.
     fn client(&self) -> Result<HttpClient<Full<Bytes>>> {
+        if let Some(client) = self.client.get() {
+            return Ok(client.clone());
+        }
         let service = &self.config.service;
-        client(service.ca_cert.as_deref(), service.system_ca_required)
-            .map_err(|e| anyhow!("decision log uploads: {e:#}"))
+        let built = client(service.ca_cert.as_deref(), service.system_ca_required)
+            .map_err(|e| anyhow!("decision log uploads: {e:#}"))?;
+        Ok(self.client.get_or_init(|| built).clone())
     }
 
     /// The periodic trigger: a random delay between the bounds after a
