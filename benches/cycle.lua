@@ -10,3 +10,15 @@ request = function()
   local e = entries[i]
   return wrk.format("POST", e[1], { ["Content-Type"] = "application/json" }, e[2])
 end
+
+-- With DELAY_MS set, each connection waits after every response before
+-- sending its next request, a whole number of milliseconds drawn uniformly
+-- from 0..2*DELAY_MS (mean DELAY_MS), so that the connections do not stay in
+-- step and arrive in bursts (wrk's `delay` hook; wrk starts a request's
+-- latency clock when it is written, so the wait is not counted): a paced
+-- load below saturation, where latency is the server's own and not the
+-- queue that a closed loop at full speed builds.
+local think = tonumber(os.getenv("DELAY_MS") or "")
+if think then
+  delay = function() return math.random(0, 2 * think) end
+end

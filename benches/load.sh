@@ -18,6 +18,12 @@
 # It is warmed like the cached one: "allow-cached-logged" is all hits, the
 # path where the log's share of the cost is largest.
 #
+# The "paced-" rows load the same targets with the same 32 connections, but
+# each connection waits PACED_MS (default 2) after every answer before its
+# next request: a load below saturation (their ratio is to "paced-bare"),
+# where latency is the server's own. At full speed a closed loop's mean
+# latency is CONNS / (requests/s) whatever the server does (Little's law).
+#
 # Needs wrk (Debian: apt-get install wrk) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +31,7 @@ RUNS=${RUNS:-3}
 LOGGED=${LOGGED:-0}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
+PACED_MS=${PACED_MS:-2}
 
 cargo build --release --quiet --bin regent --example bare_server
 work=$(mktemp -d)
@@ -38,13 +45,12 @@ sed -nE 's/^[[:space:]]*(not )?data\.([a-z_]+)\.allow with input as (.*)$/\2\t\3
                   printf "/v1/data/%s/filter\t{\"input\": %s}\n", $1, $2 > "'"$work"'/filter.txt" }'
 echo "bodies: $(wc -l < "$work/allow.txt") per endpoint"
 
-now_ms() { date +%s%3N; }
 
 # 100k distinct bodies (generated inputs with a counter) to fill the cache.
 awk -F'\t' '{ sub(/}$/, "", $2); for (k = 0; k < 4; k++) if (n++ < 100000) printf "%s\t%s, \"fill\": %d}\n", $1, $2, n }' \
   "$work/allow.txt" > "$work/fill.txt"
 
-# Start a Regent (extra flags: $1) and print "pid addr"; time spawn -> first 200 on /health.
+# Start a Regent (extra flags: $1) and print "pid addr" once /health answers 200.
 start_regent() { # log-name flags...
   local log="$work/$1.log"; shift
   ./target/release/regent run --server --addr 127.0.0.1:0 --log-level info "$@" 2> "$log" &
@@ -71,9 +77,9 @@ for n, line in enumerate(sys.stdin):
   until curl -sf "http://$addr/health" > /dev/null; do sleep 0.001; done
   echo "$pid $addr"
 }
-start=$(now_ms)
+# Start to ready first, on an idle machine: 10 starts of the release binary.
+ready=$(python3 benches/start_to_ready.py target/release/regent "${READY_STARTS:-10}")
 read -r regent_pid regent_addr < <(start_regent uncached --disable-decision-cache)
-ready_ms=$(( $(now_ms) - start ))
 pids+=("$regent_pid")
 read -r cached_pid cached_addr < <(start_regent cached)
 pids+=("$cached_pid")
@@ -89,7 +95,7 @@ until grep -q listening "$work/bare.log" 2>/dev/null; do sleep 0.01; done
 bare_addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$work/bare.log")
 
 load() { # name url bodies
-  BODIES="$2" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s benches/cycle.lua "http://$1" \
+  BODIES="$2" DELAY_MS="${DELAY_MS:-}" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s benches/cycle.lua "http://$1" \
     | awk -v name="$3" '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
         /Non-2xx/ {bad=$NF} END {printf "%s %s %s %s %s\n", name, rps, p50, p99, bad+0}'
 }
@@ -105,6 +111,11 @@ for run in $(seq "$RUNS"); do
   load "$cached_addr" "$work/allow.txt" allow-cached
   load "$cached_addr" "$work/filter.txt" filter-cached
   if [ "$LOGGED" = 1 ]; then load "$logged_addr" "$work/allow.txt" allow-cached-logged; fi
+  # Paced: the same 32 connections, each waiting PACED_MS after every answer.
+  DELAY_MS=$PACED_MS load "$bare_addr" "$work/allow.txt" paced-bare
+  DELAY_MS=$PACED_MS load "$regent_addr" "$work/allow.txt" paced-allow
+  DELAY_MS=$PACED_MS load "$regent_addr" "$work/filter.txt" paced-filter
+  DELAY_MS=$PACED_MS load "$cached_addr" "$work/allow.txt" paced-allow-cached
 done > "$work/results.txt"
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$regent_pid/status")
 warm_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
@@ -113,7 +124,7 @@ DURATION=15s load "$cached_addr" "$work/fill.txt" fill > /dev/null
 entries=$(curl -sf "http://$cached_addr/metrics" | awk '/^regent_decision_cache_entries/ {print $2}')
 cached_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
 
-python3 - "$work/results.txt" "$ready_ms" "$rss_kb" "$entries" "$cached_rss_kb" "$warm_rss_kb" <<'PY'
+python3 - "$work/results.txt" "$ready" "$rss_kb" "$entries" "$cached_rss_kb" "$warm_rss_kb" <<'PY'
 import statistics, sys
 def ms(v):
     for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
@@ -126,13 +137,17 @@ for line in open(sys.argv[1]):
     rows.setdefault(name, []).append((float(rps), ms(p50), ms(p99), int(bad)))
 med = lambda xs: statistics.median(xs)
 bare = med([r[0] for r in rows["bare"]])
-print(f"{'target':13} {'req/s':>10} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} non-2xx  (medians of {len(rows['bare'])} runs)")
-for name in ("bare", "allow", "filter", "allow-cached", "filter-cached", "allow-cached-logged"):
+print(f"{'target':19} {'req/s':>10} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} non-2xx  (medians of {len(rows['bare'])} runs)")
+names = ("bare", "allow", "filter", "allow-cached", "filter-cached", "allow-cached-logged",
+         "paced-bare", "paced-allow", "paced-filter", "paced-allow-cached")
+for name in names:
     if name not in rows:
         continue
     r = rows[name]
     rps = med([x[0] for x in r])
-    print(f"{name:13} {rps:10.0f} {rps / bare:6.2f} {med([x[1] for x in r]):7.3f} {med([x[2] for x in r]):7.3f} {sum(x[3] for x in r)}")
-print(f"start to ready: {sys.argv[2]} ms; uncached Regent RSS after the runs: {int(sys.argv[3]) / 1024:.1f} MiB")
+    base = med([x[0] for x in rows["paced-bare"]]) if name.startswith("paced-") else bare
+    print(f"{name:19} {rps:10.0f} {rps / base:6.2f} {med([x[1] for x in r]):7.3f} {med([x[2] for x in r]):7.3f} {sum(x[3] for x in r)}")
+print(sys.argv[2])
+print(f"uncached Regent RSS after the runs: {int(sys.argv[3]) / 1024:.1f} MiB")
 print(f"cached Regent: RSS {int(sys.argv[6]) / 1024:.1f} MiB after the cached runs; after the fill: {sys.argv[4]} cached decisions, RSS {int(sys.argv[5]) / 1024:.1f} MiB")
 PY
