@@ -12,7 +12,7 @@
 //! Arguments: the rule path, a request body file. `N` defaults to 1000.
 use std::process::ExitCode;
 
-use regent::api::wire::parse_data_request;
+use regent::api::wire::{parse_data_request, Keys};
 use regent::policy::{DataPath, EvalOptions, Snapshot, Sources};
 
 fn main() -> ExitCode {
@@ -41,8 +41,9 @@ fn main() -> ExitCode {
     };
     let path = DataPath::parse(path);
     let mut last = None;
+    let keys = Keys::default();
     for _ in 0..n {
-        let input = match parse_data_request(&body) {
+        let input = match parse_data_request(&body, &keys) {
             Ok(input) => input,
             Err(err) => {
                 eprintln!("{}", err.0);

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use regent::api::wire::parse_data_request;
+use regent::api::wire::{parse_data_request, Keys};
 use regent::policy::{DataPath, EvalOptions, Snapshot, Sources};
 
 fn main() -> ExitCode {
@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         }
     };
     println!("{} inputs, {rounds} rounds (+1 warm-up)", cases.len());
+    let keys = Keys::default();
     for rule in ["allow", "filter"] {
         let requests: Vec<(DataPath, &[u8])> = cases
             .iter()
@@ -58,11 +59,13 @@ fn main() -> ExitCode {
         for round in 0..=rounds {
             for (path, body) in &requests {
                 let started = Instant::now();
-                let answer = parse_data_request(body).map_err(|e| e.0).and_then(|input| {
-                    snapshot
-                        .evaluate(path, input, EvalOptions::default())
-                        .map_err(|e| e.to_string())
-                });
+                let answer = parse_data_request(body, &keys)
+                    .map_err(|e| e.0)
+                    .and_then(|input| {
+                        snapshot
+                            .evaluate(path, input, EvalOptions::default())
+                            .map_err(|e| e.to_string())
+                    });
                 let micros = started.elapsed().as_secs_f64() * 1e6;
                 if let Err(err) = std::hint::black_box(answer) {
                     eprintln!("{path}: {err}");

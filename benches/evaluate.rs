@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use regent::api::wire::parse_data_request;
+use regent::api::wire::{parse_data_request, Keys};
 use regent::policy::{DataPath, EvalOptions, Snapshot, Sources};
 
 fn fixtures() -> Snapshot {
@@ -22,6 +22,7 @@ fn defaults() -> Snapshot {
 
 fn evaluate(c: &mut Criterion) {
     let defaults = defaults();
+    let keys = Keys::default();
     let body = include_bytes!("fixtures/input.json");
     let list = include_bytes!("fixtures/list_input.json");
     let mut group = c.benchmark_group("default");
@@ -35,7 +36,7 @@ fn evaluate(c: &mut Criterion) {
         let path = DataPath::parse(path);
         group.bench_function(name, |b| {
             b.iter(|| {
-                let input = parse_data_request(body).unwrap();
+                let input = parse_data_request(body, &keys).unwrap();
                 defaults
                     .evaluate(&path, input, EvalOptions::default())
                     .unwrap()
@@ -43,7 +44,7 @@ fn evaluate(c: &mut Criterion) {
         });
         group.bench_function(format!("{name} (interpreter)"), |b| {
             b.iter(|| {
-                let input = parse_data_request(body).unwrap();
+                let input = parse_data_request(body, &keys).unwrap();
                 defaults
                     .evaluator()
                     .evaluate_interpreted(&path, input, EvalOptions::default())
@@ -60,7 +61,7 @@ fn evaluate(c: &mut Criterion) {
         let path = DataPath::parse(&format!("tasks/{rule}"));
         group.bench_function(format!("tasks/{rule}"), |b| {
             b.iter(|| {
-                let input = parse_data_request(body).unwrap();
+                let input = parse_data_request(body, &keys).unwrap();
                 snapshot
                     .evaluate(&path, input, EvalOptions::default())
                     .unwrap()
@@ -68,7 +69,7 @@ fn evaluate(c: &mut Criterion) {
         });
     }
     group.bench_function("parse_input", |b| {
-        b.iter(|| parse_data_request(body).unwrap())
+        b.iter(|| parse_data_request(body, &keys).unwrap())
     });
     group.finish();
 }

@@ -52,6 +52,8 @@ pub struct AppState {
     pub labels: std::collections::BTreeMap<String, String>,
     /// OPA's decision logs (`decision_logs`: console, uploads); off by default.
     pub decision_log: DecisionLog,
+    /// Object keys seen in earlier inputs, reused when reading new ones.
+    pub keys: wire::Keys,
 }
 
 /// The response header that says whether a decision came from the cache:
@@ -242,7 +244,7 @@ async fn v1_data(
     let (input, missing_input) = match &body {
         Some(body) => {
             body::check_body_depth(body, &state.limits, "")?;
-            let input = wire::parse_data_request(body)
+            let input = wire::parse_data_request(body, &state.keys)
                 .map_err(|e| malformed("body contains malformed input document: ", e))?;
             let missing = input.is_none();
             (input, missing)
@@ -251,7 +253,8 @@ async fn v1_data(
             Some(text) => {
                 let context = "parameter contains malformed input document: ";
                 body::check_depth(text, &state.limits, context)?;
-                let input = wire::parse_query_input(text).map_err(|e| malformed(context, e))?;
+                let input = wire::parse_query_input(text, &state.keys)
+                    .map_err(|e| malformed(context, e))?;
                 (Some(input), false)
             }
             None => (None, false),
@@ -438,7 +441,7 @@ async fn v0_data(
     let context = "unexpected parse error for input: ";
     let body = body::read_input(req, &state.limits, context).await?;
     body::check_body_depth(&body, &state.limits, context)?;
-    let input = wire::parse_raw_input(&body).map_err(|e| {
+    let input = wire::parse_raw_input(&body, &state.keys).map_err(|e| {
         malformed(
             "unexpected parse error for input: body contains malformed input document: ",
             e,

@@ -54,6 +54,7 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
             configured_upload(&config.opa)?,
         ),
         labels,
+        keys: crate::api::wire::Keys::default(),
     })
 }
 

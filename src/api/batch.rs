@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::logged::{self, Answer, Input, Logged};
-use super::wire::{self, DataResponse, Params};
+use super::wire::{self, DataResponse, Keys, Params};
 use super::{body, cache_flags, eval_options, ApiError, AppState, Caller};
 use crate::cache::{Key, RequestKind};
 use crate::policy::{DataPath, EvalError, EvalOptions, Outcome, Snapshot};
@@ -67,7 +67,7 @@ pub(crate) async fn handle(
     }
     let common_raw = request.common_input.map(RawValue::get);
     let common = match common_raw {
-        Some(text) => Some(wire::parse_query_input(text).map_err(|e| {
+        Some(text) => Some(wire::parse_query_input(text, &state.keys).map_err(|e| {
             ApiError::BadRequest(format!("body contains malformed common_input: {}", e.0))
         })?),
         None => None,
@@ -110,7 +110,8 @@ pub(crate) async fn handle(
         todo.push((slot, raw.to_string()));
     }
 
-    let evaluated = evaluate_all(&snapshot, path, common.clone(), options, todo).await?;
+    let evaluated =
+        evaluate_all(&snapshot, path, common.clone(), options, todo, &state.keys).await?;
     for (slot, result) in evaluated {
         if cacheable && result.0 == StatusCode::OK {
             state.cache.insert(key_of(distinct[slot]), &result.1);
@@ -128,7 +129,8 @@ pub(crate) async fn handle(
         Some(common) if state.decision_log.enabled() => distinct
             .iter()
             .map(|raw| {
-                let mut text = wire::to_json(&item_input(Some(common), raw).ok()?, false);
+                let merged = item_input(Some(common), raw, &state.keys).ok()?;
+                let mut text = wire::to_json(&merged, false);
                 text.pop();
                 String::from_utf8(text).ok()
             })
@@ -222,6 +224,7 @@ async fn evaluate_all(
     common: Option<Value>,
     options: EvalOptions,
     todo: Vec<(usize, String)>,
+    keys: &Keys,
 ) -> Result<Vec<(usize, ItemResult)>, ApiError> {
     if todo.len() < PARALLEL_MIN_ITEMS {
         return Ok(todo
@@ -229,7 +232,7 @@ async fn evaluate_all(
             .map(|(slot, raw)| {
                 (
                     slot,
-                    evaluate_item(snapshot, path, common.as_ref(), options, &raw),
+                    evaluate_item(snapshot, path, common.as_ref(), options, &raw, keys),
                 )
             })
             .collect());
@@ -244,11 +247,13 @@ async fn evaluate_all(
         let path = path.clone();
         let common = common.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
+            // A table of this chunk's own: its items share their keys.
+            let keys = Keys::default();
             part.into_iter()
                 .map(|(slot, raw)| {
                     (
                         slot,
-                        evaluate_item(&snapshot, &path, common.as_ref(), options, &raw),
+                        evaluate_item(&snapshot, &path, common.as_ref(), options, &raw, &keys),
                     )
                 })
                 .collect::<Vec<_>>()
@@ -266,8 +271,12 @@ async fn evaluate_all(
 
 /// The input an item is evaluated on: its own input, deep-merged into
 /// `common_input` when there is one.
-fn item_input(common: Option<&Value>, raw: &str) -> Result<Value, wire::MalformedInput> {
-    let input = wire::parse_query_input(raw)?;
+fn item_input(
+    common: Option<&Value>,
+    raw: &str,
+    keys: &Keys,
+) -> Result<Value, wire::MalformedInput> {
+    let input = wire::parse_query_input(raw, keys)?;
     Ok(match common {
         Some(common) => merge(common.clone(), input),
         None => input,
@@ -281,8 +290,9 @@ fn evaluate_item(
     common: Option<&Value>,
     options: EvalOptions,
     raw: &str,
+    keys: &Keys,
 ) -> ItemResult {
-    let answer = item_input(common, raw)
+    let answer = item_input(common, raw, keys)
         .map_err(|e| ApiError::BadRequest(format!("input contains malformed document: {}", e.0)))
         .and_then(|input| Ok(snapshot.evaluate(path, Some(input), options)?));
     match answer {

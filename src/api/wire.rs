@@ -7,9 +7,13 @@ use std::collections::BTreeMap;
 use std::io;
 
 use regorus::Value;
-use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserializer as _, Serialize};
 use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
+
+mod value;
+use value::InputValue;
+pub use value::Keys;
 
 /// The boolean query options of the data API, parsed as OPA's `getBoolParam`:
 /// a bare `?x` or `?x=` is true, otherwise only a value equal to `true`.
@@ -66,8 +70,9 @@ pub struct MalformedInput(pub String);
 /// Parses a `POST /v1/data` body: an object whose `input` key (matched
 /// case-insensitively, as Go does) holds the input. Returns `None` when there
 /// is no input (empty body, `null`, `{}`, `{"input": null}`). Bytes after the
-/// first JSON value are ignored, as OPA's decoder does.
-pub fn parse_data_request(body: &[u8]) -> Result<Option<Value>, MalformedInput> {
+/// first JSON value are ignored, as OPA's decoder does. `keys`: the object
+/// keys seen before (see [`Keys`]).
+pub fn parse_data_request(body: &[u8], keys: &Keys) -> Result<Option<Value>, MalformedInput> {
     let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Ok(None);
     };
@@ -84,14 +89,18 @@ pub fn parse_data_request(body: &[u8]) -> Result<Option<Value>, MalformedInput> 
             "json: cannot unmarshal {kind} into Go value of type types.DataRequestV1"
         )));
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    de.deserialize_option(RequestVisitor)
-        .map_err(|e| MalformedInput(e.to_string()))
+    keys.with(|value| {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        de.deserialize_option(RequestVisitor { value })
+            .map_err(|e| MalformedInput(e.to_string()))
+    })
 }
 
-struct RequestVisitor;
+struct RequestVisitor<'t> {
+    value: InputValue<'t>,
+}
 
-impl<'de> Visitor<'de> for RequestVisitor {
+impl<'de> Visitor<'de> for RequestVisitor<'_> {
     type Value = Option<Value>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -103,14 +112,14 @@ impl<'de> Visitor<'de> for RequestVisitor {
     }
 
     fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(RequestVisitor)
+        d.deserialize_map(self)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut input = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key.eq_ignore_ascii_case("input") {
-                input = match map.next_value::<Value>()? {
+                input = match map.next_value_seed(self.value.reborrow())? {
                     Value::Null => None,
                     v => Some(v),
                 };
@@ -124,21 +133,30 @@ impl<'de> Visitor<'de> for RequestVisitor {
 
 /// Parses a body that is the input itself (`/v0/data`, `POST /`). An empty
 /// body is the input `null`, as in OPA.
-pub fn parse_raw_input(body: &[u8]) -> Result<Value, MalformedInput> {
+pub fn parse_raw_input(body: &[u8], keys: &Keys) -> Result<Value, MalformedInput> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(Value::Null);
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde::Deserialize::deserialize(&mut de)
-        .map_err(|e: serde_json::Error| MalformedInput(e.to_string()))
+    keys.with(|value| {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        value
+            .deserialize(&mut de)
+            .map_err(|e| MalformedInput(e.to_string()))
+    })
 }
 
 /// Parses the `?input=` parameter of a GET request (trailing data rejected).
-pub fn parse_query_input(text: &str) -> Result<Value, MalformedInput> {
+pub fn parse_query_input(text: &str, keys: &Keys) -> Result<Value, MalformedInput> {
     if text.trim().is_empty() {
         return Err(MalformedInput("EOF".to_string()));
     }
-    serde_json::from_str(text).map_err(|e| MalformedInput(e.to_string()))
+    keys.with(|value| {
+        let mut de = serde_json::Deserializer::from_str(text);
+        value
+            .deserialize(&mut de)
+            .and_then(|value| de.end().map(|()| value))
+            .map_err(|e| MalformedInput(e.to_string()))
+    })
 }
 
 /// The deepest nesting of arrays and objects in a JSON text, stopping early
@@ -341,17 +359,21 @@ mod tests {
 
     #[test]
     fn request_body_input_key_is_case_insensitive_and_trailing_bytes_ignored() {
-        let v = parse_data_request(br#"{"x": 1, "INPUT": {"a": [1]}} trailing"#).unwrap();
+        let keys = Keys::default();
+        let v = parse_data_request(br#"{"x": 1, "INPUT": {"a": [1]}} trailing"#, &keys).unwrap();
         assert_eq!(v, Some(Value::from_json_str(r#"{"a": [1]}"#).unwrap()));
-        assert_eq!(parse_data_request(b"  ").unwrap(), None);
-        assert_eq!(parse_data_request(b"null").unwrap(), None);
-        assert_eq!(parse_data_request(br#"{"input": null}"#).unwrap(), None);
-        let err = parse_data_request(b"[1]").unwrap_err();
+        assert_eq!(parse_data_request(b"  ", &keys).unwrap(), None);
+        assert_eq!(parse_data_request(b"null", &keys).unwrap(), None);
+        assert_eq!(
+            parse_data_request(br#"{"input": null}"#, &keys).unwrap(),
+            None
+        );
+        let err = parse_data_request(b"[1]", &keys).unwrap_err();
         assert_eq!(
             err.0,
             "json: cannot unmarshal array into Go value of type types.DataRequestV1"
         );
-        assert!(parse_data_request(b"{\"input\": ").is_err());
+        assert!(parse_data_request(b"{\"input\": ", &keys).is_err());
     }
 
     #[test]
