@@ -4,7 +4,11 @@
 //! from a table of the keys seen before ([`Keys`]), so the keys every input
 //! repeats (`auth`, `user`, `id`, `scope`, ...) cost a reference count, not an
 //! allocation. The values built are equal to regorus's (unit tests compare
-//! them; the differential tests compare decisions over the generated inputs).
+//! them; the differential tests compare decisions over the generated inputs)
+//! with one exception, on purpose: regorus reads an object whose first key is
+//! `"$serde_json::private::Number"` as a number (serde_json's private
+//! encoding of arbitrary-precision numbers, which this build does not use);
+//! here, as in OPA, it is an object like any other.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -21,9 +25,11 @@ const KEY_MAX: usize = 64;
 const KEYS: usize = 1024;
 
 /// Object keys seen in earlier inputs, one bounded table per thread that
-/// parses (keys of at most [`KEY_MAX`] bytes, at most [`KEYS`] of them;
-/// past that, keys are allocated per input as regorus does). Owned by whoever
-/// parses: the server's state, a batch, a bench. Clones share the tables.
+/// parses (keys of at most [`KEY_MAX`] bytes, at most [`KEYS`] of them; a
+/// full table is emptied and refilled from the keys that come next, so keys
+/// that never repeat, such as ids used as keys, cannot keep the common ones
+/// out for good). Owned by whoever parses: the server's state, a batch, a
+/// bench. Clones share the tables.
 #[derive(Clone, Default)]
 pub struct Keys(Arc<ThreadLocal<RefCell<HashSet<Arc<str>>>>>);
 
@@ -162,9 +168,10 @@ impl Visitor<'_> for Key<'_> {
             return Ok(Arc::clone(found));
         }
         let made: Arc<str> = Arc::from(text);
-        if self.keys.len() < KEYS {
-            self.keys.insert(Arc::clone(&made));
+        if self.keys.len() >= KEYS {
+            self.keys.clear();
         }
+        self.keys.insert(Arc::clone(&made));
         Ok(made)
     }
 }
@@ -219,6 +226,19 @@ mod tests {
     }
 
     #[test]
+    fn serde_json_private_number_key_is_an_ordinary_key_as_in_opa() {
+        let text = r#"{"$serde_json::private::Number": "5"}"#;
+        assert_eq!(Value::from_json_str(text).unwrap(), Value::from(5u64));
+        let ours = parse(&Keys::default(), text).unwrap();
+        let object = ours.as_object().unwrap();
+        assert_eq!(object.len(), 1);
+        assert_eq!(
+            object.get(&Value::from("$serde_json::private::Number")),
+            Some(&Value::from("5"))
+        );
+    }
+
+    #[test]
     fn keys_are_shared_between_inputs_up_to_the_bound() {
         let keys = Keys::default();
         let key_of = |v: &Value| match v.as_object().unwrap().keys().next() {
@@ -237,16 +257,16 @@ mod tests {
             !Arc::ptr_eq(&key_of(&c), &key_of(&d)),
             "long keys are not kept"
         );
-        // Past the bound, new keys still parse, but are not kept.
-        for i in 0..KEYS {
+        // A full table is emptied, then keeps the keys that come next.
+        for i in 0..KEYS - 1 {
             parse(&keys, &format!(r#"{{"k{i}": {i}}}"#)).unwrap();
         }
+        assert_eq!(keys.0.get().unwrap().borrow().len(), KEYS);
         let late = r#"{"late": true}"#;
         let (e, f) = (parse(&keys, late).unwrap(), parse(&keys, late).unwrap());
         assert_eq!(e, f);
-        assert!(!Arc::ptr_eq(&key_of(&e), &key_of(&f)));
-        let table = keys.0.get().unwrap().borrow();
-        assert_eq!(table.len(), KEYS);
+        assert!(Arc::ptr_eq(&key_of(&e), &key_of(&f)));
+        assert_eq!(keys.0.get().unwrap().borrow().len(), 1);
         // Another thread has a table of its own.
         let other = keys.clone();
         std::thread::spawn(move || {
