@@ -19,8 +19,9 @@
 # path where the log's share of the cost is largest.
 #
 # The "paced-" rows load the same targets with the same 32 connections, but
-# each connection waits PACED_MS (default 2) after every answer before its
-# next request: a load below saturation (their ratio is to "paced-bare"),
+# each connection waits a random 0..2*PACED_MS ms (PACED_MS defaults to 2)
+# after every answer before its next request (see cycle.lua): a load below
+# saturation (their ratio is to "paced-bare"),
 # where latency is the server's own. At full speed a closed loop's mean
 # latency is CONNS / (requests/s) whatever the server does (Little's law).
 #
@@ -44,7 +45,6 @@ sed -nE 's/^[[:space:]]*(not )?data\.([a-z_]+)\.allow with input as (.*)$/\2\t\3
   | awk -F'\t' '{ printf "/v1/data/%s/allow\t{\"input\": %s}\n", $1, $2 > "'"$work"'/allow.txt";
                   printf "/v1/data/%s/filter\t{\"input\": %s}\n", $1, $2 > "'"$work"'/filter.txt" }'
 echo "bodies: $(wc -l < "$work/allow.txt") per endpoint"
-
 
 # 100k distinct bodies (generated inputs with a counter) to fill the cache.
 awk -F'\t' '{ sub(/}$/, "", $2); for (k = 0; k < 4; k++) if (n++ < 100000) printf "%s\t%s, \"fill\": %d}\n", $1, $2, n }' \
@@ -111,7 +111,7 @@ for run in $(seq "$RUNS"); do
   load "$cached_addr" "$work/allow.txt" allow-cached
   load "$cached_addr" "$work/filter.txt" filter-cached
   if [ "$LOGGED" = 1 ]; then load "$logged_addr" "$work/allow.txt" allow-cached-logged; fi
-  # Paced: the same 32 connections, each waiting PACED_MS after every answer.
+  # Paced: the same connections, each waiting 0..2*PACED_MS ms after every answer.
   DELAY_MS=$PACED_MS load "$bare_addr" "$work/allow.txt" paced-bare
   DELAY_MS=$PACED_MS load "$regent_addr" "$work/allow.txt" paced-allow
   DELAY_MS=$PACED_MS load "$regent_addr" "$work/filter.txt" paced-filter
