@@ -55,8 +55,8 @@ async fn main() {
         opa: Default::default(),
         default_decision: "system/main".into(),
     };
-    let state = regent::run::prepare(&config).unwrap();
-    regent::run::start_background(&config, &state).unwrap();
+    let state =
+        regent::run::start_background(&config, regent::run::prepare(&config).unwrap()).unwrap();
     let server = regent::server::Server::bind(&config.addrs, state)
         .await
         .unwrap();

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::api::AppState;
 use crate::bundle::configured::bundle_sources;
+use crate::bundle::download::BundleSource;
 use crate::bundle::{archive, download, Bundle};
 use crate::cache::DecisionCache;
 use crate::config::RunConfig;
@@ -58,9 +59,17 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
     })
 }
 
+/// What [`prepare`] built: the server's state, and the configured bundle
+/// sources (resolved once, from `services`, `bundles` and `keys`), which
+/// [`start_background`] hands to their downloaders.
+pub struct Prepared {
+    pub state: AppState,
+    sources: Vec<BundleSource>,
+}
+
 /// Everything before binding: the policy paths (or the embedded default
 /// set), the `-b` bundles, and the persisted copies of configured bundles.
-pub fn prepare(config: &RunConfig) -> Result<AppState> {
+pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     let sources = if config.serves_default_policies() {
         Sources::embedded_default().context("loading the default policies")?
     } else if config.bundle {
@@ -78,11 +87,12 @@ pub fn prepare(config: &RunConfig) -> Result<AppState> {
             })?;
         }
     }
-    for source in bundle_sources(&config.opa)? {
+    let sources = bundle_sources(&config.opa)?;
+    for source in &sources {
         state.store.bundle_statuses().register(&source.name);
-        download::activate_persisted(&state.store, &source);
+        download::activate_persisted(&state.store, source);
     }
-    Ok(state)
+    Ok(Prepared { state, sources })
 }
 
 /// Reads and checks the `-b` bundle at `path`; returns it with its revision.
@@ -103,9 +113,10 @@ pub fn load_local_bundle(
 }
 
 /// Starts what runs beside the server: the file watcher with `--watch`, one
-/// downloader per configured bundle, the decision log uploads. Needs a
-/// tokio runtime.
-pub fn start_background(config: &RunConfig, state: &AppState) -> Result<()> {
+/// downloader per configured bundle, the decision log uploads; returns the
+/// state to serve. Needs a tokio runtime.
+pub fn start_background(config: &RunConfig, prepared: Prepared) -> Result<AppState> {
+    let Prepared { state, sources } = prepared;
     if config.watch {
         let watched = if config.bundle {
             watch::Watched::Bundles {
@@ -117,16 +128,16 @@ pub fn start_background(config: &RunConfig, state: &AppState) -> Result<()> {
         };
         watch::spawn(state.store.clone(), config.paths.clone(), watched)?;
     }
-    for source in bundle_sources(&config.opa)? {
+    for source in sources {
         download::spawn(state.store.clone(), source);
     }
-    state.decision_log.start()
+    state.decision_log.start()?;
+    Ok(state)
 }
 
 /// Runs the server until `shutdown` completes.
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let state = prepare(&config)?;
-    start_background(&config, &state)?;
+    let state = start_background(&config, prepare(&config)?)?;
     let snapshot = state.snapshots.load();
     let modules = snapshot.modules().len();
     let revision = snapshot.revision().to_string();

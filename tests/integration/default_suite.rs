@@ -62,7 +62,7 @@ fn the_generated_suite_passes_in_full() {
 /// A server on the embedded default set (no paths given).
 async fn default_server() -> std::net::SocketAddr {
     let config = crate::support::config(Vec::new(), regent::api::Limits::default());
-    let state = regent::run::prepare(&config).unwrap();
+    let state = regent::run::prepare(&config).unwrap().state;
     let server = regent::server::Server::bind(&config.addrs, state)
         .await
         .unwrap();

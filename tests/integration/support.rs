@@ -91,8 +91,8 @@ impl TestServer {
     }
 
     async fn launch(dir: tempfile::TempDir, config: RunConfig) -> TestServer {
-        let state = regent::run::prepare(&config).unwrap();
-        regent::run::start_background(&config, &state).unwrap();
+        let prepared = regent::run::prepare(&config).unwrap();
+        let state = regent::run::start_background(&config, prepared).unwrap();
         let server = Server::bind(&config.addrs, state).await.unwrap();
         let addr = server.local_addrs()[0];
         let (tx, rx) = oneshot::channel::<()>();
