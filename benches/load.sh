@@ -11,6 +11,7 @@
 #   bash benches/load.sh                 # 3 runs of 10 s each, 32 connections
 #   RUNS=5 DURATION=20s CONNS=32 bash benches/load.sh
 #   LOGGED=1 bash benches/load.sh        # + rows with the console decision log on
+#   PIN=1 bash benches/load.sh           # servers on CPU 1, wrk on CPU 0 (below)
 #
 # With LOGGED=1, a third Regent runs with --set decision_logs.console=true
 # and the cache on; its stderr goes through a pipe to a reader that keeps
@@ -25,6 +26,11 @@
 # where latency is the server's own. At full speed a closed loop's mean
 # latency is CONNS / (requests/s) whatever the server does (Little's law).
 #
+# With PIN=1, every server runs on CPU 1 only and wrk on CPU 0 only
+# (taskset), so the generator and the server under test never take turns on
+# one core: a view of what one core of each server does, without the
+# scheduling between them that the default (shared) setup counts in latency.
+#
 # Needs wrk (Debian: apt-get install wrk) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +39,9 @@ LOGGED=${LOGGED:-0}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 PACED_MS=${PACED_MS:-2}
+PIN=${PIN:-0}
+srv=() gen=()
+if [ "$PIN" = 1 ]; then srv=(taskset -c 1) gen=(taskset -c 0); fi
 
 cargo build --release --quiet --bin regent --example bare_server
 work=$(mktemp -d)
@@ -53,7 +62,7 @@ awk -F'\t' '{ sub(/}$/, "", $2); for (k = 0; k < 4; k++) if (n++ < 100000) print
 # Start a Regent (extra flags: $1) and print "pid addr" once /health answers 200.
 start_regent() { # log-name flags...
   local log="$work/$1.log"; shift
-  ./target/release/regent run --server --addr 127.0.0.1:0 --log-level info "$@" 2> "$log" &
+  "${srv[@]}" ./target/release/regent run --server --addr 127.0.0.1:0 --log-level info "$@" 2> "$log" &
   local pid=$!
   until grep -q "Initializing server" "$log" 2>/dev/null; do sleep 0.001; done
   local addr; addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$log" | head -1)
@@ -64,7 +73,7 @@ start_regent() { # log-name flags...
 # only the first 20 lines in the log (the decision log is read and dropped).
 start_logged() { # log-name flags...
   local log="$work/$1.log"; shift
-  ./target/release/regent run --server --addr 127.0.0.1:0 --log-level info "$@" \
+  "${srv[@]}" ./target/release/regent run --server --addr 127.0.0.1:0 --log-level info "$@" \
     2> >(python3 -c 'import sys
 out = open(sys.argv[1], "w")
 for n, line in enumerate(sys.stdin):
@@ -89,13 +98,13 @@ if [ "$LOGGED" = 1 ]; then
   pids+=("$logged_pid")
 fi
 
-./target/release/examples/bare_server > "$work/bare.log" &
+"${srv[@]}" ./target/release/examples/bare_server > "$work/bare.log" &
 pids+=("$!")
 until grep -q listening "$work/bare.log" 2>/dev/null; do sleep 0.01; done
 bare_addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$work/bare.log")
 
 load() { # name url bodies
-  BODIES="$2" DELAY_MS="${DELAY_MS:-}" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s benches/cycle.lua "http://$1" \
+  BODIES="$2" DELAY_MS="${DELAY_MS:-}" "${gen[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s benches/cycle.lua "http://$1" \
     | awk -v name="$3" '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
         /Non-2xx/ {bad=$NF} END {printf "%s %s %s %s %s\n", name, rps, p50, p99, bad+0}'
 }
@@ -124,6 +133,7 @@ DURATION=15s load "$cached_addr" "$work/fill.txt" fill > /dev/null
 entries=$(curl -sf "http://$cached_addr/metrics" | awk '/^regent_decision_cache_entries/ {print $2}')
 cached_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
 
+if [ "$PIN" = 1 ]; then echo "PIN=1: every server on CPU 1, wrk on CPU 0"; fi
 python3 - "$work/results.txt" "$ready" "$rss_kb" "$entries" "$cached_rss_kb" "$warm_rss_kb" <<'PY'
 import statistics, sys
 def ms(v):
