@@ -1,13 +1,16 @@
 -- wrk script: cycles request bodies from $BODIES, one "path<TAB>body" a line.
--- Every request is formatted once, up front, so that sending one costs wrk a
--- table lookup: what the generator spends per request is counted in the
--- latency of every request that waits behind it in wrk's single event loop.
+-- Every request is formatted once, in `init` (after wrk has set its Host
+-- header, which `wrk.format` adds), so that sending one costs wrk a table
+-- lookup: what the generator spends per request is counted in the latency
+-- of every request that waits behind it in wrk's single event loop.
 local requests = {}
-for line in io.lines(os.getenv("BODIES")) do
-  local path, body = line:match("^([^\t]+)\t(.*)$")
-  if path then
-    requests[#requests + 1] =
-      wrk.format("POST", path, { ["Content-Type"] = "application/json" }, body)
+init = function(args)
+  for line in io.lines(os.getenv("BODIES")) do
+    local path, body = line:match("^([^\t]+)\t(.*)$")
+    if path then
+      requests[#requests + 1] =
+        wrk.format("POST", path, { ["Content-Type"] = "application/json" }, body)
+    end
   end
 end
 local i = 0
