@@ -26,10 +26,11 @@
 # where latency is the server's own. At full speed a closed loop's mean
 # latency is CONNS / (requests/s) whatever the server does (Little's law).
 #
-# With PIN=1, every server runs on CPU 1 only and wrk on CPU 0 only
-# (taskset), so the generator and the server under test never take turns on
-# one core: a view of what one core of each server does, without the
-# scheduling between them that the default (shared) setup counts in latency.
+# With PIN=1, every server under load (and the LOGGED=1 log reader) runs on
+# CPU 1 only and wrk on CPU 0 only (taskset; start to ready is not pinned),
+# so the generator and the server under test never take turns on one core:
+# a view of what one core of each server does, without the scheduling
+# between them that the default (shared) setup counts in latency.
 #
 # Needs wrk (Debian: apt-get install wrk) and python3.
 set -euo pipefail
@@ -41,7 +42,10 @@ CONNS=${CONNS:-32}
 PACED_MS=${PACED_MS:-2}
 PIN=${PIN:-0}
 srv=() gen=()
-if [ "$PIN" = 1 ]; then srv=(taskset -c 1) gen=(taskset -c 0); fi
+if [ "$PIN" = 1 ]; then
+  srv=(taskset -c 1) gen=(taskset -c 0)
+  "${srv[@]}" true && "${gen[@]}" true || { echo "PIN=1 needs CPUs 0 and 1" >&2; exit 1; }
+fi
 
 cargo build --release --quiet --bin regent --example bare_server
 work=$(mktemp -d)
@@ -74,7 +78,7 @@ start_regent() { # log-name flags...
 start_logged() { # log-name flags...
   local log="$work/$1.log"; shift
   "${srv[@]}" ./target/release/regent run --server --addr 127.0.0.1:0 --log-level info "$@" \
-    2> >(python3 -c 'import sys
+    2> >("${srv[@]}" python3 -c 'import sys
 out = open(sys.argv[1], "w")
 for n, line in enumerate(sys.stdin):
     if n < 20:
@@ -133,7 +137,7 @@ DURATION=15s load "$cached_addr" "$work/fill.txt" fill > /dev/null
 entries=$(curl -sf "http://$cached_addr/metrics" | awk '/^regent_decision_cache_entries/ {print $2}')
 cached_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
 
-if [ "$PIN" = 1 ]; then echo "PIN=1: every server on CPU 1, wrk on CPU 0"; fi
+if [ "$PIN" = 1 ]; then echo "PIN=1: the servers under load on CPU 1, wrk on CPU 0"; fi
 python3 - "$work/results.txt" "$ready" "$rss_kb" "$entries" "$cached_rss_kb" "$warm_rss_kb" <<'PY'
 import statistics, sys
 def ms(v):

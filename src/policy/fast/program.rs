@@ -1,7 +1,8 @@
 //! What Regent changes in a compiled regorus `Program` before running it,
 //! to work around costs of the regorus 0.14 VM: per-rule metadata it clones
-//! on every rule call but never reads ([`slim`]), and reference counts the
-//! worker threads would otherwise share ([`private_copy`]).
+//! on every rule call but never reads, and the sources and spans it never
+//! reads at all ([`slim`]); reference counts the worker threads would
+//! otherwise share ([`private_copy`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -94,7 +95,9 @@ mod tests {
             (Value::Array(x), Value::Array(y)) => {
                 !Arc::ptr_eq(x, y) && x.iter().zip(y.iter()).all(|(a, b)| shares_nothing(a, b))
             }
-            (Value::Set(x), Value::Set(y)) => !Arc::ptr_eq(x, y),
+            (Value::Set(x), Value::Set(y)) => {
+                !Arc::ptr_eq(x, y) && x.iter().zip(y.iter()).all(|(a, b)| shares_nothing(a, b))
+            }
             (Value::Object(x), Value::Object(y)) => {
                 !Arc::ptr_eq(x, y)
                     && x.iter().zip(y.iter()).all(|((ka, va), (kb, vb))| {
@@ -145,6 +148,8 @@ mod tests {
             assert_eq!(ours.definitions, theirs.definitions);
             assert!(!Arc::ptr_eq(&ours.definitions, &theirs.definitions));
         }
+        assert_eq!(copy.rule_tree, program.rule_tree);
+        assert!(shares_nothing(&copy.rule_tree, &program.rule_tree));
         for (ours, theirs) in copy.literals.iter().zip(&program.literals) {
             assert_eq!(ours, theirs);
             assert!(shares_nothing(ours, theirs));
