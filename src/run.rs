@@ -64,7 +64,7 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
 /// [`start_background`] hands to their downloaders.
 pub struct Prepared {
     pub state: AppState,
-    sources: Vec<BundleSource>,
+    configured: Vec<BundleSource>,
 }
 
 /// Everything before binding: the policy paths (or the embedded default
@@ -87,12 +87,12 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
             })?;
         }
     }
-    let sources = bundle_sources(&config.opa)?;
-    for source in &sources {
+    let configured = bundle_sources(&config.opa)?;
+    for source in &configured {
         state.store.bundle_statuses().register(&source.name);
         download::activate_persisted(&state.store, source);
     }
-    Ok(Prepared { state, sources })
+    Ok(Prepared { state, configured })
 }
 
 /// Reads and checks the `-b` bundle at `path`; returns it with its revision.
@@ -116,7 +116,7 @@ pub fn load_local_bundle(
 /// downloader per configured bundle, the decision log uploads; returns the
 /// state to serve. Needs a tokio runtime.
 pub fn start_background(config: &RunConfig, prepared: Prepared) -> Result<AppState> {
-    let Prepared { state, sources } = prepared;
+    let Prepared { state, configured } = prepared;
     if config.watch {
         let watched = if config.bundle {
             watch::Watched::Bundles {
@@ -128,7 +128,7 @@ pub fn start_background(config: &RunConfig, prepared: Prepared) -> Result<AppSta
         };
         watch::spawn(state.store.clone(), config.paths.clone(), watched)?;
     }
-    for source in sources {
+    for source in configured {
         download::spawn(state.store.clone(), source);
     }
     state.decision_log.start()?;
