@@ -24,7 +24,9 @@
 # after every answer before its next request (see cycle.lua): a load below
 # saturation (their ratio is to "paced-bare"),
 # where latency is the server's own. At full speed a closed loop's mean
-# latency is CONNS / (requests/s) whatever the server does (Little's law).
+# latency is CONNS / (requests/s) whatever the server does (Little's law;
+# less the time wrk takes between an answer and the next request, which it
+# does not count).
 #
 # With PIN=1, every server under load (and the LOGGED=1 log reader) runs on
 # CPU 1 only and wrk on CPU 0 only (taskset; start to ready is not pinned),
