@@ -105,37 +105,51 @@ if [ "$LOGGED" = 1 ]; then
 fi
 
 "${srv[@]}" ./target/release/examples/bare_server > "$work/bare.log" &
-pids+=("$!")
+bare_pid=$!
+pids+=("$bare_pid")
 until grep -q listening "$work/bare.log" 2>/dev/null; do sleep 0.01; done
 bare_addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$work/bare.log")
 
-load() { # name url bodies
-  BODIES="$2" DELAY_MS="${DELAY_MS:-}" "${gen[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s benches/cycle.lua "http://$1" \
-    | awk -v name="$3" '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
-        /Non-2xx/ {bad=$NF} END {printf "%s %s %s %s %s\n", name, rps, p50, p99, bad+0}'
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+# Load addr ($1) with bodies ($2); print "name req/s p50 p99 non-2xx server-us
+# wrk-us": the last two are the CPU time the server (pid $4) and wrk used
+# per request during the load (bash's `times` gives wrk's).
+load() { # addr bodies name server-pid
+  local before; before=$(cpu_ticks "$4")
+  (BODIES="$2" DELAY_MS="${DELAY_MS:-}" "${gen[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s benches/cycle.lua "http://$1" \
+    > "$work/wrk.out"; times > "$work/wrk.times")
+  local used=$(( ($(cpu_ticks "$4") - before) * tick_us ))
+  awk -v name="$3" -v srv_us="$used" '
+    FNR == NR && /requests in/ {n=$1} FNR == NR && /Requests\/sec/ {rps=$2}
+    FNR == NR && /^ +50%/ {p50=$2} FNR == NR && /^ +99%/ {p99=$2} FNR == NR && /Non-2xx/ {bad=$NF}
+    FNR != NR && FNR == 2 {split($1, u, /[ms]/); split($2, s, /[ms]/); wrk_us=(u[1]*60+u[2]+s[1]*60+s[2])*1e6}
+    END {printf "%s %s %s %s %s %.1f %.1f\n", name, rps, p50, p99, bad+0, srv_us/n, wrk_us/n}' \
+    "$work/wrk.out" "$work/wrk.times"
 }
 
 # Warm the cached instance: every body once (a miss each), then measure hits.
-DURATION=5s load "$cached_addr" "$work/allow.txt" warm > /dev/null
-DURATION=5s load "$cached_addr" "$work/filter.txt" warm > /dev/null
-if [ "$LOGGED" = 1 ]; then DURATION=5s load "$logged_addr" "$work/allow.txt" warm > /dev/null; fi
+DURATION=5s load "$cached_addr" "$work/allow.txt" warm "$cached_pid" > /dev/null
+DURATION=5s load "$cached_addr" "$work/filter.txt" warm "$cached_pid" > /dev/null
+if [ "$LOGGED" = 1 ]; then DURATION=5s load "$logged_addr" "$work/allow.txt" warm "$logged_pid" > /dev/null; fi
 for run in $(seq "$RUNS"); do
-  load "$bare_addr" "$work/allow.txt" bare
-  load "$regent_addr" "$work/allow.txt" allow
-  load "$regent_addr" "$work/filter.txt" filter
-  load "$cached_addr" "$work/allow.txt" allow-cached
-  load "$cached_addr" "$work/filter.txt" filter-cached
-  if [ "$LOGGED" = 1 ]; then load "$logged_addr" "$work/allow.txt" allow-cached-logged; fi
+  load "$bare_addr" "$work/allow.txt" bare "$bare_pid"
+  load "$regent_addr" "$work/allow.txt" allow "$regent_pid"
+  load "$regent_addr" "$work/filter.txt" filter "$regent_pid"
+  load "$cached_addr" "$work/allow.txt" allow-cached "$cached_pid"
+  load "$cached_addr" "$work/filter.txt" filter-cached "$cached_pid"
+  if [ "$LOGGED" = 1 ]; then load "$logged_addr" "$work/allow.txt" allow-cached-logged "$logged_pid"; fi
   # Paced: the same connections, each waiting 0..2*PACED_MS ms after every answer.
-  DELAY_MS=$PACED_MS load "$bare_addr" "$work/allow.txt" paced-bare
-  DELAY_MS=$PACED_MS load "$regent_addr" "$work/allow.txt" paced-allow
-  DELAY_MS=$PACED_MS load "$regent_addr" "$work/filter.txt" paced-filter
-  DELAY_MS=$PACED_MS load "$cached_addr" "$work/allow.txt" paced-allow-cached
+  DELAY_MS=$PACED_MS load "$bare_addr" "$work/allow.txt" paced-bare "$bare_pid"
+  DELAY_MS=$PACED_MS load "$regent_addr" "$work/allow.txt" paced-allow "$regent_pid"
+  DELAY_MS=$PACED_MS load "$regent_addr" "$work/filter.txt" paced-filter "$regent_pid"
+  DELAY_MS=$PACED_MS load "$cached_addr" "$work/allow.txt" paced-allow-cached "$cached_pid"
 done > "$work/results.txt"
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$regent_pid/status")
 warm_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
 # Fill the cached instance with 100k distinct decisions, then read its RSS.
-DURATION=15s load "$cached_addr" "$work/fill.txt" fill > /dev/null
+DURATION=15s load "$cached_addr" "$work/fill.txt" fill "$cached_pid" > /dev/null
 entries=$(curl -sf "http://$cached_addr/metrics" | awk '/^regent_decision_cache_entries/ {print $2}')
 cached_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
 
@@ -149,11 +163,11 @@ def ms(v):
     return float(v)
 rows = {}
 for line in open(sys.argv[1]):
-    name, rps, p50, p99, bad = line.split()
-    rows.setdefault(name, []).append((float(rps), ms(p50), ms(p99), int(bad)))
+    name, rps, p50, p99, bad, srv_us, wrk_us = line.split()
+    rows.setdefault(name, []).append((float(rps), ms(p50), ms(p99), int(bad), float(srv_us), float(wrk_us)))
 med = lambda xs: statistics.median(xs)
 bare = med([r[0] for r in rows["bare"]])
-print(f"{'target':19} {'req/s':>10} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} non-2xx  (medians of {len(rows['bare'])} runs)")
+print(f"{'target':19} {'req/s':>10} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'srv us':>7} {'wrk us':>7} non-2xx  (medians of {len(rows['bare'])} runs)")
 names = ("bare", "allow", "filter", "allow-cached", "filter-cached", "allow-cached-logged",
          "paced-bare", "paced-allow", "paced-filter", "paced-allow-cached")
 for name in names:
@@ -162,7 +176,9 @@ for name in names:
     r = rows[name]
     rps = med([x[0] for x in r])
     base = med([x[0] for x in rows["paced-bare"]]) if name.startswith("paced-") else bare
-    print(f"{name:19} {rps:10.0f} {rps / base:6.2f} {med([x[1] for x in r]):7.3f} {med([x[2] for x in r]):7.3f} {sum(x[3] for x in r)}")
+    print(f"{name:19} {rps:10.0f} {rps / base:6.2f} {med([x[1] for x in r]):7.3f} {med([x[2] for x in r]):7.3f} "
+          f"{med([x[4] for x in r]):7.1f} {med([x[5] for x in r]):7.1f} {sum(x[3] for x in r)}")
+print("srv us, wrk us: CPU time (user + system) the server process and wrk used per request")
 print(sys.argv[2])
 print(f"uncached Regent RSS after the runs: {int(sys.argv[3]) / 1024:.1f} MiB")
 print(f"cached Regent: RSS {int(sys.argv[6]) / 1024:.1f} MiB after the cached runs; after the fill: {sys.argv[4]} cached decisions, RSS {int(sys.argv[5]) / 1024:.1f} MiB")
