@@ -2,7 +2,9 @@
 //! directory, see [`archive`]) holding Rego modules anywhere, data documents
 //! (`data.json`, `data.yaml`, `data.yml`) placed at their directory's path,
 //! an optional `.manifest` (revision, roots, rego_version, metadata) and an
-//! optional `.signatures.json` (see [`signing`]). [`Bundle::from_files`]
+//! optional `.signatures.json` (see [`signing`]); or, for a delta bundle,
+//! a `patch.json` of data operations and an optional `.manifest` (see
+//! [`delta`]). [`Bundle::from_files`]
 //! checks everything OPA checks — signature, roots, data shape — so a bundle
 //! that exists as a value is one that can be activated.
 //!
@@ -18,6 +20,7 @@ pub mod archive;
 pub mod build_cmd;
 pub mod canonical;
 pub mod configured;
+pub mod delta;
 pub mod download;
 pub mod fetch;
 pub mod persist;
@@ -79,6 +82,9 @@ pub struct Bundle {
     /// Module ids are `<bundle name>/<file path>`.
     pub modules: Vec<Module>,
     pub data: Map<String, Json>,
+    /// A delta bundle's operations (`patch.json` with at least one); `None`
+    /// for a snapshot bundle.
+    pub patch: Option<Vec<delta::PatchOperation>>,
 }
 
 impl Bundle {
@@ -104,9 +110,6 @@ impl Bundle {
                 .context("bundle signature verification failed")?;
         } else if signatures.is_some() {
             bail!("bundle signature verification failed: verification key not provided");
-        }
-        if files.iter().any(|f| f.name == "patch.json") {
-            bail!("delta bundles (patch.json) are not supported");
         }
         let mut manifest = Manifest::default();
         let mut modules = Vec::new();
@@ -144,6 +147,15 @@ impl Bundle {
         }
         let roots = manifest.root_paths();
         check_overlap_within(&manifest)?;
+        if let Some(patch) = delta_patch(&files, &roots, &manifest)? {
+            return Ok(Bundle {
+                name: name.to_string(),
+                manifest,
+                modules: Vec::new(),
+                data: Map::new(),
+                patch: Some(patch),
+            });
+        }
         check_data_roots(&roots, &sources.data, &mut Vec::new(), &manifest)?;
         for module in &modules {
             // A module that does not parse is reported by the compile at
@@ -165,7 +177,17 @@ impl Bundle {
             manifest,
             modules,
             data: sources.data,
+            patch: None,
         })
+    }
+
+    /// `"delta"` or `"snapshot"`, as OPA's bundle status names the type.
+    pub fn kind(&self) -> &'static str {
+        if self.patch.is_some() {
+            "delta"
+        } else {
+            "snapshot"
+        }
     }
 
     /// The manifest's roots as segments.
@@ -228,6 +250,49 @@ fn check_data_roots(
     Ok(())
 }
 
+/// A delta bundle's operations, when `patch.json` holds any: as OPA, such a
+/// bundle may hold nothing else but its `.manifest` (and signatures), and
+/// every operation's path lies under its roots. An empty list is a
+/// snapshot bundle (which replaces the data under its roots).
+fn delta_patch(
+    files: &[BundleFile],
+    roots: &[Vec<String>],
+    manifest: &Manifest,
+) -> Result<Option<Vec<delta::PatchOperation>>> {
+    let base = |f: &BundleFile| f.name.rsplit('/').next().unwrap_or(&f.name).to_string();
+    let Some(file) = files.iter().find(|f| base(f) == "patch.json") else {
+        return Ok(None);
+    };
+    let ops = delta::parse(&file.bytes)?;
+    if ops.is_empty() {
+        return Ok(None);
+    }
+    for (kind, found) in [
+        (
+            "data",
+            files
+                .iter()
+                .any(|f| matches!(base(f).as_str(), "data.json" | "data.yaml" | "data.yml")),
+        ),
+        ("policy", files.iter().any(|f| base(f).ends_with(".rego"))),
+        ("wasm", files.iter().any(|f| base(f).ends_with(".wasm"))),
+    ] {
+        if found {
+            bail!("delta bundle expected to contain only patch file but {kind} files found");
+        }
+    }
+    for op in &ops {
+        let path = op.path.trim_matches('/');
+        if !roots.iter().any(|root| segments(path).starts_with(root)) {
+            bail!(
+                "manifest roots {} do not permit data patch at path '{path}'",
+                roots_display(manifest)
+            );
+        }
+    }
+    Ok(Some(ops))
+}
+
 fn roots_display(manifest: &Manifest) -> String {
     format!("[{}]", manifest.roots.clone().unwrap_or_default().join(" "))
 }
@@ -268,6 +333,49 @@ mod tests {
             serde_json::json!({"x": {"y": {"k": 1}, "z": 2}})
         );
         assert_eq!(bundle.roots(), vec![Vec::<String>::new()]);
+    }
+
+    #[test]
+    fn delta_bundles_hold_only_their_patch_under_their_roots() {
+        let manifest = file(".manifest", r#"{"revision": "d1", "roots": ["a"]}"#);
+        let patch = file(
+            "patch.json",
+            r#"{"data": [{"op": "upsert", "path": "/a/x", "value": 1}]}"#,
+        );
+        let delta = Bundle::from_files("b", vec![manifest.clone(), patch.clone()], None).unwrap();
+        assert_eq!(delta.kind(), "delta");
+        assert_eq!(delta.patch.as_ref().map(Vec::len), Some(1));
+        assert_eq!(delta.manifest.revision, "d1");
+        for (extra, kind) in [
+            (file("p.rego", "package a\n"), "policy"),
+            (file("a/data.json", "{}"), "data"),
+            (file("policy.wasm", ""), "wasm"),
+        ] {
+            let err = Bundle::from_files("b", vec![manifest.clone(), patch.clone(), extra], None)
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("delta bundle expected to contain only patch file but {kind} files found")
+            );
+        }
+        let outside = file(
+            "patch.json",
+            r#"{"data": [{"op": "remove", "path": "/ab/x"}]}"#,
+        );
+        let err = Bundle::from_files("b", vec![manifest.clone(), outside], None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "manifest roots [a] do not permit data patch at path 'ab/x'"
+        );
+        // No operations: a snapshot (of no data), as OPA reads it.
+        let empty = Bundle::from_files(
+            "b",
+            vec![manifest, file("patch.json", r#"{"data": []}"#)],
+            None,
+        )
+        .unwrap();
+        assert_eq!(empty.kind(), "snapshot");
+        assert!(empty.data.is_empty());
     }
 
     #[test]

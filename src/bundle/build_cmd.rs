@@ -47,6 +47,13 @@ pub fn build(
     revision: Option<&str>,
     signing: Option<&SigningKey>,
 ) -> Result<Vec<u8>> {
+    if let [(input, files)] = inputs.as_slice() {
+        let bundle = Bundle::from_files(input, files.clone(), None)
+            .with_context(|| format!("bundle {input}"))?;
+        if let Some(patch) = bundle.patch {
+            return build_delta(bundle.manifest, &patch, revision, signing);
+        }
+    }
     let mut manifest = Manifest::default();
     let mut roots: Vec<String> = Vec::new();
     let mut any_roots = false;
@@ -57,6 +64,9 @@ pub fn build(
         // Each input is checked as a bundle of its own first (roots, data).
         let bundle = Bundle::from_files(&input, files.clone(), None)
             .with_context(|| format!("bundle {input}"))?;
+        if bundle.patch.is_some() {
+            bail!("bundle merge failed: delta bundle {input} cannot be merged with other bundles");
+        }
         if let Some(input_roots) = &bundle.manifest.roots {
             any_roots = true;
             roots.extend(input_roots.iter().cloned());
@@ -133,5 +143,27 @@ pub fn build(
         revisions: Default::default(),
     })
     .map_err(|e| anyhow!("{e:#}"))?;
+    archive::write_tarball(&files)
+}
+
+/// A delta bundle, as OPA writes one: its `patch.json` and `.manifest`
+/// (signed when a key is given: Regent verifies deltas as it does snapshots).
+fn build_delta(
+    mut manifest: Manifest,
+    patch: &[super::delta::PatchOperation],
+    revision: Option<&str>,
+    signing: Option<&SigningKey>,
+) -> Result<Vec<u8>> {
+    if let Some(revision) = revision {
+        manifest.revision = revision.to_string();
+    }
+    let mut files = vec![
+        BundleFile::new("patch.json", super::delta::write(patch)?),
+        BundleFile::new(".manifest", serde_json::to_vec(&manifest)?),
+    ];
+    if let Some(key) = signing {
+        let signature = signing::sign(&files, key)?;
+        files.push(BundleFile::new(".signatures.json", signature));
+    }
     archive::write_tarball(&files)
 }

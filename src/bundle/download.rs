@@ -3,10 +3,12 @@
 //! changes nothing), a uniformly random delay between the polling bounds
 //! after a success, exponential backoff (100 ms × 1.6ⁿ, ±20% jitter, capped
 //! at the max delay) after an error, long polling when configured
-//! (`Prefer: modes=snapshot;wait=N`, kept while the service answers with
-//! `application/vnd.openpolicyagent.bundles`), a response-header timeout,
-//! and the body bounded by the bundle's size limit. A download that does
-//! not read, verify or build is reported and the active policies stay.
+//! (`Prefer: modes=snapshot,delta;wait=N`, kept while the service answers
+//! with `application/vnd.openpolicyagent.bundles`), a response-header
+//! timeout, and the body bounded by the bundle's size limit. Delta bundles
+//! patch the active data (see `bundle/delta.rs`); as OPA, a delta is
+//! refused when the bundle is persisted. A download that does not read,
+//! verify or build is reported and the active policies stay.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -207,7 +209,13 @@ fn activate(
     etag: Option<&str>,
 ) -> Result<String> {
     let read = archive::read_tarball(bytes, source.size_limit)
-        .and_then(|files| Bundle::from_files(&source.name, files, source.verification.as_ref()));
+        .and_then(|files| Bundle::from_files(&source.name, files, source.verification.as_ref()))
+        .and_then(|bundle| {
+            if bundle.patch.is_some() && source.persist_dir.is_some() {
+                bail!("'persist' property is true in config. persisting delta bundle to disk is not supported");
+            }
+            Ok(bundle)
+        });
     let bundle = match read {
         Ok(bundle) => {
             // Downloaded means read and verified, as OPA counts it.

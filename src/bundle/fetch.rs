@@ -1,6 +1,6 @@
 //! The HTTP side of bundle downloads: a client for `http://` and
 //! `https://` (rustls, with a configured CA or the system's roots) and one
-//! conditional GET: `If-None-Match`, `Prefer: modes=snapshot[;wait=N]`,
+//! conditional GET: `If-None-Match`, `Prefer: modes=snapshot,delta[;wait=N]`,
 //! credentials and headers, redirects (at most 10; credentials stay on the
 //! first host), the response-header timeout, and the body bounded by the
 //! size limit.
@@ -277,8 +277,8 @@ fn build_request(
         builder = builder.header(IF_NONE_MATCH, etag);
     }
     let prefer = match source.long_polling_timeout {
-        Some(wait) => format!("modes=snapshot;wait={}", wait.as_secs()),
-        None => "modes=snapshot".to_string(),
+        Some(wait) => format!("modes=snapshot,delta;wait={}", wait.as_secs()),
+        None => "modes=snapshot,delta".to_string(),
     };
     builder = builder.header("prefer", prefer);
     builder

@@ -28,6 +28,8 @@ pub struct BundleStatus {
     /// SHA-256 of the active download: the same bytes again (a service
     /// without ETags) are not re-activated, so the decision cache survives.
     pub digest: Option<[u8; 32]>,
+    /// `snapshot` or `delta`: the type of the last bundle activated or tried.
+    pub bundle_type: Option<&'static str>,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +97,7 @@ impl BundleStatuses {
                     StatusBody {
                         name: name.clone(),
                         active_revision: s.active_revision.clone().filter(|r| !r.is_empty()),
+                        bundle_type: s.bundle_type,
                         last_successful_activation: rfc3339(s.last_successful_activation),
                         last_successful_download: rfc3339(s.last_successful_download),
                         last_request: rfc3339(s.last_request),
@@ -122,6 +125,8 @@ pub struct StatusBody {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_revision: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub bundle_type: Option<&'static str>,
     pub last_successful_activation: String,
     pub last_successful_download: String,
     pub last_request: String,

@@ -144,11 +144,14 @@ fn cvat_exact_command_polls_activates_and_follows_changes() {
 }
 
 /// A configuration for one bundle `b` from `service`, polled every 0-1 s.
-fn polled_config(service: &BundleService, extra: &[String]) -> regent::config::RunConfig {
+pub(crate) fn polled_config(
+    service: &BundleService,
+    extra: &[String],
+) -> regent::config::RunConfig {
     polled_config_files(service, extra, &[])
 }
 
-fn polled_config_files(
+pub(crate) fn polled_config_files(
     service: &BundleService,
     extra: &[String],
     set_file: &[String],
@@ -177,11 +180,11 @@ async fn allow(server: &TestServer, user: &str) -> Value {
         .json()
 }
 
-async fn bundle_status(server: &TestServer) -> Value {
+pub(crate) async fn bundle_status(server: &TestServer) -> Value {
     server.get("/v1/status").await.json()["result"]["bundles"]["b"].clone()
 }
 
-async fn wait_async(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_async(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !check().await {
         assert!(Instant::now() < deadline, "never happened: {what}");
@@ -213,7 +216,7 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
     assert_eq!(labels["region"], "eu");
     // Long polling asked for; this service does not confirm it, so polling
     // stays periodic (see `long_polling_is_kept_while_the_service_confirms_it`).
-    assert_eq!(first.prefer.as_deref(), Some("modes=snapshot;wait=7"));
+    assert_eq!(first.prefer.as_deref(), Some("modes=snapshot,delta;wait=7"));
 
     let oversized = "# padding\n".repeat(4000);
     let broken: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -305,7 +308,7 @@ async fn long_polling_is_kept_while_the_service_confirms_it() {
     assert!(service
         .seen()
         .iter()
-        .all(|s| s.prefer.as_deref() == Some("modes=snapshot;wait=5")));
+        .all(|s| s.prefer.as_deref() == Some("modes=snapshot,delta;wait=5")));
     assert_eq!(allow(&server, "alice").await, json!({"result": true}));
     drop(server);
 }
@@ -341,13 +344,18 @@ async fn https_services_are_trusted_through_their_ca() {
     assert_eq!(untrusted.get("/health?bundles").await.status, 500);
 }
 
+/// `--set` values persisting bundle `b` under `dir`.
+pub(crate) fn persist_settings(dir: &std::path::Path) -> [String; 2] {
+    [
+        "bundles.b.persist=true".to_string(),
+        format!("persistence_directory={}", path_string(dir)),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persisted_bundle_serves_while_the_service_is_down() {
     let persistence = tempfile::tempdir().unwrap();
-    let persist = [
-        "bundles.b.persist=true".to_string(),
-        format!("persistence_directory={}", path_string(persistence.path())),
-    ];
+    let persist = persist_settings(persistence.path());
     let service = BundleService::start(
         "/b.tar.gz",
         cvat_bundle(&[("probe.rego", PROBE_V1)]),
@@ -385,7 +393,7 @@ fn fixture(name: &str) -> String {
 }
 
 /// `regent build` over a bundle directory, signed with `key`/`alg`.
-fn build_signed(dir: &std::path::Path, out: &std::path::Path, key: &str, alg: &str) {
+pub(crate) fn build_signed(dir: &std::path::Path, out: &std::path::Path, key: &str, alg: &str) {
     let status = Command::new(regent_bin())
         .args(["build", "-b", &path_string(dir), "-o", &path_string(out)])
         .args([

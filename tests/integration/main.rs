@@ -11,6 +11,7 @@ mod data_api;
 mod decision_logs;
 mod default_policies;
 mod default_suite;
+mod delta_bundles;
 mod differential;
 mod errors;
 mod health_policies;

@@ -1,5 +1,6 @@
 //! The bundle side of the policy store: activating a bundle (its modules
-//! and the data under its roots replace the previous version's), the
+//! and the data under its roots replace the previous version's; a delta
+//! bundle's operations patch the data under its roots instead), the
 //! disjoint-roots rule across bundles, and refusing API writes under a
 //! bundle's roots, as OPA does.
 
@@ -20,6 +21,8 @@ impl PolicyStore {
     /// its modules replace the old ones, its data replaces everything under
     /// its roots. Refused when its roots overlap another active bundle's.
     pub fn activate_bundle(&self, bundle: Bundle, revision: String) -> Result<(), WriteError> {
+        self.statuses
+            .update(&bundle.name, |s| s.bundle_type = Some(bundle.kind()));
         let result = self.activate_bundle_inner(&bundle, revision.clone());
         match &result {
             Ok(()) => self.statuses.update(&bundle.name, |s| {
@@ -75,10 +78,49 @@ impl PolicyStore {
             return Err(WriteError::Data(DataWriteError::Invalid(format!("{err}"))));
         }
         let previous = bundles.get(&bundle.name);
+        let Some(patch) = &bundle.patch else {
+            self.write("bundle", |sources| {
+                apply_bundle(sources, previous, bundle, revision, true)
+            })?;
+            bundles.insert(bundle.name.clone(), bundle.clone());
+            return Ok(());
+        };
+        // As OPA: a delta keeps the roots of the version it patches (its
+        // revision and metadata may change), and leaves policies alone.
+        if let Some(previous) = previous {
+            let sorted = |b: &Bundle| {
+                let mut roots = b.roots();
+                roots.sort();
+                roots
+            };
+            if sorted(previous) != sorted(bundle) {
+                let err = anyhow!(
+                    "delta bundle '{}' has wasm resolvers or manifest roots that are different from those in the store",
+                    bundle.name
+                );
+                self.failed("bundle", &err);
+                return Err(WriteError::Data(DataWriteError::Invalid(format!("{err}"))));
+            }
+        }
+        let mut patched = None;
         self.write("bundle", |sources| {
-            apply_bundle(sources, previous, bundle, revision)
+            let mut data = under_roots(&sources.data, &bundle.roots());
+            crate::bundle::delta::apply(&mut data, patch)
+                .map_err(|e| WriteError::Data(DataWriteError::Invalid(format!("{e:#}"))))?;
+            let next = Bundle {
+                name: bundle.name.clone(),
+                manifest: bundle.manifest.clone(),
+                modules: previous.map(|p| p.modules.clone()).unwrap_or_default(),
+                data,
+                patch: None,
+            };
+            apply_bundle(sources, previous, &next, revision, false)?;
+            patched = Some(next);
+            Ok(())
         })?;
-        bundles.insert(bundle.name.clone(), bundle.clone());
+        if let Some(next) = patched {
+            bundles.insert(bundle.name.clone(), next);
+        }
         Ok(())
     }
 
@@ -131,12 +173,14 @@ impl PolicyStore {
 }
 
 /// Puts `bundle` into `sources`: the modules of `previous` (the same bundle's
-/// last version) go, data under both versions' roots is replaced.
+/// last version) go, data under both versions' roots is replaced. With
+/// `erase`, any other module whose package lies under the roots goes too.
 pub(super) fn apply_bundle(
     sources: &mut Sources,
     previous: Option<&Bundle>,
     bundle: &Bundle,
     revision: String,
+    erase: bool,
 ) -> Result<(), WriteError> {
     let mut gone: HashSet<&str> = bundle.modules.iter().map(|m| m.id.as_str()).collect();
     let mut roots = bundle.roots();
@@ -149,9 +193,10 @@ pub(super) fn apply_bundle(
     // the new roots (a file, an API write before the first download) goes.
     let new_roots = bundle.roots();
     sources.modules.retain(|m| {
-        crate::policy::module_package(&m.id, &m.text).map_or(true, |package| {
-            !new_roots.iter().any(|root| package.starts_with(root))
-        })
+        !erase
+            || crate::policy::module_package(&m.id, &m.text).map_or(true, |package| {
+                !new_roots.iter().any(|root| package.starts_with(root))
+            })
     });
     sources.modules.extend(bundle.modules.iter().cloned());
     for root in &roots {
@@ -172,6 +217,44 @@ pub(super) fn apply_bundle(
         })?;
     sources.revisions.insert(bundle.name.clone(), revision);
     Ok(())
+}
+
+/// The parts of `data` under `roots`, at their paths.
+fn under_roots(
+    data: &serde_json::Map<String, serde_json::Value>,
+    roots: &[Vec<String>],
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for root in roots {
+        let Some((last, parents)) = root.split_last() else {
+            return data.clone();
+        };
+        let mut from = Some(data);
+        for segment in parents {
+            from = match from.and_then(|m| m.get(segment)) {
+                Some(serde_json::Value::Object(inner)) => Some(inner),
+                _ => None,
+            };
+        }
+        let Some(value) = from.and_then(|m| m.get(last)) else {
+            continue;
+        };
+        let mut to = &mut out;
+        for segment in parents {
+            let next = to
+                .entry(segment.clone())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if !next.is_object() {
+                *next = serde_json::Value::Object(serde_json::Map::new());
+            }
+            let serde_json::Value::Object(next) = next else {
+                unreachable!("made an object above")
+            };
+            to = next;
+        }
+        to.insert(last.clone(), value.clone());
+    }
+    out
 }
 
 fn remove_under(data: &mut serde_json::Map<String, serde_json::Value>, root: &[String]) {
