@@ -79,13 +79,18 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     };
     let state = app_state(config, sources)?;
     if config.bundle {
-        for path in &config.paths {
-            let (bundle, revision) =
-                load_local_bundle(path, config.local_verification.as_ref(), config.skip_verify)?;
-            state.store.activate_bundle(bundle, revision).map_err(|e| {
-                anyhow::anyhow!("bundle {path}: {}", crate::policy::store::describe(&e))
-            })?;
-        }
+        // Read every bundle, then activate them together: one compile.
+        let list = config
+            .paths
+            .iter()
+            .map(|path| {
+                load_local_bundle(path, config.local_verification.as_ref(), config.skip_verify)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        state.store.activate_bundles(list).map_err(|e| {
+            let paths = config.paths.join(", ");
+            anyhow::anyhow!("bundles {paths}: {}", crate::policy::store::describe(&e))
+        })?;
     }
     let configured = bundle_sources(&config.opa)?;
     for source in &configured {

@@ -5,8 +5,8 @@
 //! files are seen). Any event counts: a burst (an editor's save, a `git
 //! checkout`, Kubernetes swapping a ConfigMap's `..data` symlink) becomes one
 //! reload once the events have been quiet for [`DEBOUNCE`]. The reload goes
-//! through [`PolicyStore::reload_files`] (or, with `-b`, re-activates each
-//! bundle): a complete new snapshot or nothing.
+//! through [`PolicyStore::reload_files`] (or, with `-b`, re-reads every
+//! bundle and activates them together): a complete new snapshot or nothing.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,15 +74,17 @@ pub fn spawn(
                 Watched::Bundles {
                     verification,
                     skip_verify,
-                } => paths.iter().fold(true, |ok, path| {
-                    let result =
-                        crate::run::load_local_bundle(path, verification.as_ref(), skip_verify)
-                            .map_err(|err| store.record_failure("watch", &err))
-                            .and_then(|(bundle, revision)| {
-                                store.activate_bundle(bundle, revision).map_err(|_| ())
-                            });
-                    ok && result.is_ok()
-                }),
+                } => {
+                    // Every path is read first; then all activate together.
+                    let loaded: Result<Vec<_>, _> = paths
+                        .iter()
+                        .map(|path| {
+                            crate::run::load_local_bundle(path, verification.as_ref(), skip_verify)
+                                .map_err(|err| store.record_failure("watch", &err))
+                        })
+                        .collect();
+                    loaded.is_ok_and(|list| store.activate_bundles(list).is_ok())
+                }
             })
             .await;
             if let Ok(true) = reload {

@@ -135,3 +135,74 @@ async fn a_configmap_style_symlink_swap_reloads() {
     eventually(&server, FALSE).await;
     server.stop().await.unwrap();
 }
+
+/// `-w -b` with two bundles: a change to both where one does not compile
+/// activates neither (as OPA, the bundles load in one transaction); once
+/// it is fixed, both are new together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_bundles_activate_together_or_not_at_all() {
+    let write = |dir: &Path, name: &str, version: &str| {
+        std::fs::write(
+            dir.join(".manifest"),
+            format!(r#"{{"revision": "{version}", "roots": ["{name}"]}}"#),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("v.rego"),
+            format!("package {name}\n\nv := \"{version}\"\n"),
+        )
+        .unwrap();
+    };
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(one.path(), "one", "1a");
+    write(two.path(), "two", "2a");
+    let mut cfg = crate::support::config(
+        vec![path_string(one.path()), path_string(two.path())],
+        regent::api::Limits::default(),
+    );
+    cfg.bundle = true;
+    cfg.watch = true;
+    let server = TestServer::start_config(cfg).await;
+    let both = async || {
+        let get = async |name: &str| {
+            let reply = server.get(&format!("/v1/data/{name}/v")).await;
+            reply.json()["result"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        (get("one").await, get("two").await)
+    };
+    assert_eq!(both().await, ("1a".to_string(), "2a".to_string()));
+
+    write(one.path(), "one", "1b");
+    std::fs::write(two.path().join("v.rego"), "package two\n\nv := {\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = server.get("/v1/status").await.json();
+        let message = status["result"]["last_error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if message.contains("v.rego") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken bundle was never reported: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(both().await, ("1a".to_string(), "2a".to_string()));
+
+    write(two.path(), "two", "2b");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while both().await != ("1b".to_string(), "2b".to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "never both new: {:?}",
+            both().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -21,10 +21,32 @@ impl PolicyStore {
     /// its modules replace the old ones, its data replaces everything under
     /// its roots. Refused when its roots overlap another active bundle's.
     pub fn activate_bundle(&self, bundle: Bundle, revision: String) -> Result<(), WriteError> {
-        self.statuses
-            .update(&bundle.name, |s| s.bundle_type = Some(bundle.kind()));
-        let result = self.activate_bundle_inner(&bundle, revision.clone());
-        match &result {
+        self.activate_bundles(vec![(bundle, revision)])
+    }
+
+    /// Activates several bundles in one snapshot, all or none, as OPA
+    /// activates the bundles it loads together (a `--watch` reload of `-b`
+    /// paths): one compile, and no request sees some of them new and others
+    /// old. Each bundle's status records the outcome.
+    pub fn activate_bundles(&self, list: Vec<(Bundle, String)>) -> Result<(), WriteError> {
+        for (bundle, _) in &list {
+            self.statuses
+                .update(&bundle.name, |s| s.bundle_type = Some(bundle.kind()));
+        }
+        let result = self.activate_bundles_inner(&list);
+        for (bundle, revision) in list {
+            self.record_activation(&bundle, revision, &result);
+        }
+        result
+    }
+
+    fn record_activation(
+        &self,
+        bundle: &Bundle,
+        revision: String,
+        result: &Result<(), WriteError>,
+    ) {
+        match result {
             Ok(()) => self.statuses.update(&bundle.name, |s| {
                 s.active_revision = Some(revision);
                 s.last_successful_activation = Some(SystemTime::now());
@@ -52,74 +74,45 @@ impl PolicyStore {
             }
             Err(err) => self.statuses.failed(&bundle.name, describe(err), None),
         }
-        result
     }
 
-    fn activate_bundle_inner(&self, bundle: &Bundle, revision: String) -> Result<(), WriteError> {
+    fn activate_bundles_inner(&self, list: &[(Bundle, String)]) -> Result<(), WriteError> {
         let mut bundles = self.bundles.lock().unwrap_or_else(PoisonError::into_inner);
-        let overlapping: Vec<&str> = bundles
-            .values()
-            .filter(|other| other.name != bundle.name)
-            .filter(|other| {
-                other
-                    .roots()
-                    .iter()
-                    .any(|a| bundle.roots().iter().any(|b| roots_overlap(a, b)))
-            })
-            .map(|other| other.name.as_str())
-            .collect();
-        if !overlapping.is_empty() {
-            let err = anyhow!(
-                "bundle {}: detected overlapping roots in bundle manifest with: [{}]",
-                bundle.name,
-                overlapping.join(" ")
-            );
-            self.failed("bundle", &err);
-            return Err(WriteError::Data(DataWriteError::Invalid(format!("{err}"))));
-        }
-        let previous = bundles.get(&bundle.name);
-        let Some(patch) = &bundle.patch else {
-            self.write("bundle", |sources| {
-                apply_bundle(sources, previous, bundle, revision, true)
-            })?;
-            bundles.insert(bundle.name.clone(), bundle.clone());
-            return Ok(());
-        };
-        // As OPA: a delta keeps the roots of the version it patches (its
-        // revision and metadata may change), and leaves policies alone.
-        if let Some(previous) = previous {
-            let sorted = |b: &Bundle| {
-                let mut roots = b.roots();
-                roots.sort();
-                roots
-            };
-            if sorted(previous) != sorted(bundle) {
-                let err = anyhow!(
-                    "delta bundle '{}' has wasm resolvers or manifest roots that are different from those in the store",
-                    bundle.name
-                );
+        for i in 0..list.len() {
+            if let Err(err) = check_roots(&bundles, list, i) {
                 self.failed("bundle", &err);
                 return Err(WriteError::Data(DataWriteError::Invalid(format!("{err}"))));
             }
         }
-        let mut patched = None;
+        let mut activated = Vec::with_capacity(list.len());
         self.write("bundle", |sources| {
-            let mut data = under_roots(&sources.data, &bundle.roots());
-            crate::bundle::delta::apply(&mut data, patch)
-                .map_err(|e| WriteError::Data(DataWriteError::Invalid(format!("{e:#}"))))?;
-            let next = Bundle {
-                name: bundle.name.clone(),
-                manifest: bundle.manifest.clone(),
-                modules: previous.map(|p| p.modules.clone()).unwrap_or_default(),
-                data,
-                patch: None,
-            };
-            apply_bundle(sources, previous, &next, revision, false)?;
-            patched = Some(next);
+            for (bundle, revision) in list {
+                let previous = bundles.get(&bundle.name);
+                let Some(patch) = &bundle.patch else {
+                    apply_bundle(sources, previous, bundle, revision.clone(), true)?;
+                    activated.push(bundle.clone());
+                    continue;
+                };
+                // As OPA: a delta patches the data under its roots and
+                // leaves policies alone; its revision and metadata replace
+                // the old ones.
+                let mut data = under_roots(&sources.data, &bundle.roots());
+                crate::bundle::delta::apply(&mut data, patch)
+                    .map_err(|e| WriteError::Data(DataWriteError::Invalid(format!("{e:#}"))))?;
+                let next = Bundle {
+                    name: bundle.name.clone(),
+                    manifest: bundle.manifest.clone(),
+                    modules: previous.map(|p| p.modules.clone()).unwrap_or_default(),
+                    data,
+                    patch: None,
+                };
+                apply_bundle(sources, previous, &next, revision.clone(), false)?;
+                activated.push(next);
+            }
             Ok(())
         })?;
-        if let Some(next) = patched {
-            bundles.insert(bundle.name.clone(), next);
+        for next in activated {
+            bundles.insert(next.name.clone(), next);
         }
         Ok(())
     }
@@ -170,6 +163,52 @@ impl PolicyStore {
         }
         Ok(())
     }
+}
+
+/// The roots rules for `list[i]`: its roots may not overlap those of any
+/// other bundle, active or activated with it; a delta keeps the roots of
+/// the version it patches (as OPA, compared as sets).
+fn check_roots(
+    active: &BTreeMap<String, Bundle>,
+    list: &[(Bundle, String)],
+    i: usize,
+) -> anyhow::Result<()> {
+    let bundle = &list[i].0;
+    let others = active
+        .values()
+        .filter(|other| !list.iter().any(|(b, _)| b.name == other.name))
+        .chain(list.iter().map(|(b, _)| b))
+        .filter(|other| other.name != bundle.name);
+    let overlapping: Vec<&str> = others
+        .filter(|other| {
+            other
+                .roots()
+                .iter()
+                .any(|a| bundle.roots().iter().any(|b| roots_overlap(a, b)))
+        })
+        .map(|other| other.name.as_str())
+        .collect();
+    if !overlapping.is_empty() {
+        return Err(anyhow!(
+            "bundle {}: detected overlapping roots in bundle manifest with: [{}]",
+            bundle.name,
+            overlapping.join(" ")
+        ));
+    }
+    if let (Some(_), Some(previous)) = (&bundle.patch, active.get(&bundle.name)) {
+        let sorted = |b: &Bundle| {
+            let mut roots = b.roots();
+            roots.sort();
+            roots
+        };
+        if sorted(previous) != sorted(bundle) {
+            return Err(anyhow!(
+                "delta bundle '{}' has wasm resolvers or manifest roots that are different from those in the store",
+                bundle.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Puts `bundle` into `sources`: the modules of `previous` (the same bundle's
