@@ -85,6 +85,10 @@ pub struct Bundle {
     /// A delta bundle's operations (`patch.json` with at least one); `None`
     /// for a snapshot bundle.
     pub patch: Option<Vec<delta::PatchOperation>>,
+    /// Whether activating it removes any other module whose package lies
+    /// under its roots (OPA's `erasePolicies`): a snapshot does, and so does
+    /// a delta applied on top of one; a delta on an empty store does not.
+    pub erases_policies: bool,
 }
 
 impl Bundle {
@@ -154,6 +158,7 @@ impl Bundle {
                 modules: Vec::new(),
                 data: Map::new(),
                 patch: Some(patch),
+                erases_policies: false,
             });
         }
         check_data_roots(&roots, &sources.data, &mut Vec::new(), &manifest)?;
@@ -178,6 +183,7 @@ impl Bundle {
             modules,
             data: sources.data,
             patch: None,
+            erases_policies: true,
         })
     }
 
@@ -260,10 +266,11 @@ fn delta_patch(
     manifest: &Manifest,
 ) -> Result<Option<Vec<delta::PatchOperation>>> {
     let base = |f: &BundleFile| f.name.rsplit('/').next().unwrap_or(&f.name).to_string();
-    let Some(file) = files.iter().find(|f| base(f) == "patch.json") else {
-        return Ok(None);
-    };
-    let ops = delta::parse(&file.bytes)?;
+    // As OPA: the operations of every `patch.json`, in the bundle's order.
+    let mut ops = Vec::new();
+    for file in files.iter().filter(|f| base(f) == "patch.json") {
+        ops.extend(delta::parse(&file.bytes)?);
+    }
     if ops.is_empty() {
         return Ok(None);
     }
@@ -282,8 +289,13 @@ fn delta_patch(
         }
     }
     for op in &ops {
+        // As OPA's `RootPathsContain`, on the path as written (empty
+        // segments count); and on the path the operation will change.
         let path = op.path.trim_matches('/');
-        if !roots.iter().any(|root| segments(path).starts_with(root)) {
+        let raw: Vec<String> = path.split('/').map(str::to_string).collect();
+        let unescaped = delta::path_segments(&op.path)?;
+        let under = |p: &[String]| roots.iter().any(|root| p.starts_with(root));
+        if !(under(&raw) && under(&unescaped)) {
             bail!(
                 "manifest roots {} do not permit data patch at path '{path}'",
                 roots_display(manifest)
@@ -367,6 +379,26 @@ mod tests {
             err.to_string(),
             "manifest roots [a] do not permit data patch at path 'ab/x'"
         );
+        // As OPA: `//` is an empty segment, so `a//b/x` is not under `a/b`.
+        let nested = file(".manifest", r#"{"roots": ["a/b"]}"#);
+        let sneaky = file(
+            "patch.json",
+            r#"{"data": [{"op": "upsert", "path": "/a//b/x", "value": 1}]}"#,
+        );
+        let err = Bundle::from_files("b", vec![nested, sneaky], None).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("do not permit data patch at path 'a//b/x'"));
+        // The operations of every patch.json count, in order.
+        let more = file(
+            "x/patch.json",
+            r#"{"data": [{"op": "remove", "path": "/a/y"}]}"#,
+        );
+        let empty_first = file("patch.json", r#"{"data": []}"#);
+        let both =
+            Bundle::from_files("b", vec![manifest.clone(), empty_first, more], None).unwrap();
+        assert_eq!(both.kind(), "delta");
+        assert_eq!(both.patch.as_ref().map(Vec::len), Some(1));
         // No operations: a snapshot (of no data), as OPA reads it.
         let empty = Bundle::from_files(
             "b",

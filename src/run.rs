@@ -113,6 +113,12 @@ pub fn load_local_bundle(
     }
     let bundle =
         Bundle::from_files(path, files, verification).with_context(|| format!("bundle {path}"))?;
+    if bundle.patch.is_some() {
+        // Each `-b` path is a bundle of its own, so a delta could only patch
+        // data no bundle owns, and `--watch` would apply it again on every
+        // reload: refused.
+        anyhow::bail!("bundle {path}: a delta bundle (patch.json with operations) can only be downloaded, not loaded with -b");
+    }
     let revision = bundle.revision_or(None);
     Ok((bundle, revision))
 }

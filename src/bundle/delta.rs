@@ -123,7 +123,7 @@ fn apply_at(
             Json::Array(items) => index(segment, items.len())
                 .and_then(|at| items.get_mut(at))
                 .ok_or_else(|| not_found(path))?,
-            _ if op == "upsert" => return Err(conflict(&path[..=i])),
+            _ if op == "upsert" => return Err(conflict(&path[..i])),
             _ => return Err(not_found(path)),
         };
     }
@@ -153,17 +153,15 @@ fn apply_at(
             let at = index(last, items.len()).ok_or_else(|| not_found(path))?;
             items.remove(at);
         }
-        _ if op == "upsert" => return Err(conflict(parents)),
+        // As OPA's store: a scalar parent is "not found" (a scalar further
+        // up is a write conflict, above).
         _ => return Err(not_found(path)),
     }
     Ok(())
 }
 
-/// `segment` as an array index below `len`.
+/// `segment` as an array index below `len` (as Go's `Atoi`: `01` is 1).
 fn index(segment: &str, len: usize) -> Option<usize> {
-    if segment.len() > 1 && segment.starts_with('0') {
-        return None;
-    }
     segment.parse::<usize>().ok().filter(|&i| i < len)
 }
 
@@ -233,8 +231,13 @@ mod tests {
         }
         let err = apply(&mut data, &[op("add", "/a/z", json!(0))]).unwrap_err();
         assert_eq!(err.to_string(), "bad patch operation: add");
-        let err = apply(&mut data, &[op("upsert", "/a/x/deeper", json!(0))]).unwrap_err();
+        let err = apply(&mut data, &[op("upsert", "/a/x/deeper/y", json!(0))]).unwrap_err();
         assert_eq!(err.to_string(), "storage_write_conflict_error: /a/x");
+        let err = apply(&mut data, &[op("upsert", "/a/x/deeper", json!(0))]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "storage_not_found_error: /a/x/deeper: document does not exist"
+        );
         assert_eq!(Json::Object(data), json!({"a": {"x": 2, "list": [2]}}));
     }
 

@@ -119,7 +119,7 @@ impl PolicyStore {
                     .get(&bundle.name)
                     .cloned()
                     .unwrap_or_default();
-                apply_bundle(&mut next, None, bundle, revision, true)?;
+                apply_bundle(&mut next, None, bundle, revision)?;
             }
             *sources = next;
             Ok(())

@@ -150,7 +150,15 @@ async fn deltas_patch_the_active_data_or_change_nothing() {
         users(&server).await,
         json!({"bob": "admin", "dan": "viewer"})
     );
-    assert_eq!(bundle_status(&server).await["active_revision"], "d1");
+    let status = bundle_status(&server).await;
+    assert_eq!(status["active_revision"], "d1", "{status}");
+    assert_eq!(status["type"], "delta", "{status}");
+    // The failed deltas' ETags are not kept: the next request still sends
+    // the last activated one.
+    let asked = service.seen().len();
+    service.wait_for("another request", |seen| seen.len() > asked);
+    let last = service.seen().last().unwrap().clone();
+    assert_eq!(last.if_none_match.as_deref(), Some("\"d1\""));
 
     // A snapshot replaces everything under the roots again.
     service.set(snapshot("s2", json!({"carol": "admin"})), "\"s2\"");
@@ -184,6 +192,11 @@ async fn a_persisted_bundle_refuses_deltas_as_opa_does() {
     )
     .await;
     assert!(!allowed(&server, "bob").await);
+    // Refused while reading, as OPA's reader does: the type stays the
+    // active bundle's.
+    let status = bundle_status(&server).await;
+    assert_eq!(status["type"], "snapshot", "{status}");
+    assert_eq!(status["active_revision"], "s1", "{status}");
     let saved = persistence.path().join("bundles/b/bundle.tar.gz");
     let files =
         regent::bundle::archive::read_tarball(&std::fs::read(&saved).unwrap(), 1 << 20).unwrap();
@@ -240,6 +253,7 @@ async fn a_delta_with_no_snapshot_before_it_patches_the_data_in_place() {
     let mut config = polled_config(&service, &[]);
     let policy = write_tree(&[("acl.rego", ACL)]);
     config.paths = vec![path_string(policy.path())];
+    config.watch = true;
     let server = TestServer::start_config(config).await;
     let users_body = r#"{"a": "admin", "c": "admin"}"#;
     let put = crate::support::request(
@@ -253,6 +267,34 @@ async fn a_delta_with_no_snapshot_before_it_patches_the_data_in_place() {
     assert_eq!(put.status, 204, "{}", put.body);
     wait_async("delta", async || allowed(&server, "b").await).await;
     assert_eq!(users(&server).await, json!({"b": "admin", "c": "admin"}));
-    // The file's policy was not erased by the delta's roots.
+    // The file's policy was not erased by the delta's roots, and a file
+    // reload keeps it too (and re-applies the patched data, not the patch).
     assert!(allowed(&server, "c").await);
+    let extra = "package extra\n\nx := 1\n";
+    std::fs::write(policy.path().join("extra.rego"), extra).unwrap();
+    wait_async("reload", async || {
+        server.get("/v1/data/extra/x").await.json() == json!({"result": 1})
+    })
+    .await;
+    assert!(allowed(&server, "c").await);
+    assert_eq!(users(&server).await, json!({"b": "admin", "c": "admin"}));
+}
+
+#[test]
+fn a_local_delta_bundle_is_refused() {
+    let dir = write_tree(&[(
+        "patch.json",
+        r#"{"data": [{"op": "upsert", "path": "/a", "value": 1}]}"#,
+    )]);
+    let out = Command::new(regent_bin())
+        .args(["run", "--server", "--addr", "127.0.0.1:0", "-b"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a delta bundle (patch.json with operations) can only be downloaded"),
+        "{stderr}"
+    );
 }

@@ -89,7 +89,7 @@ impl PolicyStore {
             for (bundle, revision) in list {
                 let previous = bundles.get(&bundle.name);
                 let Some(patch) = &bundle.patch else {
-                    apply_bundle(sources, previous, bundle, revision.clone(), true)?;
+                    apply_bundle(sources, previous, bundle, revision.clone())?;
                     activated.push(bundle.clone());
                     continue;
                 };
@@ -105,8 +105,9 @@ impl PolicyStore {
                     modules: previous.map(|p| p.modules.clone()).unwrap_or_default(),
                     data,
                     patch: None,
+                    erases_policies: previous.is_some_and(|p| p.erases_policies),
                 };
-                apply_bundle(sources, previous, &next, revision.clone(), false)?;
+                apply_bundle(sources, previous, &next, revision.clone())?;
                 activated.push(next);
             }
             Ok(())
@@ -212,14 +213,14 @@ fn check_roots(
 }
 
 /// Puts `bundle` into `sources`: the modules of `previous` (the same bundle's
-/// last version) go, data under both versions' roots is replaced. With
-/// `erase`, any other module whose package lies under the roots goes too.
+/// last version) go, data under both versions' roots is replaced. If the
+/// bundle erases policies, any other module whose package lies under its
+/// roots goes too.
 pub(super) fn apply_bundle(
     sources: &mut Sources,
     previous: Option<&Bundle>,
     bundle: &Bundle,
     revision: String,
-    erase: bool,
 ) -> Result<(), WriteError> {
     let mut gone: HashSet<&str> = bundle.modules.iter().map(|m| m.id.as_str()).collect();
     let mut roots = bundle.roots();
@@ -232,7 +233,7 @@ pub(super) fn apply_bundle(
     // the new roots (a file, an API write before the first download) goes.
     let new_roots = bundle.roots();
     sources.modules.retain(|m| {
-        !erase
+        !bundle.erases_policies
             || crate::policy::module_package(&m.id, &m.text).map_or(true, |package| {
                 !new_roots.iter().any(|root| package.starts_with(root))
             })
@@ -307,5 +308,31 @@ fn remove_under(data: &mut serde_json::Map<String, serde_json::Value>, root: &[S
                 remove_under(inner, rest);
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn under_roots_keeps_each_root_at_its_path() {
+        let data = json!({
+            "a": {"b": {"x": 1}, "c": 2, "d": {"y": 3}},
+            "e": 4,
+        });
+        let data = data.as_object().unwrap();
+        let roots = |rs: &[&str]| -> Vec<Vec<String>> {
+            rs.iter().map(|r| crate::bundle::segments(r)).collect()
+        };
+        let got = under_roots(data, &roots(&["a/b", "a/d/y", "a/missing/z", "e"]));
+        assert_eq!(
+            serde_json::Value::Object(got),
+            json!({"a": {"b": {"x": 1}, "d": {"y": 3}}, "e": 4})
+        );
+        assert_eq!(under_roots(data, &roots(&[""])), *data);
+        assert!(under_roots(data, &roots(&["a/c/deeper"])).is_empty());
     }
 }
