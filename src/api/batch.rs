@@ -137,8 +137,16 @@ pub(crate) async fn handle(
             .collect(),
         _ => Vec::new(),
     };
-    let mut out = Vec::with_capacity(16 + inputs.len() * 32);
-    out.extend_from_slice(b"{\"responses\":{");
+    let mut out = Vec::with_capacity(64 + inputs.len() * 32);
+    out.push(b'{');
+    // As Enterprise OPA: with the decision log on, the batch has an id of
+    // its own besides each item's `decision_id`.
+    if let Some(id) = state.decision_log.decision_id() {
+        out.extend_from_slice(b"\"batch_decision_id\":\"");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\",");
+    }
+    out.extend_from_slice(b"\"responses\":{");
     for (i, (id, raw)) in inputs.iter().enumerate() {
         if i > 0 {
             out.push(b',');
