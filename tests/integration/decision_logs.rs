@@ -130,7 +130,10 @@ fn every_decision_is_logged_under_the_id_its_answer_carries() {
     let (_, body) = split(&reply);
     // As Enterprise OPA's: the batch has an id of its own.
     let batch_id = body["batch_decision_id"].as_str().unwrap();
-    assert_eq!(uuid::Uuid::parse_str(batch_id).unwrap().get_version_num(), 4);
+    assert_eq!(
+        uuid::Uuid::parse_str(batch_id).unwrap().get_version_num(),
+        4
+    );
     let mut logged = [
         daemon.next_log("Decision Log"),
         daemon.next_log("Decision Log"),
