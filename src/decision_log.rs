@@ -192,7 +192,7 @@ impl<'a> Fields<'a> {
                 .iter()
                 .map(|(name, revision)| (name.as_str(), BundleInfo { revision }))
                 .collect(),
-            input: record.input.and_then(raw),
+            input: record.input.and_then(sorted),
             result: record.result.and_then(raw),
             error: record.error.map(error_info),
             requested_by: record
@@ -329,6 +329,49 @@ fn raw(text: &str) -> Option<Box<RawValue>> {
     RawValue::from_string(compact(text)).ok()
 }
 
+/// `text` re-encoded as OPA's logger writes an input: compact, object keys
+/// sorted (by bytes, the last of duplicate keys kept, as Go decodes and
+/// encodes a map); strings and numbers keep their text as sent. `None` if
+/// it is not JSON.
+fn sorted(text: &str) -> Option<Box<RawValue>> {
+    let value: &RawValue = serde_json::from_str(text).ok()?;
+    let mut out = String::with_capacity(text.len());
+    write_sorted(value, &mut out).ok()?;
+    RawValue::from_string(out).ok()
+}
+
+fn write_sorted(value: &RawValue, out: &mut String) -> serde_json::Result<()> {
+    let text = value.get();
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let members: BTreeMap<String, &RawValue> = serde_json::from_str(text)?;
+            out.push('{');
+            for (i, (key, member)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(key)?);
+                out.push(':');
+                write_sorted(member, out)?;
+            }
+            out.push('}');
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)?;
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_sorted(item, out)?;
+            }
+            out.push(']');
+        }
+        _ => out.push_str(text),
+    }
+    Ok(())
+}
+
 /// Removes the whitespace between JSON tokens, leaving strings untouched.
 fn compact(text: &str) -> String {
     let mut strings = Strings::default();
@@ -380,6 +423,22 @@ mod tests {
             compact("{\n  \"a b\": [1, 2],\t\"c\\\" d\": \" \\\\\" }\r\n"),
             "{\"a b\":[1,2],\"c\\\" d\":\" \\\\\"}"
         );
+    }
+
+    #[test]
+    fn logged_inputs_have_sorted_keys_and_values_as_sent() {
+        let text = "{ \"b\": [ {\"z\": 1, \"a\": 2.50} ], \"a\" : \"\\u00e9 x\", \"b\": 1e3, \"\\u0041\": null }";
+        assert_eq!(
+            sorted(text).unwrap().get(),
+            "{\"A\":null,\"a\":\"\\u00e9 x\",\"b\":1e3}"
+        );
+        assert_eq!(
+            sorted("[{\"y\":{\"d\":[],\"c\":{}},\"x\":true}]")
+                .unwrap()
+                .get(),
+            "[{\"x\":true,\"y\":{\"c\":{},\"d\":[]}}]"
+        );
+        assert!(sorted("{\"a\": }").is_none());
     }
 
     #[test]
