@@ -330,46 +330,12 @@ fn raw(text: &str) -> Option<Box<RawValue>> {
 }
 
 /// `text` re-encoded as OPA's logger writes an input: compact, object keys
-/// sorted (by bytes, the last of duplicate keys kept, as Go decodes and
-/// encodes a map); strings and numbers keep their text as sent. `None` if
-/// it is not JSON.
+/// sorted, numbers as written, strings as Go encodes them (the canonical
+/// form bundle signatures hash, `bundle/canonical.rs`). `None` if it is not
+/// JSON.
 fn sorted(text: &str) -> Option<Box<RawValue>> {
-    let value: &RawValue = serde_json::from_str(text).ok()?;
-    let mut out = String::with_capacity(text.len());
-    write_sorted(value, &mut out).ok()?;
-    RawValue::from_string(out).ok()
-}
-
-fn write_sorted(value: &RawValue, out: &mut String) -> serde_json::Result<()> {
-    let text = value.get();
-    match text.as_bytes().first() {
-        Some(b'{') => {
-            let members: BTreeMap<String, &RawValue> = serde_json::from_str(text)?;
-            out.push('{');
-            for (i, (key, member)) in members.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::to_string(key)?);
-                out.push(':');
-                write_sorted(member, out)?;
-            }
-            out.push('}');
-        }
-        Some(b'[') => {
-            let items: Vec<&RawValue> = serde_json::from_str(text)?;
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_sorted(item, out)?;
-            }
-            out.push(']');
-        }
-        _ => out.push_str(text),
-    }
-    Ok(())
+    let canonical = crate::bundle::canonical::canonical_json(text).ok()?;
+    RawValue::from_string(canonical).ok()
 }
 
 /// Removes the whitespace between JSON tokens, leaving strings untouched.
@@ -426,11 +392,11 @@ mod tests {
     }
 
     #[test]
-    fn logged_inputs_have_sorted_keys_and_values_as_sent() {
+    fn logged_inputs_have_sorted_keys_and_numbers_as_sent() {
         let text = "{ \"b\": [ {\"z\": 1, \"a\": 2.50} ], \"a\" : \"\\u00e9 x\", \"b\": 1e3, \"\\u0041\": null }";
         assert_eq!(
             sorted(text).unwrap().get(),
-            "{\"A\":null,\"a\":\"\\u00e9 x\",\"b\":1e3}"
+            "{\"A\":null,\"a\":\"é x\",\"b\":1e3}"
         );
         assert_eq!(
             sorted("[{\"y\":{\"d\":[],\"c\":{}},\"x\":true}]")
