@@ -243,7 +243,15 @@ fn render_event(fields: &Fields<'_>) -> Vec<u8> {
         metrics: fields.record.metrics,
         req_id: fields.record.req_id,
     };
-    serde_json::to_vec(&event).unwrap_or_default()
+    go_json(&event)
+}
+
+/// As Go's `json.Marshal` (and so OPA's logger) writes it: compact, with
+/// `<`, `>`, `&`, U+2028 and U+2029 escaped in strings.
+fn go_json(value: &impl Serialize) -> Vec<u8> {
+    let mut out = crate::api::wire::to_json(value, false);
+    out.pop(); // the newline
+    out
 }
 
 fn error_info(e: &EvalError) -> ErrorInfo<'_> {
@@ -320,7 +328,7 @@ fn render(fields: &Fields<'_>) -> Vec<u8> {
         timestamp: &fields.timestamp,
         kind: "openpolicyagent.org/decision_logs",
     };
-    serde_json::to_vec(&line).unwrap_or_default()
+    go_json(&line)
 }
 
 /// `text` as one compact JSON value (a pretty-printed input would break the
@@ -330,12 +338,20 @@ fn raw(text: &str) -> Option<Box<RawValue>> {
 }
 
 /// `text` re-encoded as OPA's logger writes an input: compact, object keys
-/// sorted, numbers as written, strings as Go encodes them (the canonical
-/// form bundle signatures hash, `bundle/canonical.rs`). `None` if it is not
-/// JSON.
+/// sorted, numbers as written, strings as Go's `json.Marshal` encodes them
+/// (the canonical form bundle signatures hash, `bundle/canonical.rs`, plus
+/// the HTML escapes, which a raw value does not get from [`go_json`]).
+/// `None` if it is not JSON.
 fn sorted(text: &str) -> Option<Box<RawValue>> {
-    let canonical = crate::bundle::canonical::canonical_json(text).ok()?;
-    RawValue::from_string(canonical).ok()
+    let mut json = crate::bundle::canonical::canonical_json(text).ok()?;
+    // In valid JSON these bytes only occur inside strings.
+    if json.contains(['<', '>', '&']) {
+        json = json
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026");
+    }
+    RawValue::from_string(json).ok()
 }
 
 /// Removes the whitespace between JSON tokens, leaving strings untouched.
@@ -405,6 +421,12 @@ mod tests {
             "[{\"x\":true,\"y\":{\"c\":{},\"d\":[]}}]"
         );
         assert!(sorted("{\"a\": }").is_none());
+        assert_eq!(
+            sorted("{\"q\": \"<a&b>\\u2028\", \"n\": [2.50, -0, 1E+2]}")
+                .unwrap()
+                .get(),
+            "{\"n\":[2.50,-0,1E+2],\"q\":\"\\u003ca\\u0026b\\u003e\\u2028\"}"
+        );
     }
 
     #[test]
@@ -419,7 +441,7 @@ mod tests {
     #[test]
     fn a_line_is_one_sorted_json_object() {
         use chrono::TimeZone;
-        let labels = BTreeMap::from([("id".to_string(), "x".to_string())]);
+        let labels = BTreeMap::from([("id".to_string(), "x<y&z>".to_string())]);
         let bundles = BTreeMap::from([("cvat".to_string(), String::new())]);
         let metrics = BTreeMap::from([("timer_server_handler_ns", 7)]);
         let error = EvalError {
@@ -441,6 +463,8 @@ mod tests {
         let now = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         let line = String::from_utf8(render(&Fields::new(&record, &labels, now))).unwrap();
         assert!(!line.contains('\n'));
+        // As Go's json.Marshal writes every string of the line.
+        assert!(line.contains(r#""id":"x\u003cy\u0026z\u003e""#), "{line}");
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         let keys: Vec<&str> = value
             .as_object()
@@ -459,7 +483,7 @@ mod tests {
                 "error": {"code": "eval_conflict_error",
                           "message": "complete rules must not produce multiple outputs"},
                 "input": {"scope": "view"},
-                "labels": {"id": "x"},
+                "labels": {"id": "x<y&z>"},
                 "level": "info",
                 "metrics": {"timer_server_handler_ns": 7},
                 "msg": "Decision Log",

@@ -88,8 +88,10 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
             })
             .collect::<Result<Vec<_>>>()?;
         state.store.activate_bundles(list).map_err(|e| {
-            let paths = config.paths.join(", ");
-            anyhow::anyhow!("bundles {paths}: {}", crate::policy::store::describe(&e))
+            anyhow::anyhow!(
+                "activating the bundles: {}",
+                crate::policy::store::describe(&e)
+            )
         })?;
     }
     let configured = bundle_sources(&config.opa)?;

@@ -148,7 +148,7 @@ async fn watched_bundles_activate_together_or_not_at_all() {
         )
         .unwrap();
         std::fs::write(
-            dir.join("v.rego"),
+            dir.join(format!("{name}.rego")),
             format!("package {name}\n\nv := \"{version}\"\n"),
         )
         .unwrap();
@@ -176,7 +176,7 @@ async fn watched_bundles_activate_together_or_not_at_all() {
     assert_eq!(both().await, ("1a".to_string(), "2a".to_string()));
 
     write(one.path(), "one", "1b");
-    std::fs::write(two.path().join("v.rego"), "package two\n\nv := {\n").unwrap();
+    std::fs::write(two.path().join("two.rego"), "package two\n\nv := {\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let status = server.get("/v1/status").await.json();
@@ -184,7 +184,7 @@ async fn watched_bundles_activate_together_or_not_at_all() {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if message.contains("v.rego") {
+        if message.contains("two.rego") {
             break;
         }
         assert!(
@@ -194,6 +194,19 @@ async fn watched_bundles_activate_together_or_not_at_all() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(both().await, ("1a".to_string(), "2a".to_string()));
+    // The compile error is on the bundle that has it; the other says why
+    // it was not activated.
+    let bundles = server.get("/v1/status").await.json()["result"]["bundles"].clone();
+    let status = |dir: &tempfile::TempDir| bundles[path_string(dir.path())].clone();
+    let file = status(&two)["errors"][0]["location"]["file"].clone();
+    assert!(file.as_str().unwrap().ends_with("two.rego"), "{bundles}");
+    let message = status(&one)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.starts_with("not activated: bundle "), "{bundles}");
+    assert!(message.contains(&path_string(two.path())), "{bundles}");
+    assert_eq!(status(&one)["active_revision"], "1a", "{bundles}");
 
     write(two.path(), "two", "2b");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -205,4 +218,5 @@ async fn watched_bundles_activate_together_or_not_at_all() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    server.stop().await.unwrap();
 }

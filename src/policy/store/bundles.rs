@@ -27,15 +27,37 @@ impl PolicyStore {
     /// Activates several bundles in one snapshot, all or none, as OPA
     /// activates the bundles it loads together (a `--watch` reload of `-b`
     /// paths): one compile, and no request sees some of them new and others
-    /// old. Each bundle's status records the outcome.
+    /// old. Each bundle's status records the outcome; when one bundle's
+    /// modules do not compile, the compile errors go to that bundle's status
+    /// and the others say which bundle kept them out.
     pub fn activate_bundles(&self, list: Vec<(Bundle, String)>) -> Result<(), WriteError> {
+        if list.is_empty() {
+            return Ok(());
+        }
         for (bundle, _) in &list {
             self.statuses
                 .update(&bundle.name, |s| s.bundle_type = Some(bundle.kind()));
         }
         let result = self.activate_bundles_inner(&list);
+        let culprit = match &result {
+            Err(WriteError::Build(err)) => crate::policy::Diagnostic::from_regorus(err)
+                .location
+                .and_then(|at| {
+                    list.iter()
+                        .find(|(b, _)| b.modules.iter().any(|m| m.id == at.file))
+                })
+                .map(|(b, _)| b.name.clone()),
+            _ => None,
+        };
         for (bundle, revision) in list {
-            self.record_activation(&bundle, revision, &result);
+            match &culprit {
+                Some(culprit) if *culprit != bundle.name => self.statuses.failed(
+                    &bundle.name,
+                    format!("not activated: bundle {culprit}, activated with it, does not compile"),
+                    None,
+                ),
+                _ => self.record_activation(&bundle, revision, &result),
+            }
         }
         result
     }
