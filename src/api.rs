@@ -230,6 +230,7 @@ async fn v1_data(
             (None, Some(text)) => Input::Raw(text),
             (None, None) => Input::None,
         },
+        batch: None,
     };
     let key = cache_key(state, &snapshot, path, params, body.as_deref());
     if let Some(key) = &key {
@@ -403,6 +404,7 @@ async fn v0_data(
         path,
         caller,
         input: std::str::from_utf8(&body).map_or(Input::None, Input::Raw),
+        batch: None,
     };
     match evaluated {
         Ok(Outcome::Defined(value)) => {

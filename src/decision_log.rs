@@ -42,6 +42,9 @@ pub struct DecisionLog(Option<Arc<Inner>>);
 /// One logged decision; borrowed from the request being answered.
 pub struct Record<'a> {
     pub decision_id: &'a str,
+    /// The batch the decision belongs to (Enterprise OPA's
+    /// `batch_decision_id`), for an item of `POST /v1/batch/data`.
+    pub batch_decision_id: Option<&'a str>,
     pub req_id: u64,
     pub requested_by: Option<SocketAddr>,
     /// The query path as requested, without `data` (`tasks/allow`).
@@ -210,6 +213,8 @@ impl<'a> Fields<'a> {
 struct Event<'a> {
     labels: &'a BTreeMap<String, String>,
     decision_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_decision_id: Option<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     bundles: &'a BTreeMap<&'a str, BundleInfo<'a>>,
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -233,6 +238,7 @@ fn render_event(fields: &Fields<'_>) -> Vec<u8> {
     let event = Event {
         labels: fields.labels,
         decision_id: fields.record.decision_id,
+        batch_decision_id: fields.record.batch_decision_id,
         bundles: &fields.bundles,
         path: fields.record.path,
         input: fields.input.as_deref(),
@@ -264,6 +270,8 @@ fn error_info(e: &EvalError) -> ErrorInfo<'_> {
 
 #[derive(Serialize)]
 struct Line<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_decision_id: Option<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     bundles: &'a BTreeMap<&'a str, BundleInfo<'a>>,
     decision_id: &'a str,
@@ -312,6 +320,7 @@ fn is_zero(n: &u64) -> bool {
 fn render(fields: &Fields<'_>) -> Vec<u8> {
     let record = fields.record;
     let line = Line {
+        batch_decision_id: record.batch_decision_id,
         bundles: &fields.bundles,
         decision_id: record.decision_id,
         error: fields.error.as_ref(),
@@ -451,6 +460,7 @@ mod tests {
         };
         let record = Record {
             decision_id: "d",
+            batch_decision_id: None,
             req_id: 3,
             requested_by: Some("127.0.0.1:5000".parse().unwrap()),
             path: "tasks/allow",
@@ -505,6 +515,7 @@ mod tests {
         let metrics = BTreeMap::from([("timer_server_handler_ns", 7)]);
         let record = Record {
             decision_id: "d",
+            batch_decision_id: None,
             req_id: 3,
             requested_by: Some("127.0.0.1:5000".parse().unwrap()),
             path: "tasks/allow",

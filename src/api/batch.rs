@@ -140,8 +140,10 @@ pub(crate) async fn handle(
     let mut out = Vec::with_capacity(64 + inputs.len() * 32);
     out.push(b'{');
     // As Enterprise OPA: with the decision log on, the batch has an id of
-    // its own besides each item's `decision_id`.
-    if let Some(id) = state.decision_log.decision_id() {
+    // its own besides each item's `decision_id`, in the answer and in each
+    // item's log line.
+    let batch_id = state.decision_log.decision_id();
+    if let Some(id) = &batch_id {
         out.extend_from_slice(b"\"batch_decision_id\":\"");
         out.extend_from_slice(id.as_bytes());
         out.extend_from_slice(b"\",");
@@ -171,6 +173,7 @@ pub(crate) async fn handle(
                 path,
                 caller,
                 input: Input::Raw(input),
+                batch: batch_id.as_deref(),
             };
             logged
                 .write(Answer::Wrapped(item), error.as_ref(), None)

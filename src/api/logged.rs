@@ -41,6 +41,8 @@ pub(super) struct Logged<'a> {
     pub path: &'a DataPath,
     pub caller: Caller,
     pub input: Input<'a>,
+    /// For a batch item, the batch's id.
+    pub batch: Option<&'a str>,
 }
 
 impl Logged<'_> {
@@ -75,6 +77,7 @@ impl Logged<'_> {
         };
         let entry = log.entry(&Record {
             decision_id: &id,
+            batch_decision_id: self.batch,
             req_id: self.caller.req_id,
             requested_by: Some(self.caller.peer),
             path: &path,

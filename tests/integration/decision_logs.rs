@@ -66,6 +66,7 @@ fn every_decision_is_logged_under_the_id_its_answer_carries() {
         assert_eq!(line["type"], "openpolicyagent.org/decision_logs");
         assert_eq!(line["level"], "info");
         assert_eq!(line["path"], "t/allow");
+        assert!(line.get("batch_decision_id").is_none(), "{line}");
         assert_eq!(line["input"], json!({"user": "alice"}));
         assert_eq!(line["result"], true);
         assert_eq!(line["labels"]["region"], "eu");
@@ -149,6 +150,8 @@ fn every_decision_is_logged_under_the_id_its_answer_carries() {
         assert_eq!(answer["result"], true);
         assert_eq!(line["input"], json!({"user": "alice"}));
         assert_eq!(line["result"], true);
+        assert_eq!(line["batch_decision_id"], batch_id, "{line}");
+        assert_ne!(line["decision_id"], batch_id, "{line}");
     }
 }
 
