@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 pub fn canonical_json(text: &str) -> Result<String> {
     let _: &RawValue = serde_json::from_str(text)?;
     let mut at = 0;
-    let node = parse(text, &mut at)?;
+    let node = parse(text, &mut at, 0)?;
     let mut out = String::with_capacity(text.len());
     write(&node, text, &mut out)?;
     Ok(out)
@@ -52,7 +52,16 @@ fn expect(text: &str, at: &mut usize, byte: u8) -> Result<()> {
     Ok(())
 }
 
-fn parse(text: &str, at: &mut usize) -> Result<Node> {
+/// How deep a document may nest: serde_json's own limit for parsing. The
+/// check above does not apply it (a `RawValue` is scanned without one), and
+/// this parser, the writer and the tree's drop recurse once per level, so
+/// an unbounded depth could overflow the stack.
+const MAX_DEPTH: usize = 128;
+
+fn parse(text: &str, at: &mut usize, depth: usize) -> Result<Node> {
+    if depth > MAX_DEPTH {
+        return Err(anyhow!("JSON nested deeper than {MAX_DEPTH} levels"));
+    }
     skip_whitespace(text, at);
     let bytes = text.as_bytes();
     match bytes.get(*at) {
@@ -69,7 +78,7 @@ fn parse(text: &str, at: &mut usize) -> Result<Node> {
                 let key = string_span(text, at)?;
                 let key: String = serde_json::from_str(&text[key])?;
                 expect(text, at, b':')?;
-                members.insert(key, parse(text, at)?);
+                members.insert(key, parse(text, at, depth + 1)?);
                 skip_whitespace(text, at);
                 match bytes.get(*at) {
                     Some(b',') => *at += 1,
@@ -89,7 +98,7 @@ fn parse(text: &str, at: &mut usize) -> Result<Node> {
                 return Ok(Node::Array(items));
             }
             loop {
-                items.push(parse(text, at)?);
+                items.push(parse(text, at, depth + 1)?);
                 skip_whitespace(text, at);
                 match bytes.get(*at) {
                     Some(b',') => *at += 1,
@@ -221,5 +230,10 @@ mod tests {
             "0".to_string() + &"}".repeat(depth)
         );
         assert_eq!(canonical_json(&text).unwrap(), text);
+        // Deeper than serde_json parses: an error, not a stack overflow.
+        let depth = 100_000;
+        let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let err = canonical_json(&text).unwrap_err();
+        assert!(err.to_string().contains("nested deeper than 128"), "{err}");
     }
 }
