@@ -48,6 +48,16 @@ impl BundleFile {
             bytes: bytes.into(),
         }
     }
+
+    /// The file's name without its directory (`a/b/data.json`: `data.json`).
+    pub fn base_name(&self) -> &str {
+        self.name.rsplit('/').next().unwrap_or(&self.name)
+    }
+
+    /// Whether it is a data document (placed at its directory's path).
+    pub fn is_data(&self) -> bool {
+        matches!(self.base_name(), "data.json" | "data.yaml" | "data.yml")
+    }
 }
 
 /// The `.manifest` file. Unknown fields (`wasm`, `file_rego_versions`) are
@@ -119,7 +129,7 @@ impl Bundle {
         let mut modules = Vec::new();
         let mut sources = crate::policy::Sources::default();
         for file in &files {
-            let base = file.name.rsplit('/').next().unwrap_or(&file.name);
+            let base = file.base_name();
             let dir = file.name.strip_suffix(base).unwrap_or("");
             if file.name == ".manifest" {
                 manifest =
@@ -131,7 +141,7 @@ impl Bundle {
                     id: format!("{}/{}", name.trim_end_matches('/'), file.name),
                     text,
                 });
-            } else if matches!(base, "data.json" | "data.yaml" | "data.yml") {
+            } else if file.is_data() {
                 let doc: Json = if base == "data.json" {
                     serde_json::from_slice(&file.bytes)
                         .map_err(|e| anyhow!("{}: {e}", file.name))?
@@ -265,24 +275,24 @@ fn delta_patch(
     roots: &[Vec<String>],
     manifest: &Manifest,
 ) -> Result<Option<Vec<delta::PatchOperation>>> {
-    let base = |f: &BundleFile| f.name.rsplit('/').next().unwrap_or(&f.name).to_string();
     // As OPA: the operations of every `patch.json`, in the bundle's order.
     let mut ops = Vec::new();
-    for file in files.iter().filter(|f| base(f) == "patch.json") {
+    for file in files.iter().filter(|f| f.base_name() == "patch.json") {
         ops.extend(delta::parse(&file.bytes)?);
     }
     if ops.is_empty() {
         return Ok(None);
     }
     for (kind, found) in [
+        ("data", files.iter().any(BundleFile::is_data)),
         (
-            "data",
-            files
-                .iter()
-                .any(|f| matches!(base(f).as_str(), "data.json" | "data.yaml" | "data.yml")),
+            "policy",
+            files.iter().any(|f| f.base_name().ends_with(".rego")),
         ),
-        ("policy", files.iter().any(|f| base(f).ends_with(".rego"))),
-        ("wasm", files.iter().any(|f| base(f).ends_with(".wasm"))),
+        (
+            "wasm",
+            files.iter().any(|f| f.base_name().ends_with(".wasm")),
+        ),
     ] {
         if found {
             bail!("delta bundle expected to contain only patch file but {kind} files found");

@@ -256,9 +256,8 @@ fn unverified_claims(token: &str) -> Result<Claims> {
 
 /// A file's digest: canonical JSON for structured files, raw bytes otherwise.
 fn hash_file(file: &BundleFile, algorithm: &str) -> Result<Vec<u8>> {
-    let base = file.name.rsplit('/').next().unwrap_or(&file.name);
     let canonical;
-    let bytes: &[u8] = match base {
+    let bytes: &[u8] = match file.base_name() {
         "data.json" | ".manifest" => {
             let text =
                 std::str::from_utf8(&file.bytes).map_err(|e| anyhow!("{}: {e}", file.name))?;
