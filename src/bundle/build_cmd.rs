@@ -47,11 +47,21 @@ pub fn build(
     revision: Option<&str>,
     signing: Option<&SigningKey>,
 ) -> Result<Vec<u8>> {
-    if let [(input, files)] = inputs.as_slice() {
-        let bundle = Bundle::from_files(input, files.clone(), None)
+    // Each input is checked as a bundle of its own first (roots, data).
+    let mut checked = Vec::with_capacity(inputs.len());
+    for (input, files) in inputs {
+        let bundle = Bundle::from_files(&input, files.clone(), None)
             .with_context(|| format!("bundle {input}"))?;
-        if let Some(patch) = bundle.patch {
-            return build_delta(bundle.manifest, &patch, revision, signing);
+        checked.push((input, files, bundle));
+    }
+    if let [(_, _, bundle)] = checked.as_mut_slice() {
+        if let Some(patch) = bundle.patch.take() {
+            return build_delta(
+                std::mem::take(&mut bundle.manifest),
+                &patch,
+                revision,
+                signing,
+            );
         }
     }
     let mut manifest = Manifest::default();
@@ -60,10 +70,7 @@ pub fn build(
     let mut metadata = Map::new();
     let mut modules: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut data = Sources::default();
-    for (input, files) in inputs {
-        // Each input is checked as a bundle of its own first (roots, data).
-        let bundle = Bundle::from_files(&input, files.clone(), None)
-            .with_context(|| format!("bundle {input}"))?;
+    for (input, files, bundle) in checked {
         if bundle.patch.is_some() {
             bail!("bundle merge failed: delta bundle {input} cannot be merged with other bundles");
         }
