@@ -79,14 +79,11 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     };
     let state = app_state(config, sources)?;
     if config.bundle {
-        // Read every bundle, then activate them together: one compile.
-        let list = config
-            .paths
-            .iter()
-            .map(|path| {
-                load_local_bundle(path, config.local_verification.as_ref(), config.skip_verify)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let list = load_local_bundles(
+            &config.paths,
+            config.local_verification.as_ref(),
+            config.skip_verify,
+        )?;
         state.store.activate_bundles(list).map_err(|e| {
             anyhow::anyhow!(
                 "activating the bundles: {}",
@@ -102,8 +99,22 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     Ok(Prepared { state, configured })
 }
 
+/// Reads and checks every `-b` bundle, each with its revision, to be
+/// activated together (one compile; all or none): at start-up and on a
+/// `--watch` reload.
+pub fn load_local_bundles(
+    paths: &[String],
+    verification: Option<&crate::bundle::signing::Verification>,
+    skip_verify: bool,
+) -> Result<Vec<(Bundle, String)>> {
+    paths
+        .iter()
+        .map(|path| load_local_bundle(path, verification, skip_verify))
+        .collect()
+}
+
 /// Reads and checks the `-b` bundle at `path`; returns it with its revision.
-pub fn load_local_bundle(
+fn load_local_bundle(
     path: &str,
     verification: Option<&crate::bundle::signing::Verification>,
     skip_verify: bool,

@@ -74,17 +74,9 @@ pub fn spawn(
                 Watched::Bundles {
                     verification,
                     skip_verify,
-                } => {
-                    // Every path is read first; then all activate together.
-                    let loaded: Result<Vec<_>, _> = paths
-                        .iter()
-                        .map(|path| {
-                            crate::run::load_local_bundle(path, verification.as_ref(), skip_verify)
-                                .map_err(|err| store.record_failure("watch", &err))
-                        })
-                        .collect();
-                    loaded.is_ok_and(|list| store.activate_bundles(list).is_ok())
-                }
+                } => crate::run::load_local_bundles(&paths, verification.as_ref(), skip_verify)
+                    .map_err(|err| store.record_failure("watch", &err))
+                    .is_ok_and(|list| store.activate_bundles(list).is_ok()),
             })
             .await;
             if let Ok(true) = reload {
