@@ -93,11 +93,6 @@ impl PolicyStore {
     /// whole data document are replaced, as OPA does (data written through an
     /// API is lost on a file reload); modules written through the API stay.
     pub fn reload_files(&self, paths: &[String]) -> Result<(), WriteError> {
-        let api_ids = self
-            .api_ids
-            .lock()
-            .map(|ids| ids.clone())
-            .unwrap_or_default();
         let files = match crate::run::load_sources(paths) {
             Ok(files) => files,
             Err(err) => {
@@ -106,6 +101,14 @@ impl PolicyStore {
             }
         };
         let bundles = self.bundles.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read under the bundles lock, which `put_policy` and `delete_policy`
+        // hold until they have updated the ids: a module written through the
+        // API just before this reload is kept.
+        let api_ids = self
+            .api_ids
+            .lock()
+            .map(|ids| ids.clone())
+            .unwrap_or_default();
         self.write("watch", move |sources| {
             let mut next = files;
             for module in &sources.modules {
@@ -200,8 +203,13 @@ impl PolicyStore {
         match Snapshot::build(next.clone()) {
             Ok(snapshot) => {
                 tracing::info!(source, revision = %snapshot.revision(), "activated a new policy snapshot");
+                let same = self.snapshots.load().digest() == snapshot.digest();
                 self.snapshots.store(snapshot);
-                self.cache.clear();
+                // Cache keys hold the digest: entries of an identical
+                // snapshot (a reload that changed nothing) stay right.
+                if !same {
+                    self.cache.clear();
+                }
                 *current = next;
                 self.metrics
                     .reloads

@@ -2,7 +2,8 @@
 //!
 //! Every path is watched with `notify` (directories recursively; a file
 //! through its parent directory, so that rename-over writes and re-created
-//! files are seen). Any event counts: a burst (an editor's save, a `git
+//! files are seen). Any change counts (not mere opens and reads: see
+//! [`is_change`]): a burst (an editor's save, a `git
 //! checkout`, Kubernetes swapping a ConfigMap's `..data` symlink) becomes one
 //! reload once the events have been quiet for [`DEBOUNCE`]. The reload goes
 //! through [`PolicyStore::reload_files`] (or, with `-b`, re-reads every
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::store::PolicyStore;
@@ -42,7 +44,7 @@ pub fn spawn(
 ) -> Result<tokio::task::JoinHandle<()>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| is_change(&e.kind)) {
             let _ = tx.send(());
         }
     })
@@ -84,6 +86,23 @@ pub fn spawn(
             }
         }
     }))
+}
+
+/// Whether an event can change what a reload reads. Opening, reading and
+/// closing a file unwritten do not (a reload opens every watched file, so
+/// counting them would make each reload start the next); nor do metadata
+/// changes (OPA's watcher ignores `chmod` too). Writes, creations, removals
+/// and renames do; so does anything notify cannot classify.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Any
+        | EventKind::Create(_)
+        | EventKind::Modify(_)
+        | EventKind::Remove(_)
+        | EventKind::Other => true,
+    }
 }
 
 /// The filesystem path of a `a.b:path` argument.

@@ -82,6 +82,40 @@ async fn edits_new_files_and_deletions_are_picked_up() {
     server.stop().await.unwrap();
 }
 
+/// How many `--watch` reloads have succeeded, from `/metrics`.
+async fn watch_reloads(server: &TestServer) -> u64 {
+    let metrics = server.get("/metrics").await.body;
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("regent_policy_reloads_total{result=\"success\",source=\"watch\"} ")
+        })
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// A reload opens every watched file; those opens (and any other reads or
+/// metadata-only changes) must not start the next reload.
+#[tokio::test]
+async fn a_change_reloads_once_and_reading_the_files_does_not_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.rego");
+    std::fs::write(&file, V1).unwrap();
+    let server = watched(dir.path()).await;
+    std::fs::write(&file, V2).unwrap();
+    eventually(&server, FALSE).await;
+    // Let the write's burst settle, then nothing more may happen.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let settled = watch_reloads(&server).await;
+    assert!(settled >= 1, "no reload counted");
+    std::fs::read_to_string(&file).unwrap();
+    let mut perms = std::fs::metadata(&file).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&file, perms).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(watch_reloads(&server).await, settled, "reloads went on");
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_broken_change_keeps_the_old_answers_until_it_is_fixed() {
     let dir = tempfile::tempdir().unwrap();
