@@ -4,6 +4,8 @@
 //! async workers; a write that does not build changes nothing. The decision
 //! routes are in `api.rs`.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -75,23 +77,53 @@ pub(super) fn metrics(state: &AppState) -> HttpResponse {
 }
 
 /// `GET /health`: 200 once policies are loaded, which is before the server
-/// binds. With `?bundles` (or `?plugins`, the bundle downloaders being
-/// Regent's only plugins), 500 until every configured bundle has been
-/// activated once, as OPA answers.
+/// binds. With `?bundle` or `?bundles`, 500 until every configured bundle
+/// has been activated once; with `?plugins`, 500 while a plugin (see
+/// [`plugin_states`]) not named by an `exclude-plugin` is not `OK`. The
+/// options are read as OPA's `getBoolParam` reads them (`?bundles=false` is
+/// off).
 pub(super) fn health(state: &AppState, params: &Params) -> Result<HttpResponse, ApiError> {
-    let statuses = state.store.bundle_statuses();
-    if params.has("bundles") && !statuses.all_activated() {
+    if (params.flag("bundle") || params.flag("bundles"))
+        && !state.store.bundle_statuses().all_activated()
+    {
         return Err(ApiError::Unhealthy(
             "one or more bundles are not activated".into(),
         ));
     }
-    if params.has("plugins") && !statuses.all_activated() {
+    let excluded = match params.all("exclude-plugin") {
+        [only] if only.is_empty() => &[],
+        names => names,
+    };
+    if params.flag("plugins")
+        && plugin_states(state)
+            .iter()
+            .any(|(name, ok)| !ok && !excluded.iter().any(|x| x == name))
+    {
         return Err(ApiError::Unhealthy("one or more plugins are not up".into()));
     }
     Ok(json_response(b"{}\n".to_vec(), false))
 }
 
-/// `GET /health/{name}`: evaluates `data.system.health.{name}`; only `true` is healthy.
+/// OPA's plugins that Regent has, by the name OPA gives them, and whether
+/// each is `OK`: `bundle` (when bundles are configured) is `OK` once every
+/// bundle has been activated, as OPA's bundle plugin becomes; `decision_logs`
+/// (when configured) is `OK` from the start.
+fn plugin_states(state: &AppState) -> Vec<(&'static str, bool)> {
+    let mut plugins = Vec::new();
+    let statuses = state.store.bundle_statuses();
+    if statuses.any() {
+        plugins.push(("bundle", statuses.all_activated()));
+    }
+    if state.decision_log.enabled() {
+        plugins.push(("decision_logs", true));
+    }
+    plugins
+}
+
+/// `GET /health/{name}`: evaluates `data.system.health.{name}` with OPA's
+/// input: `plugin_state` (each plugin's `OK` or `NOT_READY`) and
+/// `plugins_ready` (every plugin has been `OK`; the plugins' states never go
+/// back). Only `true` is healthy.
 pub(super) fn health_policy(state: &AppState, name: &str) -> Result<HttpResponse, ApiError> {
     let mut segments = vec!["system".to_string(), "health".to_string()];
     segments.extend(
@@ -100,8 +132,16 @@ pub(super) fn health_policy(state: &AppState, name: &str) -> Result<HttpResponse
             .map(str::to_string),
     );
     let path = DataPath::from_segments(segments);
-    let input = Value::from_json_str(r#"{"plugin_state": {}, "plugins_ready": true}"#)
-        .map_err(|e| ApiError::Unhealthy(e.to_string()))?;
+    let plugins = plugin_states(state);
+    let input = serde_json::json!({
+        "plugin_state": plugins
+            .iter()
+            .map(|&(name, ok)| (name, if ok { "OK" } else { "NOT_READY" }))
+            .collect::<BTreeMap<_, _>>(),
+        "plugins_ready": plugins.iter().all(|&(_, ok)| ok),
+    });
+    let input =
+        Value::from_json_str(&input.to_string()).map_err(|e| ApiError::Unhealthy(e.to_string()))?;
     match state
         .snapshots
         .load()

@@ -26,8 +26,9 @@ pub struct Params {
     pub strict_builtin_errors: bool,
     /// The last `input` value of a GET request, still undecoded.
     pub input: Option<String>,
-    /// Present keys, for endpoints with options of their own (`/health?bundles`).
-    pub present: Vec<String>,
+    /// Every parameter's values, for endpoints with options of their own
+    /// (`/health?bundles`).
+    values: BTreeMap<String, Vec<String>>,
 }
 
 impl Params {
@@ -43,23 +44,29 @@ impl Params {
                 .or_default()
                 .push(value.to_string());
         }
-        let flag = |name: &str| {
-            values.get(name).is_some_and(|v| {
-                v.iter()
-                    .any(|v| v.is_empty() || v.eq_ignore_ascii_case("true"))
-            })
-        };
-        params.pretty = flag("pretty");
-        params.metrics = flag("metrics");
-        params.instrument = flag("instrument");
-        params.provenance = flag("provenance");
-        params.strict_builtin_errors = flag("strict-builtin-errors");
-        params.present = values.into_keys().collect();
+        params.values = values;
+        params.pretty = params.flag("pretty");
+        params.metrics = params.flag("metrics");
+        params.instrument = params.flag("instrument");
+        params.provenance = params.flag("provenance");
+        params.strict_builtin_errors = params.flag("strict-builtin-errors");
         params
     }
 
-    pub fn has(&self, key: &str) -> bool {
-        self.present.iter().any(|k| k == key)
+    /// A boolean option as OPA's `getBoolParam` reads it: absent is false;
+    /// given once without a value (`?x`, `?x=`) is true; otherwise true when
+    /// any of its values is `true` (any case), so `?x&x=false` is false.
+    pub fn flag(&self, name: &str) -> bool {
+        match self.values.get(name).map(Vec::as_slice) {
+            None => false,
+            Some([only]) if only.is_empty() => true,
+            Some(values) => values.iter().any(|v| v.eq_ignore_ascii_case("true")),
+        }
+    }
+
+    /// Every value given for `name`, in order.
+    pub fn all(&self, name: &str) -> &[String] {
+        self.values.get(name).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -359,7 +366,11 @@ mod tests {
             "pretty&metrics=1&provenance=TRUE&strict-builtin-errors=",
         ));
         assert!(p.pretty && !p.metrics && p.provenance && p.strict_builtin_errors);
-        assert!(p.has("metrics") && !p.has("bundles"));
+        // Repeated: a lone bare key is true, otherwise some value must be `true`.
+        let p = Params::parse(Some("pretty&pretty=false&metrics=false&metrics=true"));
+        assert!(!p.pretty && p.metrics);
+        assert!(!p.flag("bundles"));
+        assert_eq!(p.all("metrics"), ["false", "true"]);
     }
 
     #[test]

@@ -79,6 +79,11 @@ impl BundleStatuses {
 
     /// Whether every registered bundle has been activated at least once (OPA's
     /// bundle plugin turns ready then and stays ready).
+    /// Whether any bundle is configured.
+    pub fn any(&self) -> bool {
+        self.inner.lock().is_ok_and(|m| !m.is_empty())
+    }
+
     pub fn all_activated(&self) -> bool {
         self.inner
             .lock()

@@ -725,3 +725,57 @@ async fn skip_verify_loads_a_signed_local_bundle_without_a_key() {
     let server = TestServer::start_config(cfg).await;
     assert_eq!(allow(&server, "alice").await, json!({"result": true}));
 }
+
+/// `/health` options and the health policies' input follow the bundle
+/// plugin: not ready until the bundle is activated, ready from then on.
+#[tokio::test]
+async fn health_checks_follow_the_bundle_plugin() {
+    let bundle = raw_tarball(&[
+        (".manifest", br#"{"revision": "r1", "roots": ["app"]}"#),
+        ("app/p.rego", b"package app\n\nx := 1\n"),
+    ]);
+    let service = BundleService::start("/b.tar.gz", bundle, "\"r1\"");
+    service.set_available(false);
+    let health = write_tree(&[(
+        "health.rego",
+        "package system.health\n\nready if input.plugins_ready\n\nwaiting if input.plugin_state == {\"bundle\": \"NOT_READY\"}\n\nup if input.plugin_state == {\"bundle\": \"OK\"}\n",
+    )]);
+    let mut config = polled_config(&service, &[]);
+    config.paths = vec![path_string(health.path())];
+    let server = TestServer::start_config(config).await;
+    let code = async |path: &str| server.get(path).await.status.as_u16();
+    for (path, want) in [
+        ("/health", 200),
+        ("/health?bundle=true", 500),
+        ("/health?bundles", 500),
+        ("/health?bundles=false", 200),
+        ("/health?bundle&bundle=false", 200),
+        ("/health?plugins", 500),
+        ("/health?plugins&exclude-plugin=bundle", 200),
+        ("/health?plugins&exclude-plugin=decision_logs", 500),
+        ("/health/ready", 500),
+        ("/health/waiting", 200),
+        ("/health/up", 500),
+    ] {
+        assert_eq!(code(path).await, want, "{path}");
+    }
+
+    service.set_available(true);
+    wait_async("bundle activated", async || {
+        server.get("/health?bundle=true").await.status == 200
+    })
+    .await;
+    for (path, want) in [
+        ("/health?bundles", 200),
+        ("/health?plugins", 200),
+        ("/health/ready", 200),
+        ("/health/waiting", 500),
+        ("/health/up", 200),
+    ] {
+        assert_eq!(code(path).await, want, "{path}");
+    }
+    assert_eq!(
+        server.get("/v1/data/app/x").await.json(),
+        json!({"result": 1})
+    );
+}
