@@ -106,14 +106,18 @@ async fn poll_forever(store: PolicyStore, source: BundleSource, mut etag: Option
         }
     };
     let mut retries: u32 = 0;
+    let mut long_polling = false;
     loop {
-        let delay = match poll_once(&client, &store, &source, &mut etag).await {
+        let polled = poll_once(&client, &store, &source, &mut etag, long_polling).await;
+        let delay = match polled {
             Ok(Polled { long_poll: true }) => {
                 retries = 0;
+                long_polling = true;
                 Duration::ZERO
             }
             Ok(Polled { long_poll: false }) => {
                 retries = 0;
+                long_polling = false;
                 random_delay(source.min_delay, source.max_delay)
             }
             Err(err) => {
@@ -138,10 +142,11 @@ async fn poll_once(
     store: &PolicyStore,
     source: &BundleSource,
     etag: &mut Option<String>,
+    long_polling: bool,
 ) -> Result<Polled> {
     let statuses = store.bundle_statuses().clone();
     statuses.update(&source.name, |s| s.last_request = Some(SystemTime::now()));
-    let result = download(client, source, etag.as_deref()).await;
+    let result = download(client, source, etag.as_deref(), long_polling).await;
     let downloaded = match result {
         Ok(downloaded) => downloaded,
         Err(DownloadError { message, http_code }) => {
@@ -157,6 +162,8 @@ async fn poll_once(
         }
     });
     let Some(body) = downloaded.body else {
+        // 304: a new ETag in it replaces the one sent.
+        etag.clone_from(&downloaded.etag);
         return Ok(Polled {
             long_poll: downloaded.long_poll,
         });

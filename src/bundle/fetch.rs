@@ -92,14 +92,18 @@ impl DownloadError {
     }
 }
 
+/// `long_polling`: whether the service confirmed long polling on its last
+/// bundle (a 304 carries no `Content-Type` to confirm it again, and keeps it,
+/// as OPA's downloader does).
 pub async fn download(
     client: &HttpClient,
     source: &BundleSource,
     etag: Option<&str>,
+    long_polling: bool,
 ) -> Result<Downloaded, DownloadError> {
     let service_timeout = source.service.response_header_timeout;
     let header_timeout = match (service_timeout, source.long_polling_timeout) {
-        (_, Some(wait)) => Some(wait + service_timeout.unwrap_or(Duration::ZERO)),
+        (_, Some(wait)) => Some(wait.saturating_add(service_timeout.unwrap_or(Duration::ZERO))),
         (timeout, None) => timeout,
     };
     // Redirects are followed (at most 10, as Go's client does); credentials
@@ -147,10 +151,11 @@ pub async fn download(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with(LONG_POLL_TYPE));
     if status == StatusCode::NOT_MODIFIED {
+        let sent = response.headers().get(ETAG).and_then(|v| v.to_str().ok());
         return Ok(Downloaded {
             body: None,
-            etag: etag.map(str::to_string),
-            long_poll,
+            etag: sent.or(etag).map(str::to_string),
+            long_poll: source.long_polling_timeout.is_some() && long_polling,
         });
     }
     if status != StatusCode::OK {
@@ -272,7 +277,16 @@ fn build_request(
     credentials: bool,
 ) -> Result<Request<Empty<Bytes>>> {
     let bearer = source.service.bearer.as_ref().filter(|_| credentials);
-    let mut builder = with_credentials(Request::get(url), &source.service.headers, bearer)?;
+    // After a redirect to another host, configured headers go along except
+    // the ones Go's client strips on such a redirect.
+    let headers: Vec<(String, String)> = source
+        .service
+        .headers
+        .iter()
+        .filter(|(name, _)| credentials || !is_sensitive(name))
+        .cloned()
+        .collect();
+    let mut builder = with_credentials(Request::get(url), &headers, bearer)?;
     if let Some(etag) = etag {
         builder = builder.header(IF_NONE_MATCH, etag);
     }
@@ -284,6 +298,13 @@ fn build_request(
     builder
         .body(Empty::new())
         .with_context(|| format!("bad bundle URL {url}"))
+}
+
+/// The headers Go's HTTP client drops on a redirect to another host.
+fn is_sensitive(name: &str) -> bool {
+    ["authorization", "www-authenticate", "cookie", "cookie2"]
+        .iter()
+        .any(|s| name.eq_ignore_ascii_case(s))
 }
 
 #[cfg(test)]

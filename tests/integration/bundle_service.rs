@@ -172,9 +172,12 @@ fn answer(state: &Mutex<Served>, req: &Request<Incoming>) -> Response<Full<Bytes
     if let Some((_, to)) = redirect {
         response = response.header("location", to);
     }
+    // A 304 has no body, so no Content-Type (as most servers send it).
+    if status != StatusCode::NOT_MODIFIED {
+        response = response.header("content-type", served.content_type.clone());
+    }
     response
         .status(status)
-        .header("content-type", served.content_type.clone())
         .header("etag", served.etag.clone())
         .body(Full::new(Bytes::from(body)))
         .unwrap()

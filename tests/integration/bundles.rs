@@ -287,7 +287,8 @@ async fn long_polling_is_kept_while_the_service_confirms_it() {
     let token = write_tree(&[("token", "from-a-file\n")]);
     let token_path = path_string(&token.path().join("token"));
     // Periodic polling would wait 60 s between requests; a confirmed long
-    // poll asks again at once (this service answers at once, not holding).
+    // poll asks again at once (this service answers at once, not holding),
+    // also after a 304, which carries no Content-Type to confirm it again.
     let server = TestServer::start_config(polled_config_files(
         &service,
         &[
@@ -300,7 +301,9 @@ async fn long_polling_is_kept_while_the_service_confirms_it() {
         &[],
     ))
     .await;
-    service.wait_for("three long polls", |seen| seen.len() >= 3);
+    service.wait_for("three long polls, two of them 304", |seen| {
+        seen.iter().filter(|s| s.status == 304).count() >= 2
+    });
     assert_eq!(
         service.seen()[0].authorization.as_deref(),
         Some("Token from-a-file")
@@ -706,6 +709,43 @@ async fn redirects_are_followed_and_policies_under_new_roots_are_replaced() {
     assert!(service.seen().iter().any(|s| s.status == 302));
     let policies = server.get("/v1/policies").await.json();
     assert!(!policies.to_string().contains("\"mine\""), "{policies}");
+}
+
+/// A redirect to another host (a presigned object store URL, say) gets no
+/// credentials: neither the bearer token nor a configured `Authorization`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_stay_behind_on_a_redirect_to_another_host() {
+    for credential in [
+        "services.s.credentials.bearer.token=t0k",
+        "services.s.headers.Authorization=Basic c2VjcmV0",
+    ] {
+        let store = BundleService::start(
+            "/b.tar.gz",
+            cvat_bundle(&[("probe.rego", PROBE_V1)]),
+            "\"x\"",
+        );
+        let front = BundleService::start("/unused", Vec::new(), "\"f\"");
+        front.set_redirect("/old", &format!("{}/b.tar.gz", store.url()));
+        let server = TestServer::start_config(polled_config(
+            &front,
+            &[
+                "bundles.b.resource=/old".to_string(),
+                credential.to_string(),
+                "services.s.headers.X-Tenant=t1".to_string(),
+            ],
+        ))
+        .await;
+        wait_async("activation through the redirect", async || {
+            allow(&server, "alice").await == json!({"result": true})
+        })
+        .await;
+        assert!(front.seen()[0].authorization.is_some(), "{credential}");
+        assert!(
+            store.seen().iter().all(|s| s.authorization.is_none()),
+            "{credential}: {:?}",
+            store.seen()
+        );
+    }
 }
 
 #[tokio::test]
