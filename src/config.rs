@@ -80,6 +80,11 @@ impl RunConfig {
         if args.bundle && args.paths.is_empty() {
             bail!("`--bundle` needs at least one bundle path");
         }
+        if args.verification_key.is_some() && !args.bundle {
+            // OPA's words; without `-b` the paths are plain files, which
+            // nothing would verify.
+            bail!("enable bundle mode (ie. --bundle) to verify bundle files or directories");
+        }
         let opa = opa_config::load(args.config_file.as_deref(), &args.set, &args.set_file)?;
         let local_verification = if args.skip_verify {
             None
@@ -177,6 +182,15 @@ mod tests {
         assert_eq!(
             (c.cache.max_entries, c.cache.max_size_bytes),
             (100_000, 64 << 20)
+        );
+    }
+
+    #[test]
+    fn a_verification_key_needs_bundle_mode() {
+        let err = run_config(&["--verification-key=secret", "policies"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "enable bundle mode (ie. --bundle) to verify bundle files or directories"
         );
     }
 

@@ -92,8 +92,10 @@ pub fn apply(data: &mut Map<String, Json>, write: DataWrite) -> Result<(), DataW
         }
         DataWrite::Delete { path } => {
             let Some((last, parents)) = path.split_last() else {
-                data.clear();
-                return Ok(());
+                // OPA's store refuses this too (`updateRoot`).
+                return Err(DataWriteError::Invalid(
+                    "storage_invalid_patch_error: root cannot be removed".into(),
+                ));
             };
             let missing =
                 || DataWriteError::NotFound(format!("{}: document missing", rendered(&path)));
