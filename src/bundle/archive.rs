@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tar::EntryType;
 
 use super::BundleFile;
+use crate::policy::path::MAX_PATH_SEGMENTS;
 
 /// OPA's default `size_limit_bytes` (1 GiB).
 pub const DEFAULT_SIZE_LIMIT: u64 = 1 << 30;
@@ -117,6 +118,9 @@ fn clean_name(raw: &str) -> Result<String> {
             part => parts.push(part),
         }
     }
+    if parts.len() > MAX_PATH_SEGMENTS {
+        bail!("bundle entry '{raw}' is nested more than {MAX_PATH_SEGMENTS} levels deep: refused");
+    }
     Ok(parts.join("/"))
 }
 
@@ -213,6 +217,14 @@ mod tests {
         let files = read_tarball(&bytes, 1 << 20).unwrap();
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["data.json", "rules/a.rego"]);
+    }
+
+    #[test]
+    fn names_deeper_than_the_path_bound_are_refused() {
+        let name = |levels: usize| format!("{}data.json", "a/".repeat(levels - 1));
+        assert!(clean_name(&name(MAX_PATH_SEGMENTS)).is_ok());
+        let err = clean_name(&name(MAX_PATH_SEGMENTS + 1)).unwrap_err();
+        assert!(err.to_string().contains("nested more than 128"), "{err}");
     }
 
     #[test]

@@ -12,9 +12,11 @@
 //! Any other op is `bad patch operation: <op>`. The store applies the whole
 //! list to a copy, so a list that fails half-way changes nothing.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
+
+use crate::policy::path::MAX_PATH_SEGMENTS;
 
 /// One operation of `patch.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +50,9 @@ pub fn path_segments(path: &str) -> Result<Vec<String>> {
     let trimmed = path.trim_matches('/');
     if trimmed.is_empty() {
         return Ok(Vec::new());
+    }
+    if trimmed.split('/').count() > MAX_PATH_SEGMENTS {
+        bail!("bad patch path '{path}': more than {MAX_PATH_SEGMENTS} segments");
     }
     trimmed
         .split('/')
@@ -262,6 +267,9 @@ mod tests {
             vec!["a b", "c/d", "e~f"]
         );
         assert!(path_segments("/").unwrap().is_empty());
+        let deep = |n: usize| "/a".repeat(n);
+        assert_eq!(path_segments(&deep(MAX_PATH_SEGMENTS)).unwrap().len(), 128);
+        assert!(path_segments(&deep(MAX_PATH_SEGMENTS + 1)).is_err());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value as Json};
 
+use super::path::MAX_PATH_SEGMENTS;
+
 /// One data write.
 #[derive(Debug)]
 pub enum DataWrite {
@@ -57,6 +59,11 @@ pub fn apply(data: &mut Map<String, Json>, write: DataWrite) -> Result<(), DataW
             value,
             if_none_match,
         } => {
+            if path.len() > MAX_PATH_SEGMENTS {
+                return Err(DataWriteError::Invalid(format!(
+                    "path has more than {MAX_PATH_SEGMENTS} segments"
+                )));
+            }
             let Some((last, parents)) = path.split_last() else {
                 let Json::Object(value) = value else {
                     return Err(DataWriteError::Invalid(
@@ -188,6 +195,17 @@ mod tests {
             apply(&mut data, put("a/b/c/d", json!(2), false)),
             Err(DataWriteError::Invalid(_))
         ));
+        let deep = |n: usize| "x/".repeat(n);
+        apply(&mut data, put(&deep(MAX_PATH_SEGMENTS), json!(1), false)).unwrap();
+        assert_eq!(
+            apply(
+                &mut data,
+                put(&deep(MAX_PATH_SEGMENTS + 1), json!(1), false)
+            ),
+            Err(DataWriteError::Invalid(
+                "path has more than 128 segments".into()
+            ))
+        );
     }
 
     #[test]

@@ -3,6 +3,13 @@
 
 use std::fmt;
 
+/// The most segments a path that creates documents may have (a data `PUT`,
+/// a bundle file's directory, a delta bundle's patch path). Each segment is
+/// a level of nesting, and deeply nested values are dropped, cloned and
+/// serialized recursively: without a bound, one crafted path could overflow
+/// the stack. The same bound as JSON nesting in bundles.
+pub const MAX_PATH_SEGMENTS: usize = 128;
+
 /// A reference into the data document, rooted at `data`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DataPath {

@@ -283,5 +283,10 @@ async fn data_writes_change_decisions() {
         );
     }
     assert_eq!(server.get("/v1/data/keep").await.body, "{\"result\":1}\n");
+    // Paths that would nest documents without bound are refused.
+    let deep = format!("/v1/data/{}", "x/".repeat(129));
+    let refused = send("PUT", deep.leak(), &[], "1").await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.json()["message"], "path has more than 128 segments");
     server.stop().await.unwrap();
 }
