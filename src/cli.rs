@@ -146,8 +146,13 @@ pub struct CheckArgs {
 /// Parses Go-style durations: `5s`, `500ms`, `1m`, `2h`, `1m30s`, or bare seconds.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
+    let seconds = |secs: f64| {
+        let secs = if secs.is_nan() { secs } else { secs.max(0.0) };
+        std::time::Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("invalid duration `{text}`: out of range"))
+    };
     if let Ok(secs) = text.parse::<f64>() {
-        return Ok(std::time::Duration::from_secs_f64(secs.max(0.0)));
+        return seconds(secs);
     }
     let mut total = 0.0f64;
     let mut rest = text;
@@ -175,7 +180,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         total += number * scale;
         rest = tail;
     }
-    Ok(std::time::Duration::from_secs_f64(total))
+    seconds(total)
 }
 
 #[cfg(test)]
@@ -190,6 +195,9 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("5x").is_err());
+        for huge in ["inf", "1e400", "NaN", "1e30h"] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
     }
 }
 

@@ -274,7 +274,7 @@ async fn evaluate_all(
     for task in tasks {
         let part = task
             .await
-            .map_err(|e| ApiError::BadRequest(format!("batch worker failed: {e}")))?;
+            .map_err(|e| ApiError::Internal(format!("batch worker failed: {e}")))?;
         out.extend(part);
     }
     Ok(out)

@@ -30,9 +30,13 @@ pub enum ApiError {
     MethodNotAllowed { method: String, allow: &'static str },
     /// A failed health check: OPA answers these with `{"error": ...}`.
     Unhealthy(String),
-    /// 400 `invalid_parameter`: a written module does not parse or compile;
-    /// each error has its code (`rego_parse_error`, `rego_compile_error`).
-    Compile(Vec<(&'static str, Diagnostic)>),
+    /// 400: a written module does not parse or compile, or what a deleted
+    /// one leaves does not compile. The code is OPA's for the operation
+    /// (`invalid_parameter` for a write, `invalid_operation` for a delete);
+    /// each error has its own (`rego_parse_error`, `rego_compile_error`).
+    Compile(&'static str, Vec<(&'static str, Diagnostic)>),
+    /// 500 `internal_error`: a task serving the request failed.
+    Internal(String),
 }
 
 /// OPA's message for a policy write that does not compile.
@@ -62,7 +66,8 @@ struct HealthBody<'a> {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::Compile(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Compile(..) => StatusCode::BAD_REQUEST,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Eval(_) | ApiError::Unhealthy(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Undefined(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -113,7 +118,8 @@ impl ApiError {
             ApiError::BadRequest(m) | ApiError::TooLarge(m) => {
                 error_body("invalid_parameter", m, vec![], pretty)
             }
-            ApiError::Compile(errors) => {
+            ApiError::Internal(m) => error_body("internal_error", m, vec![], pretty),
+            ApiError::Compile(code, errors) => {
                 let details = errors
                     .iter()
                     .map(|(code, d)| ErrorDetail {
@@ -122,7 +128,7 @@ impl ApiError {
                         location: d.location.as_ref(),
                     })
                     .collect();
-                error_body("invalid_parameter", MSG_COMPILE_ERROR, details, pretty)
+                error_body(code, MSG_COMPILE_ERROR, details, pretty)
             }
             ApiError::Undefined(m) => error_body("undefined_document", m, vec![], pretty),
             ApiError::NotFound(m) => error_body("resource_not_found", m, vec![], pretty),

@@ -237,7 +237,7 @@ pub(super) async fn data_write(
     let store = state.store.clone();
     let result = tokio::task::spawn_blocking(move || store.write_data(write))
         .await
-        .map_err(|e| ApiError::BadRequest(format!("data write failed: {e}")))?;
+        .map_err(|e| ApiError::Internal(format!("data write failed: {e}")))?;
     match result {
         Ok(()) => Ok(empty_response(StatusCode::NO_CONTENT)),
         Err(WriteError::Data(DataWriteError::NotModified)) => {
@@ -267,7 +267,7 @@ pub(super) async fn put_policy(
     let (store, owned_id, owned_text) = (state.store.clone(), id.to_string(), text.clone());
     tokio::task::spawn_blocking(move || store.put_policy(&owned_id, &owned_text))
         .await
-        .map_err(|e| ApiError::BadRequest(format!("policy write failed: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("policy write failed: {e}")))?
         .map_err(|e| write_error(e, Some((id, &text))))?;
     Ok(json_response(b"{}\n".to_vec(), false))
 }
@@ -278,8 +278,12 @@ pub(super) async fn delete_policy(state: &AppState, id: &str) -> Result<HttpResp
     let (store, owned_id) = (state.store.clone(), id.to_string());
     tokio::task::spawn_blocking(move || store.delete_policy(&owned_id))
         .await
-        .map_err(|e| ApiError::BadRequest(format!("policy write failed: {e}")))?
-        .map_err(|e| write_error(e, None))?;
+        .map_err(|e| ApiError::Internal(format!("policy write failed: {e}")))?
+        .map_err(|e| match write_error(e, None) {
+            // OPA's code when what the delete leaves does not compile.
+            ApiError::Compile(_, errors) => ApiError::Compile("invalid_operation", errors),
+            other => other,
+        })?;
     Ok(json_response(b"{}\n".to_vec(), false))
 }
 
@@ -303,7 +307,7 @@ fn write_error(err: WriteError, written: Option<(&str, &str)>) -> ApiError {
                 Some((id, text)) if !crate::policy::parses(id, text) => "rego_parse_error",
                 _ => "rego_compile_error",
             };
-            ApiError::Compile(vec![(code, diagnostic)])
+            ApiError::Compile("invalid_parameter", vec![(code, diagnostic)])
         }
     }
 }
