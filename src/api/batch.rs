@@ -9,7 +9,7 @@
 //! the decision cache like a single decision; large batches are split over
 //! the blocking thread pool so that they use every core.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -30,10 +30,13 @@ use crate::policy::{DataPath, EvalError, EvalOptions, Outcome, Snapshot};
 /// Distinct items below this count are evaluated on the request's own task.
 const PARALLEL_MIN_ITEMS: usize = 32;
 
+mod inputs;
+
 #[derive(Deserialize)]
 struct BatchRequest<'a> {
+    /// Read by [`inputs::read`], under the batch-size limit.
     #[serde(borrow)]
-    inputs: Option<BTreeMap<String, &'a RawValue>>,
+    inputs: Option<&'a RawValue>,
     #[serde(borrow)]
     common_input: Option<&'a RawValue>,
 }
@@ -58,13 +61,15 @@ pub(crate) async fn handle(
             "body contains malformed batch request: missing `inputs` object".into(),
         )
     })?;
-    if inputs.len() > state.max_batch_inputs {
-        return Err(ApiError::BadRequest(format!(
-            "batch of {} inputs is over the limit of {} (--max-batch-inputs)",
-            inputs.len(),
-            state.max_batch_inputs
-        )));
-    }
+    let inputs = inputs::read(inputs, state.max_batch_inputs).map_err(|e| match e {
+        inputs::InputsError::TooMany => ApiError::BadRequest(format!(
+            "batch of more than {} inputs is over the limit of {} (--max-batch-inputs)",
+            state.max_batch_inputs, state.max_batch_inputs
+        )),
+        inputs::InputsError::Malformed(message) => ApiError::BadRequest(format!(
+            "body contains malformed batch request: `inputs`: {message}"
+        )),
+    })?;
     let common_raw = request.common_input.map(RawValue::get);
     let common = match common_raw {
         Some(text) => Some(wire::parse_query_input(text, &state.keys).map_err(|e| {

@@ -123,8 +123,9 @@ async fn malformed_and_oversized_batches_are_rejected() {
         (r#"{"inputs": [1, 2]}"#, "malformed batch request"),
         (
             r#"{"inputs": {"a": {}, "b": {}, "c": {}, "d": {}}}"#,
-            "batch of 4 inputs is over the limit of 3",
+            "batch of more than 3 inputs is over the limit of 3",
         ),
+        (r#"{"inputs": "abc"}"#, "`inputs`: invalid type"),
     ] {
         let reply = server.post("/v1/batch/data/p/allow", body).await;
         assert_eq!(reply.status, 400, "{body}: {}", reply.body);
