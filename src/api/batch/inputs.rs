@@ -89,7 +89,7 @@ mod tests {
                 .map(|i| format!("\"k{i}\": 0, "))
                 .collect::<String>()
         ));
-        assert_eq!(read(&many, 10), Err(InputsError::TooMany));
+        assert_eq!(read(&many, 10).unwrap_err(), InputsError::TooMany);
         assert!(matches!(
             read(&raw("[1]"), 10),
             Err(InputsError::Malformed(_))
