@@ -172,6 +172,17 @@ fn bundle_defaults(
     if bundle.resource.as_deref().unwrap_or("").is_empty() {
         bundle.resource = Some(format!("bundles/{name}"));
     }
+    if let Some(resource) = bundle
+        .resource
+        .as_deref()
+        .filter(|r| r.starts_with("file://"))
+    {
+        // OPA reads these from disk without a service; Regent does not yet,
+        // and would otherwise poll `<service>/file://...`.
+        bail!(
+            "config: bundles.{name}.resource: {invalid}: `{resource}`: file:// bundle resources are not supported; load the bundle with `--bundle PATH` (and `--watch` to follow changes)"
+        );
+    }
 
     match (&bundle.service, services) {
         (Some(service), _) if services.contains(&service.as_str()) => {}

@@ -582,7 +582,11 @@ async fn local_bundles_own_their_roots() {
 
 #[test]
 fn configuration_errors_name_the_key() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--set=bundles.b.resource=file:///srv/bundle.tar.gz"],
+            "file:// bundle resources are not supported",
+        ),
         (
             &["--set=bundles.b.polling.min_delay_seconds=abc"],
             "bundles.b.polling.min_delay_seconds",
