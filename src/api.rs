@@ -114,14 +114,19 @@ async fn route(
         .map_err(|_| ApiError::BadRequest(format!("path `{raw_path}` is not valid UTF-8")))?
         .into_owned();
     let params = Params::parse(req.uri().query());
-    let method = req.method().clone();
+    let sent = req.method().to_string();
+    // As Go's router: a GET route answers HEAD too (hyper sends no body).
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        other => other.clone(),
+    };
     let allow = |allow: &'static str| ApiError::MethodNotAllowed {
-        method: method.to_string(),
+        method: sent.clone(),
         allow,
     };
 
     if let Some(rest) = sub_path(&path, "/v1/data") {
-        let data_path = DataPath::parse(rest);
+        let data_path = data_path(raw_path, "/v1/data", rest)?;
         return match method {
             Method::POST | Method::GET => v1_data(state, req, &data_path, &params, caller).await,
             Method::PUT | Method::PATCH | Method::DELETE => {
@@ -131,7 +136,7 @@ async fn route(
         };
     }
     if let Some(rest) = sub_path(&path, "/v1/batch/data") {
-        let data_path = DataPath::parse(rest);
+        let data_path = data_path(raw_path, "/v1/batch/data", rest)?;
         return match method {
             Method::POST => batch::handle(state, req, &data_path, &params, caller).await,
             _ => Err(allow("POST")),
@@ -150,7 +155,7 @@ async fn route(
         };
     }
     if let Some(rest) = sub_path(&path, "/v0/data") {
-        let data_path = DataPath::parse(rest);
+        let data_path = data_path(raw_path, "/v0/data", rest)?;
         return match method {
             Method::POST => v0_data(state, req, &data_path, &params, caller).await,
             _ => Err(allow("POST")),
@@ -191,6 +196,17 @@ async fn route(
     Err(ApiError::NotFound(format!(
         "no route for `{method} {raw_path}`"
     )))
+}
+
+/// The data path under `prefix`: OPA splits the path as sent, then decodes
+/// each segment (`/v1/data/a%2Fb` reads the key `a/b`). Only when the prefix
+/// itself was sent encoded is the decoded remainder (`decoded_rest`) used.
+fn data_path(raw_path: &str, prefix: &str, decoded_rest: &str) -> Result<DataPath, ApiError> {
+    match sub_path(raw_path, prefix) {
+        Some(raw_rest) => DataPath::parse_escaped(raw_rest)
+            .ok_or_else(|| ApiError::BadRequest(format!("path `{raw_path}` is not valid UTF-8"))),
+        None => Ok(DataPath::parse(decoded_rest)),
+    }
 }
 
 /// The part of `path` after `prefix` when `path` is `prefix` or below it.

@@ -39,6 +39,23 @@ impl DataPath {
         )
     }
 
+    /// Parses a path as sent in a URL: split on its slashes first, then each
+    /// segment percent-decoded, as OPA does (`a%2Fb` is the one key `a/b`).
+    /// `None` when a segment does not decode to UTF-8.
+    pub fn parse_escaped(raw: &str) -> Option<DataPath> {
+        let segments = raw
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .ok()
+                    .map(|s| s.into_owned())
+            })
+            .collect::<Option<Vec<String>>>()?;
+        Some(DataPath::from_segments(segments))
+    }
+
     /// Parses a dotted rule reference such as `data.system.main` or `system.main`.
     pub fn from_dotted(dotted: &str) -> DataPath {
         let rest = dotted.strip_prefix("data").unwrap_or(dotted);

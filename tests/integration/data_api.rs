@@ -377,3 +377,23 @@ async fn connections_are_kept_alive() {
         .expect("stop hung on an idle connection")
         .unwrap();
 }
+
+/// As OPA: the path is split on its slashes as sent, then each segment
+/// decoded, so an encoded slash stays inside one key.
+#[tokio::test]
+async fn an_encoded_slash_stays_inside_one_key() {
+    let server = TestServer::start(&[(
+        "x/data.json",
+        r#"{"a/b": "one key", "a": {"b": "nested", "c d": "space"}}"#,
+    )])
+    .await;
+    for (path, want) in [
+        ("/v1/data/x/a%2Fb", "{\"result\":\"one key\"}\n"),
+        ("/v1/data/x/a/b", "{\"result\":\"nested\"}\n"),
+        ("/v1/data/x/a/c%20d", "{\"result\":\"space\"}\n"),
+    ] {
+        assert_eq!(server.get(path).await.body, want, "{path}");
+    }
+    let reply = server.post("/v1/data/x/a%2Fb", r#"{"input": {}}"#).await;
+    assert_eq!(reply.body, "{\"result\":\"one key\"}\n");
+}

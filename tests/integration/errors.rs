@@ -145,4 +145,11 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
         assert_eq!(r.headers["allow"], allow);
         assert_eq!(r.json()["code"], "invalid_operation");
     }
+    // GET routes answer HEAD (as Go's do): the GET's status and headers,
+    // no body; a HEAD where no GET is allowed is still 405.
+    let head = request(s.addr, "HEAD", "/health", &[], Bytes::new()).await;
+    assert_eq!((head.status.as_u16(), head.body.as_str()), (200, ""));
+    assert_eq!(head.headers["content-length"], "3");
+    let head = request(s.addr, "HEAD", "/v0/data/p", &[], Bytes::new()).await;
+    assert_eq!(head.status, 405);
 }
