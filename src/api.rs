@@ -318,6 +318,11 @@ async fn v1_data(
             build_timestamp: "",
             build_hostname: "",
             revision: snapshot.revision(),
+            bundles: snapshot
+                .bundle_revisions()
+                .iter()
+                .map(|(name, revision)| (name.as_str(), wire::BundleRevision { revision }))
+                .collect(),
         }),
         metrics: timers
             .as_ref()

@@ -228,13 +228,23 @@ impl Strings {
     }
 }
 
-/// `provenance` in a data response.
+/// `provenance` in a data response: OPA's fields (`bundles` with each active
+/// bundle's revision, absent without bundles) and `revision`, Regent's
+/// content hash of the snapshot.
 #[derive(Serialize)]
 pub struct Provenance<'a> {
     pub version: &'a str,
     pub build_commit: &'a str,
     pub build_timestamp: &'a str,
     pub build_hostname: &'a str,
+    pub revision: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub bundles: BTreeMap<&'a str, BundleRevision<'a>>,
+}
+
+/// One bundle in `provenance.bundles`.
+#[derive(Serialize)]
+pub struct BundleRevision<'a> {
     pub revision: &'a str,
 }
 

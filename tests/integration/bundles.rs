@@ -822,4 +822,7 @@ async fn health_checks_follow_the_bundle_plugin() {
         server.get("/v1/data/app/x").await.json(),
         json!({"result": 1})
     );
+    // OPA's provenance names each active bundle's revision.
+    let provenance = server.get("/v1/data/app/x?provenance").await.json()["provenance"].clone();
+    assert_eq!(provenance["bundles"], json!({"b": {"revision": "r1"}}));
 }

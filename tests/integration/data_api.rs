@@ -181,6 +181,7 @@ async fn pretty_metrics_and_provenance() {
     let revision = v["provenance"]["revision"].as_str().unwrap();
     assert_eq!(revision.len(), 16);
     assert_eq!(v["provenance"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["provenance"].get("bundles").is_none(), "no bundles: {v}");
     // `instrument` is accepted; a value other than true turns an option off.
     let v = s
         .post(
