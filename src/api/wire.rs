@@ -230,7 +230,7 @@ impl Strings {
 
 /// `provenance` in a data response: OPA's fields (`bundles` with each active
 /// bundle's revision, absent without bundles) and `revision`, Regent's
-/// content hash of the snapshot.
+/// policy revision (the bundles' revision, or a content hash without them).
 #[derive(Serialize)]
 pub struct Provenance<'a> {
     pub version: &'a str,

@@ -101,8 +101,12 @@ pub async fn download(
     etag: Option<&str>,
     long_polling: bool,
 ) -> Result<Downloaded, DownloadError> {
+    // As OPA: `wait` is asked for only once the service has confirmed long
+    // polling; before, a service could hold a request it will not answer
+    // as a long poll.
+    let wait = source.long_polling_timeout.filter(|_| long_polling);
     let service_timeout = source.service.response_header_timeout;
-    let header_timeout = match (service_timeout, source.long_polling_timeout) {
+    let header_timeout = match (service_timeout, wait) {
         (_, Some(wait)) => Some(wait.saturating_add(service_timeout.unwrap_or(Duration::ZERO))),
         (timeout, None) => timeout,
     };
@@ -112,7 +116,7 @@ pub async fn download(
     let mut same_host = true;
     let mut redirects = 0;
     let response = loop {
-        let request = build_request(source, &url, etag, same_host)
+        let request = build_request(source, &url, etag, same_host, wait)
             .map_err(|e| DownloadError::new(format!("{e:#}")))?;
         let response = match header_timeout {
             Some(limit) => tokio::time::timeout(limit, client.request(request))
@@ -275,6 +279,7 @@ fn build_request(
     url: &str,
     etag: Option<&str>,
     credentials: bool,
+    wait: Option<Duration>,
 ) -> Result<Request<Empty<Bytes>>> {
     let bearer = source.service.bearer.as_ref().filter(|_| credentials);
     // After a redirect to another host, configured headers go along except
@@ -290,7 +295,7 @@ fn build_request(
     if let Some(etag) = etag {
         builder = builder.header(IF_NONE_MATCH, etag);
     }
-    let prefer = match source.long_polling_timeout {
+    let prefer = match wait {
         Some(wait) => format!("modes=snapshot,delta;wait={}", wait.as_secs()),
         None => "modes=snapshot,delta".to_string(),
     };

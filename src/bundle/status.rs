@@ -77,13 +77,13 @@ impl BundleStatuses {
         self.inner.lock().ok().and_then(|m| m.get(name).cloned())
     }
 
-    /// Whether every registered bundle has been activated at least once (OPA's
-    /// bundle plugin turns ready then and stays ready).
     /// Whether any bundle is configured.
     pub fn any(&self) -> bool {
         self.inner.lock().is_ok_and(|m| !m.is_empty())
     }
 
+    /// Whether every registered bundle has been activated at least once (OPA's
+    /// bundle plugin turns ready then and stays ready).
     pub fn all_activated(&self) -> bool {
         self.inner
             .lock()

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::path::MAX_PATH_SEGMENTS;
+use super::path::{MAX_DOCUMENT_DEPTH, MAX_PATH_SEGMENTS};
 
 /// One data write.
 #[derive(Debug)]
@@ -148,14 +148,57 @@ fn patch_at(
         }
         .ok_or_else(|| DataWriteError::NotFound(format!("{}: document missing", rendered(path))))?;
     }
-    json_patch::patch(target, ops).map_err(|err| match err.kind {
-        json_patch::PatchErrorKind::InvalidPointer => DataWriteError::NotFound(format!(
-            "{}{}: document missing",
-            rendered(path).trim_end_matches('/'),
-            err.path
-        )),
-        _ => DataWriteError::Invalid(err.to_string()),
-    })
+    // One operation at a time, so that the depth is checked after each: a
+    // `copy` of a document into itself doubles its depth, and a few of them
+    // would nest it deep enough to overflow the stack when it is cloned,
+    // serialized or dropped. All or nothing: on any error the document is
+    // put back as it was.
+    let before = target.clone();
+    let applied = apply_ops(target, path, ops);
+    if applied.is_err() {
+        *target = before;
+    }
+    applied
+}
+
+fn apply_ops(
+    target: &mut Json,
+    path: &[String],
+    ops: &json_patch::Patch,
+) -> Result<(), DataWriteError> {
+    for op in ops.iter() {
+        json_patch::patch(target, std::slice::from_ref(op)).map_err(|err| match err.kind {
+            json_patch::PatchErrorKind::InvalidPointer => DataWriteError::NotFound(format!(
+                "{}{}: document missing",
+                rendered(path).trim_end_matches('/'),
+                err.path
+            )),
+            _ => DataWriteError::Invalid(err.to_string()),
+        })?;
+        if path.len() + nesting_depth(target) > MAX_DOCUMENT_DEPTH {
+            return Err(DataWriteError::Invalid(format!(
+                "the patched document would be nested more than {MAX_DOCUMENT_DEPTH} levels deep"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The deepest nesting of objects and arrays in `value` (a scalar is 0),
+/// found without recursion.
+fn nesting_depth(value: &Json) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Json>> = match value {
+            Json::Object(map) => Box::new(map.values()),
+            Json::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
 }
 
 #[cfg(test)]
@@ -195,6 +238,33 @@ mod tests {
             apply(&mut data, put("a/b/c/d", json!(2), false)),
             Err(DataWriteError::Invalid(_))
         ));
+        // A PATCH that copies a document into itself doubles its depth: it
+        // stops at the bound instead of nesting without end.
+        let mut data = doc(json!({"a": []}));
+        let original = data.clone();
+        // `a` is a chain of one-element arrays; copying it into its innermost
+        // array doubles its depth.
+        let doubling = |ops: u32| {
+            json_patch::Patch(
+                (0..ops)
+                    .map(|k| {
+                        let to = format!("/a{}", "/0".repeat(1 << k));
+                        serde_json::from_value(json!({"op": "copy", "from": "/a", "path": to}))
+                            .unwrap()
+                    })
+                    .collect(),
+            )
+        };
+        let patch = |ops| DataWrite::Patch { path: vec![], ops };
+        assert_eq!(
+            apply(&mut data, patch(doubling(12))),
+            Err(DataWriteError::Invalid(
+                "the patched document would be nested more than 256 levels deep".into()
+            ))
+        );
+        assert_eq!(data, original, "nothing applied");
+        apply(&mut data, patch(doubling(6))).unwrap();
+        assert_eq!(nesting_depth(&Json::Object(data.clone())), 1 + 64);
         let deep = |n: usize| "x/".repeat(n);
         apply(&mut data, put(&deep(MAX_PATH_SEGMENTS), json!(1), false)).unwrap();
         assert_eq!(

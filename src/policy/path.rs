@@ -10,6 +10,11 @@ use std::fmt;
 /// the stack. The same bound as JSON nesting in bundles.
 pub const MAX_PATH_SEGMENTS: usize = 128;
 
+/// The deepest a data document written through the API may nest (its path
+/// plus the nesting of its value); `PATCH` operations that copy or move a
+/// document can otherwise double its depth with each operation.
+pub const MAX_DOCUMENT_DEPTH: usize = 2 * MAX_PATH_SEGMENTS;
+
 /// A reference into the data document, rooted at `data`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DataPath {

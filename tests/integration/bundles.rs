@@ -214,9 +214,10 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
     assert_eq!(first.authorization.as_deref(), Some("Bearer t0k"));
     let labels = server.get("/v1/status").await.json()["result"]["labels"].clone();
     assert_eq!(labels["region"], "eu");
-    // Long polling asked for; this service does not confirm it, so polling
-    // stays periodic (see `long_polling_is_kept_while_the_service_confirms_it`).
-    assert_eq!(first.prefer.as_deref(), Some("modes=snapshot,delta;wait=7"));
+    // Long polling configured; as OPA, `wait` is only asked for once the
+    // service has confirmed it, which this one does not, so polling stays
+    // periodic (see `long_polling_is_kept_while_the_service_confirms_it`).
+    assert_eq!(first.prefer.as_deref(), Some("modes=snapshot,delta"));
 
     let oversized = "# padding\n".repeat(4000);
     let broken: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -308,8 +309,11 @@ async fn long_polling_is_kept_while_the_service_confirms_it() {
         service.seen()[0].authorization.as_deref(),
         Some("Token from-a-file")
     );
-    assert!(service
-        .seen()
+    // The first request cannot know yet; every one after the confirming
+    // answer asks to wait.
+    let seen = service.seen();
+    assert_eq!(seen[0].prefer.as_deref(), Some("modes=snapshot,delta"));
+    assert!(seen[1..]
         .iter()
         .all(|s| s.prefer.as_deref() == Some("modes=snapshot,delta;wait=5")));
     assert_eq!(allow(&server, "alice").await, json!({"result": true}));
