@@ -109,19 +109,20 @@ async fn route(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let raw_path = req.uri().path();
+    // Decoded for routing only (borrowed when nothing is escaped); data
+    // paths are decoded per segment by `data_path`.
     let path = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8()
-        .map_err(|_| ApiError::BadRequest(format!("path `{raw_path}` is not valid UTF-8")))?
-        .into_owned();
+        .map_err(|_| ApiError::BadRequest(format!("path `{raw_path}` is not valid UTF-8")))?;
     let params = Params::parse(req.uri().query());
-    let sent = req.method().to_string();
+    let sent = req.method().clone();
     // As Go's router: a GET route answers HEAD too (hyper sends no body).
     let method = match req.method() {
         &Method::HEAD => Method::GET,
         other => other.clone(),
     };
     let allow = |allow: &'static str| ApiError::MethodNotAllowed {
-        method: sent.clone(),
+        method: sent.to_string(),
         allow,
     };
 
@@ -186,6 +187,7 @@ async fn route(
         };
     }
     if let Some(id) = path.strip_prefix("/v1/policies/") {
+        let id = &id.to_owned(); // `path` borrows `req`, which PUT takes
         return match method {
             Method::GET => manage::get_policy(state, id, &params),
             Method::PUT => manage::put_policy(state, req, id).await,

@@ -159,7 +159,7 @@ pub async fn download(
         return Ok(Downloaded {
             body: None,
             etag: sent.or(etag).map(str::to_string),
-            long_poll: source.long_polling_timeout.is_some() && long_polling,
+            long_poll: wait.is_some(),
         });
     }
     if status != StatusCode::OK {

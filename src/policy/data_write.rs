@@ -190,13 +190,12 @@ fn nesting_depth(value: &Json) -> usize {
     let mut deepest = 0;
     let mut stack = vec![(value, 0usize)];
     while let Some((value, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Json>> = match value {
-            Json::Object(map) => Box::new(map.values()),
-            Json::Array(items) => Box::new(items.iter()),
+        match value {
+            Json::Object(map) => stack.extend(map.values().map(|child| (child, depth + 1))),
+            Json::Array(items) => stack.extend(items.iter().map(|child| (child, depth + 1))),
             _ => continue,
-        };
+        }
         deepest = deepest.max(depth + 1);
-        stack.extend(children.map(|child| (child, depth + 1)));
     }
     deepest
 }
