@@ -10,8 +10,11 @@
 //! ```
 //!
 //! Arguments: the rule path, a request body file. `N` defaults to 1000.
+//! Decisions run under the inline time budget, as on the request path;
+//! `NO_BUDGET=1` runs them without it.
 use std::process::ExitCode;
 
+use regent::api::offload::INLINE_BUDGET;
 use regent::api::wire::{parse_data_request, Keys};
 use regent::policy::{DataPath, EvalOptions, Snapshot, Sources};
 
@@ -42,6 +45,12 @@ fn main() -> ExitCode {
     let path = DataPath::parse(path);
     let mut last = None;
     let keys = Keys::default();
+    let options = EvalOptions {
+        time_limit: std::env::var_os("NO_BUDGET")
+            .is_none()
+            .then_some(INLINE_BUDGET),
+        ..EvalOptions::default()
+    };
     for _ in 0..n {
         let input = match parse_data_request(&body, &keys) {
             Ok(input) => input,
@@ -50,7 +59,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        last = Some(snapshot.evaluate(&path, input, EvalOptions::default()));
+        last = Some(snapshot.evaluate(&path, input, options));
     }
     if let Some(result) = last {
         println!("{path}: {result:?}");

@@ -47,6 +47,7 @@ async fn main() {
         limits: Limits::default(),
         cache: CacheConfig::default(),
         max_batch_inputs: 10,
+        eval_timeout: None,
         watch: true,
         paths: vec![dir.path().to_string_lossy().into_owned()],
         bundle: false,

@@ -12,6 +12,7 @@ pub mod body;
 pub mod error;
 mod logged;
 mod manage;
+pub mod offload;
 pub mod wire;
 pub mod yaml;
 
@@ -50,6 +51,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Most inputs one batch request may carry.
     pub max_batch_inputs: usize,
+    /// Where decisions are evaluated, and for how long.
+    pub evaluation: offload::Evaluation,
     /// The configured `labels`, with `id` and `version` added (as OPA's).
     pub labels: std::collections::BTreeMap<String, String>,
     /// OPA's decision logs (`decision_logs`: console, uploads); off by default.
@@ -176,7 +179,7 @@ async fn route(
     }
     if let Some(check) = path.strip_prefix("/health/") {
         return match method {
-            Method::GET => manage::health_policy(state, check),
+            Method::GET => manage::health_policy(state, check).await,
             _ => Err(allow("GET")),
         };
     }
@@ -286,7 +289,10 @@ async fn v1_data(
     let parse_ns = parse_started.elapsed().as_nanos() as u64;
 
     let eval_started = Instant::now();
-    let evaluated = snapshot.evaluate(path, input, eval_options(params));
+    let evaluated = state
+        .evaluation
+        .evaluate(&snapshot, path, input, eval_options(params))
+        .await;
     let eval_ns = eval_started.elapsed().as_nanos() as u64;
     // The timers, for `?metrics` and the decision log: built once, if asked.
     let timers = (params.metrics || params.instrument || state.decision_log.enabled()).then(|| {
@@ -420,7 +426,10 @@ async fn v0_data(
         )
     })?;
     let snapshot = state.snapshots.load();
-    let evaluated = snapshot.evaluate(path, Some(input), eval_options(params));
+    let evaluated = state
+        .evaluation
+        .evaluate(&snapshot, path, Some(input), eval_options(params))
+        .await;
     let logged = Logged {
         state,
         snapshot: &snapshot,

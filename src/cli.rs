@@ -362,6 +362,17 @@ pub struct RunArgs {
     )]
     pub max_batch_inputs: usize,
 
+    /// Longest one evaluation may run (`500ms`, `30s`; 0: no limit). A
+    /// decision stopped by it is a 500 `eval_cancel_error`.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_duration,
+        env = "REGENT_EVAL_TIMEOUT"
+    )]
+    pub eval_timeout: std::time::Duration,
+
     /// Policy (.rego) and data (.json, .yaml) files or directories; `a.b:path`
     /// loads under `data.a.b`. None: the built-in default policies.
     #[arg(value_name = "PATH")]

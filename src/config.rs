@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub limits: Limits,
     pub cache: CacheConfig,
     pub max_batch_inputs: usize,
+    /// `--eval-timeout`: the longest one evaluation may run (`None`: no limit).
+    pub eval_timeout: Option<Duration>,
     /// Reload `paths` when they change.
     pub watch: bool,
     /// Empty (and no bundles configured): serve the embedded default policies.
@@ -130,6 +132,7 @@ impl RunConfig {
                 ttl: (ttl_seconds > 0).then(|| Duration::from_secs(ttl_seconds)),
             },
             max_batch_inputs: args.max_batch_inputs,
+            eval_timeout: Some(args.eval_timeout).filter(|t| !t.is_zero()),
             watch: args.watch,
             paths: args.paths,
             bundle: args.bundle,

@@ -17,6 +17,10 @@ pub struct Metrics {
     cache_bytes: IntGauge,
     /// Reload and activation outcomes, by source and result.
     pub reloads: IntCounterVec,
+    /// Decisions that overran the inline budget (`api/offload.rs`).
+    pub slow_decisions: IntCounter,
+    /// Decisions stopped by `--eval-timeout`.
+    pub timed_out_decisions: IntCounter,
 }
 
 impl Metrics {
@@ -66,6 +70,14 @@ impl Metrics {
             cache_bytes: gauge(
                 "regent_decision_cache_weighted_bytes",
                 "Weighted size of the decision cache in bytes.",
+            ),
+            slow_decisions: counter(
+                "regent_slow_decisions_total",
+                "Decisions that overran the inline budget and were evaluated again on the blocking pool.",
+            ),
+            timed_out_decisions: counter(
+                "regent_decision_timeouts_total",
+                "Decisions stopped by the evaluation time limit (--eval-timeout).",
             ),
             reloads,
             registry,

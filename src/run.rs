@@ -8,6 +8,7 @@ use std::future::Future;
 
 use anyhow::{Context, Result};
 
+use crate::api::offload::Evaluation;
 use crate::api::AppState;
 use crate::bundle::configured::bundle_sources;
 use crate::bundle::download::BundleSource;
@@ -47,6 +48,7 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
         limits: config.limits,
         default_decision: DataPath::parse(&config.default_decision),
         cache,
+        evaluation: Evaluation::new(config.eval_timeout, &metrics),
         metrics,
         max_batch_inputs: config.max_batch_inputs,
         decision_log: DecisionLog::new(

@@ -115,8 +115,7 @@ pub(crate) async fn handle(
         todo.push((slot, raw.to_string()));
     }
 
-    let evaluated =
-        evaluate_all(&snapshot, path, common.clone(), options, todo, &state.keys).await?;
+    let evaluated = evaluate_all(state, &snapshot, path, common.clone(), options, todo).await?;
     for (slot, result) in evaluated {
         if cacheable && result.0 == StatusCode::OK {
             state.cache.insert(key_of(distinct[slot]), &result.1);
@@ -232,26 +231,32 @@ fn with_status(out: &mut Vec<u8>, item: &[u8], status: StatusCode) {
     out.extend_from_slice(rest);
 }
 
-/// Evaluates `todo` (slot, raw input), spreading large batches over the
-/// blocking pool in one chunk per core.
+/// Evaluates `todo` (slot, raw input): a few items one after another from
+/// the request's task (each moved off the worker if it is slow, as a single
+/// decision), large batches spread over the blocking pool in one chunk per
+/// core.
 async fn evaluate_all(
+    state: &AppState,
     snapshot: &Arc<Snapshot>,
     path: &DataPath,
     common: Option<Value>,
     options: EvalOptions,
     todo: Vec<(usize, String)>,
-    keys: &Keys,
 ) -> Result<Vec<(usize, ItemResult)>, ApiError> {
+    let evaluation = &state.evaluation;
     if todo.len() < PARALLEL_MIN_ITEMS {
-        return Ok(todo
-            .into_iter()
-            .map(|(slot, raw)| {
-                (
-                    slot,
-                    evaluate_item(snapshot, path, common.as_ref(), options, &raw, keys),
-                )
-            })
-            .collect());
+        let mut out = Vec::with_capacity(todo.len());
+        for (slot, raw) in todo {
+            let answer = match item_input(common.as_ref(), &raw, &state.keys) {
+                Ok(input) => evaluation
+                    .evaluate(snapshot, path, Some(input), options)
+                    .await
+                    .map_err(ApiError::from),
+                Err(err) => Err(err),
+            };
+            out.push((slot, item_result(answer)));
+        }
+        return Ok(out);
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk = todo.len().div_ceil(workers);
@@ -262,15 +267,16 @@ async fn evaluate_all(
         let snapshot = Arc::clone(snapshot);
         let path = path.clone();
         let common = common.clone();
+        let evaluation = evaluation.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
             // A table of this chunk's own: its items share their keys.
             let keys = Keys::default();
             part.into_iter()
                 .map(|(slot, raw)| {
-                    (
-                        slot,
-                        evaluate_item(&snapshot, &path, common.as_ref(), options, &raw, &keys),
-                    )
+                    let answer = item_input(common.as_ref(), &raw, &keys).and_then(|input| {
+                        Ok(evaluation.evaluate_blocking(&snapshot, &path, Some(input), options)?)
+                    });
+                    (slot, item_result(answer))
                 })
                 .collect::<Vec<_>>()
         }));
@@ -287,30 +293,18 @@ async fn evaluate_all(
 
 /// The input an item is evaluated on: its own input, deep-merged into
 /// `common_input` when there is one.
-fn item_input(
-    common: Option<&Value>,
-    raw: &str,
-    keys: &Keys,
-) -> Result<Value, wire::MalformedInput> {
-    let input = wire::parse_query_input(raw, keys)?;
+fn item_input(common: Option<&Value>, raw: &str, keys: &Keys) -> Result<Value, ApiError> {
+    let input = wire::parse_query_input(raw, keys)
+        .map_err(|e| ApiError::BadRequest(format!("input contains malformed document: {}", e.0)))?;
     Ok(match common {
         Some(common) => merge(common.clone(), input),
         None => input,
     })
 }
 
-/// One item: `{"result": ...}` (or `{}` when undefined), or an error object.
-fn evaluate_item(
-    snapshot: &Snapshot,
-    path: &DataPath,
-    common: Option<&Value>,
-    options: EvalOptions,
-    raw: &str,
-    keys: &Keys,
-) -> ItemResult {
-    let answer = item_input(common, raw, keys)
-        .map_err(|e| ApiError::BadRequest(format!("input contains malformed document: {}", e.0)))
-        .and_then(|input| Ok(snapshot.evaluate(path, Some(input), options)?));
+/// One item's answer: `{"result": ...}` (or `{}` when undefined), or an
+/// error object.
+fn item_result(answer: Result<Outcome, ApiError>) -> ItemResult {
     match answer {
         Ok(outcome) => {
             let result = match &outcome {

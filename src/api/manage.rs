@@ -124,7 +124,7 @@ fn plugin_states(state: &AppState) -> Vec<(&'static str, bool)> {
 /// input: `plugin_state` (each plugin's `OK` or `NOT_READY`) and
 /// `plugins_ready` (every plugin has been `OK`; the plugins' states never go
 /// back). Only `true` is healthy.
-pub(super) fn health_policy(state: &AppState, name: &str) -> Result<HttpResponse, ApiError> {
+pub(super) async fn health_policy(state: &AppState, name: &str) -> Result<HttpResponse, ApiError> {
     let mut segments = vec!["system".to_string(), "health".to_string()];
     segments.extend(
         name.split('/')
@@ -142,10 +142,11 @@ pub(super) fn health_policy(state: &AppState, name: &str) -> Result<HttpResponse
     });
     let input =
         Value::from_json_str(&input.to_string()).map_err(|e| ApiError::Unhealthy(e.to_string()))?;
+    let snapshot = state.snapshots.load();
     match state
-        .snapshots
-        .load()
-        .evaluate(&path, Some(input), EvalOptions::default())
+        .evaluation
+        .evaluate(&snapshot, &path, Some(input), EvalOptions::default())
+        .await
     {
         Ok(Outcome::Defined(Value::Bool(true))) => Ok(json_response(b"{}\n".to_vec(), false)),
         Ok(Outcome::Undefined) => Err(ApiError::Unhealthy(format!(

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Result};
 use regorus::{Engine, Value};
 
 use super::diagnostic::Diagnostic;
-use super::fast::FastPath;
+use super::fast::{FastFailure, FastPath};
 use super::path::DataPath;
 use super::resolve::resolve_imports;
 pub(crate) use super::rule_index::ref_segments;
@@ -42,7 +42,8 @@ pub struct EvalOptions {
     /// OPA's `strict-builtin-errors`: built-in errors abort evaluation instead
     /// of making the expression undefined.
     pub strict_builtin_errors: bool,
-    /// Wall-clock limit for one evaluation (none by default).
+    /// Wall-clock limit for one evaluation (none by default). Overrunning it
+    /// is an [`EvalErrorCode::Cancel`] error.
     pub time_limit: Option<std::time::Duration>,
 }
 
@@ -61,6 +62,9 @@ pub enum EvalErrorCode {
     Type,
     Builtin,
     Internal,
+    /// The evaluation overran [`EvalOptions::time_limit`] (OPA's code for a
+    /// query stopped before it finished).
+    Cancel,
 }
 
 impl EvalErrorCode {
@@ -70,6 +74,7 @@ impl EvalErrorCode {
             EvalErrorCode::Type => "eval_type_error",
             EvalErrorCode::Builtin => "eval_builtin_error",
             EvalErrorCode::Internal => "eval_internal_error",
+            EvalErrorCode::Cancel => "eval_cancel_error",
         }
     }
 }
@@ -94,10 +99,29 @@ impl std::fmt::Display for EvalError {
 impl std::error::Error for EvalError {}
 
 impl EvalError {
+    /// The evaluation overran its time limit.
+    pub fn time_limit(limit: std::time::Duration) -> EvalError {
+        EvalError {
+            code: EvalErrorCode::Cancel,
+            message: format!("query evaluation exceeded its time limit of {limit:?}"),
+            location: None,
+        }
+    }
+
+    /// Whether this is the error of an overrun time limit.
+    pub fn is_time_limit(&self) -> bool {
+        self.code == EvalErrorCode::Cancel
+    }
+
     /// Classifies a regorus error. regorus reports errors as text of the form
     /// `--> file:row:col ... error: message`; the location and message are
     /// taken from it and the code from its wording.
-    fn from_regorus(err: &anyhow::Error) -> EvalError {
+    fn from_regorus(err: &anyhow::Error, time_limit: Option<std::time::Duration>) -> EvalError {
+        if let (Some(limit), Some(regorus::utils::limits::LimitError::TimeLimitExceeded { .. })) =
+            (time_limit, err.downcast_ref())
+        {
+            return EvalError::time_limit(limit);
+        }
         let text = format!("{err:#}");
         let Diagnostic {
             location,
@@ -139,7 +163,8 @@ impl EvalError {
     }
 }
 
-/// An interpreter time limit, checked every 64 units of work.
+/// A time limit for the interpreter or a VM, checked every 64 units of work
+/// (an instruction, for a VM; a clock read costs about as much as 20 of them).
 pub fn time_limit(limit: std::time::Duration) -> regorus::utils::limits::ExecutionTimerConfig {
     regorus::utils::limits::ExecutionTimerConfig {
         limit,
@@ -258,18 +283,36 @@ impl Evaluator {
             // has no `filter`).
             return Ok(Outcome::from_value(base_document(&self.data, path)));
         }
+        let started = std::time::Instant::now();
         if !options.strict_builtin_errors {
             let answer = self.fast_step(path, input.clone(), options.time_limit);
             match answer {
                 Some(Ok(outcome)) => return Ok(outcome),
+                Some(Err(FastFailure::TimeLimit)) => {
+                    return Err(EvalError::time_limit(
+                        options.time_limit.unwrap_or_default(),
+                    ))
+                }
                 // The interpreter gives the OPA-shaped answer or error.
-                Some(Err(err)) => {
+                Some(Err(FastFailure::Other(err))) => {
                     tracing::debug!(path = %path, error = %err, "fast path failed; interpreting")
                 }
                 None => {}
             }
         }
-        self.evaluate_interpreted(path, input, options)
+        // The time limit holds for the whole evaluation, fast path included.
+        let Some(limit) = options.time_limit else {
+            return self.evaluate_interpreted(path, input, options);
+        };
+        let rest = EvalOptions {
+            time_limit: Some(limit.saturating_sub(started.elapsed())),
+            ..options
+        };
+        self.evaluate_interpreted(path, input, rest)
+            .map_err(|err| match err.is_time_limit() {
+                true => EvalError::time_limit(limit),
+                false => err,
+            })
     }
 
     /// Evaluates on the fast path only, without falling back: `None` when
@@ -281,7 +324,8 @@ impl Evaluator {
         path: &DataPath,
         input: Option<Value>,
     ) -> Option<Result<Outcome, String>> {
-        self.fast_step(path, input, None)
+        let answer = self.fast_step(path, input, None)?;
+        Some(answer.map_err(|failure| failure.to_string()))
     }
 
     /// The fast path's own answer, shared by [`Self::evaluate`] and
@@ -291,7 +335,7 @@ impl Evaluator {
         path: &DataPath,
         input: Option<Value>,
         time_limit: Option<std::time::Duration>,
-    ) -> Option<Result<Outcome, String>> {
+    ) -> Option<Result<Outcome, FastFailure>> {
         let fast = self.fast.as_ref()?;
         let index = fast.entry(path.as_ref_str())?;
         let result = fast.evaluate(index, input.unwrap_or(Value::Undefined), time_limit);
@@ -317,11 +361,11 @@ impl Evaluator {
         let value = if self.rules.is_rule(path) {
             engine
                 .eval_rule(path.as_ref_str().to_string())
-                .map_err(|e| EvalError::from_regorus(&e))?
+                .map_err(|e| EvalError::from_regorus(&e, options.time_limit))?
         } else {
             let results = engine
                 .eval_query(path.as_ref_str().to_string(), false)
-                .map_err(|e| EvalError::from_regorus(&e))?;
+                .map_err(|e| EvalError::from_regorus(&e, options.time_limit))?;
             results
                 .result
                 .into_iter()
@@ -376,6 +420,37 @@ mod tests {
             ..EvalOptions::default()
         };
         assert!(e.evaluate(&path, Some(input), strict).is_err());
+    }
+
+    /// A time limit stops a long evaluation with OPA's cancel code, on the
+    /// fast path and in the interpreter (strict built-in errors go straight
+    /// to it); a quick one under the same limit is answered.
+    #[test]
+    fn a_time_limit_stops_a_long_evaluation() {
+        let e = evaluator(
+            "package p\nimport rego.v1\n\
+             n := count([1 | some i in numbers.range(1, input.n); some j in numbers.range(1, input.n)])\n",
+        );
+        assert_eq!(e.fast_entries(), 1, "the rule runs on the fast path");
+        let path = DataPath::parse("p/n");
+        let long = Value::from_json_str(r#"{"n": 100000}"#).unwrap();
+        let short = Value::from_json_str(r#"{"n": 3}"#).unwrap();
+        for strict in [false, true] {
+            let options = EvalOptions {
+                strict_builtin_errors: strict,
+                time_limit: Some(std::time::Duration::from_millis(50)),
+            };
+            let started = std::time::Instant::now();
+            let err = e.evaluate(&path, Some(long.clone()), options).unwrap_err();
+            assert_eq!(err.code, EvalErrorCode::Cancel, "strict {strict}: {err}");
+            assert_eq!(
+                err.message,
+                "query evaluation exceeded its time limit of 50ms"
+            );
+            assert!(started.elapsed() < std::time::Duration::from_secs(30));
+            let answer = e.evaluate(&path, Some(short.clone()), options);
+            assert_eq!(answer, Ok(Outcome::Defined(Value::from(9u64))));
+        }
     }
 
     /// A policy set of a few hundred rules stays on the fast path: one

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::vm::VmError;
 use regorus::rvm::{Program, RegoVM};
 use regorus::{Engine, Value};
 use thread_local::ThreadLocal;
@@ -161,11 +162,11 @@ impl FastPath {
         entry: Entry,
         input: Value,
         time_limit: Option<std::time::Duration>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, FastFailure> {
         let compiled = self
             .programs
             .get(entry.program)
-            .ok_or_else(|| "no such program".to_string())?;
+            .ok_or_else(|| FastFailure::Other("no such program".into()))?;
         let cell = compiled.vms.get_or(|| {
             let mut vm = RegoVM::new();
             vm.load_program(Arc::new(private_copy(&compiled.program)));
@@ -174,19 +175,44 @@ impl FastPath {
             let _ = vm.set_data(self.data.clone());
             RefCell::new(vm)
         });
-        let mut vm = cell.try_borrow_mut().map_err(|_| "vm in use".to_string())?;
+        let mut vm = cell
+            .try_borrow_mut()
+            .map_err(|_| FastFailure::Other("vm in use".into()))?;
         vm.set_execution_timer_config(time_limit.map(super::eval::time_limit));
         vm.set_input(input);
         let value = vm
             .execute_entry_point_by_index(entry.index)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                VmError::TimeLimitExceeded { .. } => FastFailure::TimeLimit,
+                e => FastFailure::Other(e.to_string()),
+            })?;
         // The VM can leave `undefined` inside a collection (a comprehension
         // over a function that is undefined for some element), where OPA drops
         // the element: let the interpreter answer those.
         if value != Value::Undefined && holds_undefined(&value) {
-            return Err("result holds an undefined value".into());
+            return Err(FastFailure::Other("result holds an undefined value".into()));
         }
         Ok(value)
+    }
+}
+
+/// Why the fast path did not answer a decision.
+#[derive(Debug)]
+pub enum FastFailure {
+    /// The time limit ran out: the decision fails (the interpreter would
+    /// only take longer).
+    TimeLimit,
+    /// Anything else (the instruction limit, a VM error): the interpreter
+    /// answers instead.
+    Other(String),
+}
+
+impl std::fmt::Display for FastFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FastFailure::TimeLimit => f.write_str("time limit exceeded"),
+            FastFailure::Other(reason) => f.write_str(reason),
+        }
     }
 }
 

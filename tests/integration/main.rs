@@ -18,5 +18,6 @@ mod health_policies;
 mod log_service;
 mod policy_writes;
 mod process;
+mod slow_decisions;
 mod support;
 mod watch;

@@ -40,6 +40,7 @@ pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
         limits,
         cache: CacheConfig::default(),
         max_batch_inputs: 10_000,
+        eval_timeout: Some(Duration::from_secs(30)),
         watch: false,
         paths,
         bundle: false,

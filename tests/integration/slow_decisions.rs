@@ -1,0 +1,112 @@
+//! Slow decisions, against the real binary (one request worker per core):
+//! they are moved off the workers, so the server keeps answering, and they
+//! stop at `--eval-timeout`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::process::Daemon;
+use crate::support::{http_post, path_string, write_tree};
+
+/// `input.n` squared iterations: 10^10 for the stuck decisions, which no
+/// machine finishes before the time limit.
+const SLOW: &str = "package slow\nimport rego.v1\n\n\
+    n := count([1 | some i in numbers.range(1, input.n); some j in numbers.range(1, input.n)])\n";
+const QUICK: &str = "package quick\nimport rego.v1\n\nallow if input.user == \"alice\"\n";
+
+/// One request on a fresh connection, failing the test if no answer comes
+/// within `within` (a stalled server must fail the test, not hang it).
+fn request_within(addr: SocketAddr, head: &str, body: &str, within: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(within)).unwrap();
+    write!(
+        s,
+        "{head} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .unwrap_or_else(|e| panic!("`{head}` not answered within {within:?}: {e}"));
+    out
+}
+
+fn body(reply: &str) -> serde_json::Value {
+    let (_, body) = reply.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {reply}"))
+}
+
+#[test]
+fn slow_decisions_leave_the_server_answering_and_stop_at_the_time_limit() {
+    let dir = write_tree(&[("slow.rego", SLOW), ("quick.rego", QUICK)]);
+    let daemon = Daemon::start(
+        dir.path(),
+        &["--eval-timeout", "2s", &path_string(dir.path())],
+    );
+    let addr = daemon.addr;
+
+    // More stuck decisions than the server has workers.
+    let stuck = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+    let slow: Vec<_> = (0..stuck)
+        .map(|_| {
+            std::thread::spawn(move || {
+                http_post(addr, "/v1/data/slow/n", r#"{"input": {"n": 100000}}"#)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // While they run, the server answers everything else.
+    let wait = Duration::from_secs(10);
+    let health = request_within(addr, "GET /health", "", wait);
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let quick = request_within(
+        addr,
+        "POST /v1/data/quick/allow",
+        r#"{"input": {"user": "alice"}}"#,
+        wait,
+    );
+    assert_eq!(body(&quick), serde_json::json!({"result": true}), "{quick}");
+    assert!(
+        slow.iter().all(|t| !t.is_finished()),
+        "a stuck decision was answered before the quick requests"
+    );
+
+    // The stuck ones stop at the time limit, with OPA's cancel code.
+    for t in slow {
+        let reply = t.join().unwrap();
+        assert!(reply.starts_with("HTTP/1.1 500"), "{reply}");
+        let error = body(&reply);
+        assert_eq!(error["code"], "internal_error", "{reply}");
+        assert_eq!(error["errors"][0]["code"], "eval_cancel_error", "{reply}");
+        assert_eq!(
+            error["errors"][0]["message"],
+            "query evaluation exceeded its time limit of 2s (--eval-timeout)"
+        );
+    }
+
+    // A decision over the inline budget and under the limit is answered
+    // (evaluated again on the blocking pool).
+    let moved = request_within(
+        addr,
+        "POST /v1/data/slow/n",
+        r#"{"input": {"n": 300}}"#,
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        body(&moved),
+        serde_json::json!({"result": 90000}),
+        "{moved}"
+    );
+
+    let metrics = request_within(addr, "GET /metrics", "", wait);
+    assert!(
+        metrics.contains(&format!("\nregent_decision_timeouts_total {stuck}\n")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("\nregent_slow_decisions_total {}\n", stuck + 1)),
+        "{metrics}"
+    );
+}
