@@ -234,7 +234,7 @@ fn with_status(out: &mut Vec<u8>, item: &[u8], status: StatusCode) {
 /// Evaluates `todo` (slot, raw input): a few items one after another from
 /// the request's task (each moved off the worker if it is slow, as a single
 /// decision), large batches spread over the blocking pool in one chunk per
-/// core.
+/// core, each chunk in its turn (`offload.rs`).
 async fn evaluate_all(
     state: &AppState,
     snapshot: &Arc<Snapshot>,
@@ -268,7 +268,9 @@ async fn evaluate_all(
         let path = path.clone();
         let common = common.clone();
         let evaluation = evaluation.clone();
+        let turn = evaluation.turn().await?;
         tasks.push(tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             // A table of this chunk's own: its items share their keys.
             let keys = Keys::default();
             part.into_iter()

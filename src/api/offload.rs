@@ -4,9 +4,9 @@
 //! cost as much as the decision), under a small time budget. A decision
 //! that overruns it is evaluated again, from the start, on tokio's blocking
 //! pool, where it may take up to `--eval-timeout`; at most one per core runs
-//! there at a time, and the others wait for a turn without holding a
-//! thread. The workers stay free for the requests behind it: `/health`,
-//! and every quick decision.
+//! there at a time (large batches take their turns too), and the others
+//! wait for a turn without holding a thread. The workers stay free for the
+//! requests behind it: `/health`, and every quick decision.
 //!
 //! regorus cannot be interrupted from outside, so Regent cannot stop an
 //! evaluation when its client goes away, as OPA does; the time limit bounds
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
 use regorus::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
 use crate::policy::{DataPath, EvalError, EvalErrorCode, EvalOptions, Outcome, Snapshot};
@@ -78,11 +78,8 @@ impl Evaluation {
         if self.timeout.is_some_and(|t| t <= budget) {
             return Err(self.over_time());
         }
+        let turn = self.turn().await?;
         self.slow.inc();
-        let turn = Arc::clone(&self.turns)
-            .acquire_owned()
-            .await
-            .map_err(|_| internal("no evaluation turns left"))?;
         let this = self.clone();
         let snapshot = Arc::clone(snapshot);
         let path = path.clone();
@@ -95,8 +92,16 @@ impl Evaluation {
         .map_err(|err| internal(&format!("evaluation task failed: {err}")))?
     }
 
+    /// A turn on the blocking pool: held while evaluating there.
+    pub async fn turn(&self) -> Result<OwnedSemaphorePermit, EvalError> {
+        Arc::clone(&self.turns)
+            .acquire_owned()
+            .await
+            .map_err(|_| internal("no evaluation turns left"))
+    }
+
     /// Evaluates a decision on a thread that may block (a batch's chunk on
-    /// the blocking pool), under the time limit.
+    /// the blocking pool, holding a [`Self::turn`]), under the time limit.
     pub fn evaluate_blocking(
         &self,
         snapshot: &Snapshot,

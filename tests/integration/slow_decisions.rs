@@ -10,9 +10,12 @@ use crate::process::Daemon;
 use crate::support::{http_post, path_string, write_tree};
 
 /// `input.n` squared iterations: 10^10 for the stuck decisions, which no
-/// machine finishes before the time limit.
+/// machine finishes before the time limit. Under a function call, where
+/// regorus's interpreter (which takes over from the VM after its
+/// instruction limit) re-creates errors from their text.
 const SLOW: &str = "package slow\nimport rego.v1\n\n\
-    n := count([1 | some i in numbers.range(1, input.n); some j in numbers.range(1, input.n)])\n";
+    pairs(k) := count([1 | some i in numbers.range(1, k); some j in numbers.range(1, k)])\n\
+    n := pairs(input.n)\n";
 const QUICK: &str = "package quick\nimport rego.v1\n\nallow if input.user == \"alice\"\n";
 
 /// One request on a fresh connection, failing the test if no answer comes
@@ -42,7 +45,7 @@ fn slow_decisions_leave_the_server_answering_and_stop_at_the_time_limit() {
     let dir = write_tree(&[("slow.rego", SLOW), ("quick.rego", QUICK)]);
     let daemon = Daemon::start(
         dir.path(),
-        &["--eval-timeout", "2s", &path_string(dir.path())],
+        &["--eval-timeout", "1s", &path_string(dir.path())],
     );
     let addr = daemon.addr;
 
@@ -68,9 +71,13 @@ fn slow_decisions_leave_the_server_answering_and_stop_at_the_time_limit() {
         wait,
     );
     assert_eq!(body(&quick), serde_json::json!({"result": true}), "{quick}");
+    // One turn per core: at least one stuck decision waits for a second
+    // turn, so it cannot have finished (even if the quick decision, delayed
+    // past the inline budget on a busy machine, waited for a turn too).
+    let finished = slow.iter().filter(|t| t.is_finished()).count();
     assert!(
-        slow.iter().all(|t| !t.is_finished()),
-        "a stuck decision was answered before the quick requests"
+        finished < stuck,
+        "every stuck decision ended before the quick requests"
     );
 
     // The stuck ones stop at the time limit, with OPA's cancel code.
@@ -82,7 +89,7 @@ fn slow_decisions_leave_the_server_answering_and_stop_at_the_time_limit() {
         assert_eq!(error["errors"][0]["code"], "eval_cancel_error", "{reply}");
         assert_eq!(
             error["errors"][0]["message"],
-            "query evaluation exceeded its time limit of 2s (--eval-timeout)"
+            "query evaluation exceeded its time limit of 1s (--eval-timeout)"
         );
     }
 
@@ -101,12 +108,14 @@ fn slow_decisions_leave_the_server_answering_and_stop_at_the_time_limit() {
     );
 
     let metrics = request_within(addr, "GET /metrics", "", wait);
-    assert!(
-        metrics.contains(&format!("\nregent_decision_timeouts_total {stuck}\n")),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(&format!("\nregent_slow_decisions_total {}\n", stuck + 1)),
-        "{metrics}"
-    );
+    let counter = |name: &str| -> usize {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name}: {metrics}"));
+        line[name.len() + 1..].parse().unwrap()
+    };
+    assert_eq!(counter("regent_decision_timeouts_total"), stuck);
+    // The quick decisions count too if the machine delayed them past the budget.
+    assert!(counter("regent_slow_decisions_total") >= stuck + 1);
 }
