@@ -147,6 +147,8 @@ for run in $(seq "$RUNS"); do
   DELAY_MS=$PACED_MS load "$cached_addr" "$work/allow.txt" paced-allow-cached "$cached_pid"
 done > "$work/results.txt"
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$regent_pid/status")
+# Decisions that overran the inline budget under load (evaluated twice).
+slow=$(curl -sf "http://$regent_addr/metrics" | awk '/^regent_slow_decisions_total/ {print $2}')
 warm_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
 # Fill the cached instance with 100k distinct decisions, then read its RSS.
 DURATION=15s load "$cached_addr" "$work/fill.txt" fill "$cached_pid" > /dev/null
@@ -154,7 +156,7 @@ entries=$(curl -sf "http://$cached_addr/metrics" | awk '/^regent_decision_cache_
 cached_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$cached_pid/status")
 
 if [ "$PIN" = 1 ]; then echo "PIN=1: the servers under load on CPU 1, wrk on CPU 0"; fi
-python3 - "$work/results.txt" "$ready" "$rss_kb" "$entries" "$cached_rss_kb" "$warm_rss_kb" <<'PY'
+python3 - "$work/results.txt" "$ready" "$rss_kb" "$entries" "$cached_rss_kb" "$warm_rss_kb" "$slow" <<'PY'
 import statistics, sys
 def ms(v):
     for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
@@ -180,6 +182,7 @@ for name in names:
           f"{med([x[4] for x in r]):7.1f} {med([x[5] for x in r]):7.1f} {sum(x[3] for x in r)}")
 print("srv us, wrk us: CPU time (user + system) the server process and wrk used per request")
 print(sys.argv[2])
-print(f"uncached Regent RSS after the runs: {int(sys.argv[3]) / 1024:.1f} MiB")
+print(f"uncached Regent RSS after the runs: {int(sys.argv[3]) / 1024:.1f} MiB; "
+      f"{sys.argv[7]} of its decisions overran the inline budget (evaluated again off the workers)")
 print(f"cached Regent: RSS {int(sys.argv[6]) / 1024:.1f} MiB after the cached runs; after the fill: {sys.argv[4]} cached decisions, RSS {int(sys.argv[5]) / 1024:.1f} MiB")
 PY

@@ -57,7 +57,8 @@ pub fn check<S: AsRef<str>>(paths: &[S]) -> Result<Vec<(&'static str, Diagnostic
     }
     if errors.is_empty() {
         if let Err(err) = Snapshot::build(sources) {
-            errors.push(("rego_compile_error", Diagnostic::from_regorus(&err)));
+            let diagnostic = Diagnostic::from_regorus(&err);
+            errors.push((diagnostic.compile_code(), diagnostic));
         }
     }
     Ok(errors)

@@ -3,6 +3,7 @@
 //! (an `ArcSwap`), so loading never blocks a decision: a new snapshot is built
 //! off the request path and swapped in whole.
 
+pub mod calls;
 pub mod data_write;
 pub mod diagnostic;
 pub mod eval;

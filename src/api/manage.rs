@@ -306,7 +306,7 @@ fn write_error(err: WriteError, written: Option<(&str, &str)>) -> ApiError {
             let diagnostic = crate::policy::Diagnostic::from_regorus(&err);
             let code = match written {
                 Some((id, text)) if !crate::policy::parses(id, text) => "rego_parse_error",
-                _ => "rego_compile_error",
+                _ => diagnostic.compile_code(),
             };
             ApiError::Compile("invalid_parameter", vec![(code, diagnostic)])
         }

@@ -18,6 +18,17 @@ impl Diagnostic {
         Diagnostic::from_text(&format!("{err:#}"))
     }
 
+    /// OPA's code for this error of a module that parses:
+    /// `rego_type_error` for what OPA's type checker finds (a call to an
+    /// undefined function, `calls.rs`), else `rego_compile_error`.
+    pub fn compile_code(&self) -> &'static str {
+        if self.message.starts_with("undefined function ") {
+            "rego_type_error"
+        } else {
+            "rego_compile_error"
+        }
+    }
+
     pub fn from_text(text: &str) -> Diagnostic {
         let location = text.lines().find_map(|line| {
             let rest = line.trim().strip_prefix("--> ")?;

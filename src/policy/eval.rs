@@ -241,6 +241,14 @@ impl Evaluator {
                 at.col
             );
         }
+        if let Some((name, at)) = super::calls::first_undefined_call(&mut engine) {
+            bail!(
+                "--> {}:{}:{}\nerror: undefined function {name}",
+                at.file,
+                at.row,
+                at.col
+            );
+        }
         let entries = rules.fast_candidates();
         let (fast, rejected) = FastPath::build(&engine, &entries, &data);
         for r in &rejected {

@@ -24,7 +24,7 @@
 //! modifiers are never touched. A reference left alone is still correct,
 //! only slower.
 
-mod ast;
+pub(super) mod ast;
 mod ground;
 mod shape;
 

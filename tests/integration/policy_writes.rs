@@ -123,15 +123,28 @@ async fn invalid_puts_answer_400_with_opa_errors_and_change_nothing() {
         "multiple default rules data.app.allow found"
     );
 
+    // A call to a function nothing defines: OPA's type checker refuses it
+    // (regorus alone would accept it and fail every decision reaching it).
+    let typo = "package app\nimport rego.v1\nimport data.lib\n\nextra if lib.is_admn(input.user)\n";
+    let reply = put(&server, "typo.rego", typo).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let error = &reply.json()["errors"][0];
+    assert_eq!(error["code"], "rego_type_error");
+    assert_eq!(error["message"], "undefined function data.lib.is_admn");
+    assert_eq!(
+        error["location"],
+        serde_json::json!({"file": "typo.rego", "row": 5, "col": 10})
+    );
+
     assert_eq!(allow(&server, "alice").await.0, "{\"result\":true}\n");
     let ids = server.get("/v1/policies").await.body;
     assert!(
-        !ids.contains("bad.rego") && !ids.contains("clash.rego"),
+        !ids.contains("bad.rego") && !ids.contains("clash.rego") && !ids.contains("typo.rego"),
         "{ids}"
     );
     let metrics = server.get("/metrics").await.body;
     assert!(
-        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 3"),
+        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 4"),
         "{metrics}"
     );
     server.stop().await.unwrap();

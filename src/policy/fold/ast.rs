@@ -4,7 +4,7 @@
 use regorus::unstable::{Expr, Literal, Query, RuleBody, RuleHead};
 
 /// A pass over the expressions of a rule.
-pub(super) trait Pass {
+pub(in crate::policy) trait Pass {
     /// Whether the keys and values of `some k, v in` are visited (a scan
     /// for dependencies) or skipped (declarations, never rewritten).
     const DECLARATIONS: bool;
@@ -52,7 +52,7 @@ pub(super) trait Pass {
 
 /// Visits what a rule computes (its head value, bodies and `else` values),
 /// not its head reference.
-pub(super) fn values(pass: &mut impl Pass, head: &RuleHead, bodies: &[RuleBody]) {
+pub(in crate::policy) fn values(pass: &mut impl Pass, head: &RuleHead, bodies: &[RuleBody]) {
     match head {
         RuleHead::Compr {
             assign: Some(assign),
@@ -74,7 +74,7 @@ pub(super) fn values(pass: &mut impl Pass, head: &RuleHead, bodies: &[RuleBody])
 
 /// The static path of a reference (`a.b["c"][x].d` -> `[a, b, c]`) and
 /// whether it is all static.
-pub(super) fn static_path(expr: &Expr) -> (Vec<String>, bool) {
+pub(in crate::policy) fn static_path(expr: &Expr) -> (Vec<String>, bool) {
     match expr {
         Expr::Var { span, .. } => (vec![span.text().to_string()], true),
         Expr::RefDot { refr, field, .. } => {
@@ -107,7 +107,7 @@ pub(super) fn static_path(expr: &Expr) -> (Vec<String>, bool) {
 }
 
 /// The non-literal index expressions of a reference chain.
-pub(super) fn dynamic_indexes(expr: &Expr) -> Vec<&Expr> {
+pub(in crate::policy) fn dynamic_indexes(expr: &Expr) -> Vec<&Expr> {
     let mut out = Vec::new();
     let mut at = expr;
     loop {
@@ -125,7 +125,7 @@ pub(super) fn dynamic_indexes(expr: &Expr) -> Vec<&Expr> {
 }
 
 /// The query of a comprehension.
-pub(super) fn comprehension_query(expr: &Expr) -> Option<&Query> {
+pub(in crate::policy) fn comprehension_query(expr: &Expr) -> Option<&Query> {
     match expr {
         Expr::ArrayCompr { query, .. }
         | Expr::SetCompr { query, .. }
@@ -136,7 +136,7 @@ pub(super) fn comprehension_query(expr: &Expr) -> Option<&Query> {
 
 /// The direct sub-expressions of `expr` (the query of a comprehension is
 /// reached through [`comprehension_query`]).
-pub(super) fn children(expr: &Expr) -> Vec<&Expr> {
+pub(in crate::policy) fn children(expr: &Expr) -> Vec<&Expr> {
     match expr {
         Expr::Array { items, .. } | Expr::Set { items, .. } => {
             items.iter().map(|i| i.as_ref()).collect()

@@ -82,7 +82,7 @@ impl PolicyStore {
                     .iter()
                     .all(|m| crate::policy::parses(&m.id, &m.text));
                 let code = if parses {
-                    "rego_compile_error"
+                    diagnostic.compile_code()
                 } else {
                     "rego_parse_error"
                 };
