@@ -117,5 +117,5 @@ fn slow_decisions_leave_the_server_answering_and_stop_at_the_time_limit() {
     };
     assert_eq!(counter("regent_decision_timeouts_total"), stuck);
     // The quick decisions count too if the machine delayed them past the budget.
-    assert!(counter("regent_slow_decisions_total") >= stuck + 1);
+    assert!(counter("regent_slow_decisions_total") > stuck);
 }
