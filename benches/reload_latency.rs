@@ -40,6 +40,7 @@ async fn main() {
     std::fs::write(&file, V1).unwrap();
     let config = RunConfig {
         addrs: vec!["127.0.0.1:0".into()],
+        diagnostic_addrs: Vec::new(),
         log_level: LogLevel::Error,
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(1),

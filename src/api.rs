@@ -97,6 +97,25 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
     response
 }
 
+/// Answers one request on a diagnostic listener (`--diagnostic-addr`): as
+/// OPA's diagnostic router, only `GET /health`, `GET /health/{name}` and
+/// `GET /metrics`; anything else is not found there.
+pub async fn handle_diagnostic(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> HttpResponse {
+    let path = req.uri().path();
+    if path == "/health" || path.starts_with("/health/") || path == "/metrics" {
+        return handle(state, req, peer).await;
+    }
+    ApiError::NotFound(format!(
+        "no route for `{} {path}` on the diagnostic listener",
+        req.method()
+    ))
+    .into_response()
+}
+
 /// Who asked and when: what the decision log and `?metrics` need.
 #[derive(Clone, Copy)]
 pub(crate) struct Caller {

@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the decision server (`opa run --server`).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run Rego tests (`opa test`).
     Test(TestArgs),
     /// Evaluate a query (`opa eval`).
@@ -232,6 +232,16 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub addrs: Vec<String>,
+
+    /// Listen address for the diagnostic routes only (`/health`,
+    /// `/health/{name}`, `/metrics`), `host:port`. Repeatable.
+    #[arg(
+        long = "diagnostic-addr",
+        value_name = "ADDR",
+        env = "REGENT_DIAGNOSTIC_ADDR",
+        value_delimiter = ','
+    )]
+    pub diagnostic_addrs: Vec<String>,
 
     /// Log level.
     #[arg(

@@ -21,6 +21,8 @@ const PARSER_MAX_DEPTH: usize = 128;
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub addrs: Vec<String>,
+    /// `--diagnostic-addr`: listeners for the diagnostic routes only.
+    pub diagnostic_addrs: Vec<String>,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
@@ -61,6 +63,9 @@ impl RunConfig {
         }
         if args.addrs.iter().any(|a| a.trim().is_empty()) {
             bail!("`--addr` must not be empty");
+        }
+        if args.diagnostic_addrs.iter().any(|a| a.trim().is_empty()) {
+            bail!("`--diagnostic-addr` must not be empty");
         }
         if !(1..=PARSER_MAX_DEPTH).contains(&args.max_json_depth) {
             bail!(
@@ -116,6 +121,7 @@ impl RunConfig {
         let default_decision = opa.default_decision_path().to_string();
         Ok(RunConfig {
             addrs: args.addrs,
+            diagnostic_addrs: args.diagnostic_addrs,
             log_level: args.log_level,
             log_format: args.log_format,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_period),
@@ -158,7 +164,7 @@ mod tests {
         let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
             panic!("not a run command");
         };
-        RunConfig::from_args(args)
+        RunConfig::from_args(*args)
     }
 
     #[test]

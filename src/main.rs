@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     quiet_library_backtraces();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Build(args) => regent::bundle::build_cmd::run(&args),
         Command::GenTests(args) => regent::testgen::run(&args),
         Command::Test(args) => return exit_status(regent::rego_test::run(&args)),

@@ -168,13 +168,16 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     let modules = snapshot.modules().len();
     let revision = snapshot.revision().to_string();
     let decision_log = state.decision_log.clone();
-    let server = Server::bind(&config.addrs, state).await?;
-    let addrs: Vec<String> = server
-        .local_addrs()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    tracing::info!(addrs = ?addrs, modules, revision = %revision, "Initializing server.");
+    let server = Server::bind(&config.addrs, state)
+        .await?
+        .with_diagnostic(&config.diagnostic_addrs)
+        .await?;
+    let strings = |addrs: Vec<std::net::SocketAddr>| -> Vec<String> {
+        addrs.iter().map(ToString::to_string).collect()
+    };
+    let addrs = strings(server.local_addrs());
+    let diagnostic_addrs = strings(server.diagnostic_addrs());
+    tracing::info!(addrs = ?addrs, diagnostic_addrs = ?diagnostic_addrs, modules, revision = %revision, "Initializing server.");
     let wait = config.shutdown_wait;
     let shutdown = async move {
         shutdown.await;

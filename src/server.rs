@@ -1,6 +1,8 @@
 //! The accept loop: binds the listeners, serves HTTP/1.1 with keep-alive on
 //! every connection, and on shutdown stops accepting, lets in-flight requests
-//! finish within the grace period, and reports whether they all did.
+//! finish within the grace period, and reports whether they all did. A
+//! listener serves the whole API, or only the diagnostic routes
+//! (`--diagnostic-addr`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,45 +21,76 @@ use crate::api::{self, AppState};
 
 /// Bound listeners and the state they serve; nothing is accepted until [`Server::serve`].
 pub struct Server {
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Serves)>,
     state: Arc<AppState>,
+}
+
+/// What a listener answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Serves {
+    /// Every route (`--addr`).
+    Api,
+    /// `/health`, `/health/{name}` and `/metrics` only (`--diagnostic-addr`).
+    Diagnostic,
 }
 
 impl Server {
     /// Binds every address. An address is `host:port`; an empty host (`:8181`)
     /// means all interfaces, as in OPA.
     pub async fn bind<S: AsRef<str>>(addrs: &[S], state: AppState) -> Result<Server> {
-        let mut listeners = Vec::new();
+        let mut server = Server {
+            listeners: Vec::new(),
+            state: Arc::new(state),
+        };
+        server.listen(addrs, Serves::Api).await?;
+        Ok(server)
+    }
+
+    /// Also binds `addrs` for the diagnostic routes only, as OPA's
+    /// `--diagnostic-addr`.
+    pub async fn with_diagnostic<S: AsRef<str>>(mut self, addrs: &[S]) -> Result<Server> {
+        self.listen(addrs, Serves::Diagnostic).await?;
+        Ok(self)
+    }
+
+    async fn listen<S: AsRef<str>>(&mut self, addrs: &[S], serves: Serves) -> Result<()> {
         for addr in addrs {
             let addr = addr.as_ref();
             let socket = resolve(addr).await?;
             let listener = TcpListener::bind(socket)
                 .await
                 .with_context(|| format!("cannot listen on `{addr}`"))?;
-            listeners.push(listener);
+            self.listeners.push((listener, serves));
         }
-        Ok(Server {
-            listeners,
-            state: Arc::new(state),
-        })
+        Ok(())
     }
 
-    /// The addresses actually bound (ports resolved when `:0` was asked).
+    /// The API addresses actually bound (ports resolved when `:0` was asked).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(Serves::Api)
+    }
+
+    /// The diagnostic addresses actually bound.
+    pub fn diagnostic_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(Serves::Diagnostic)
+    }
+
+    fn addrs(&self, serves: Serves) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter(|(_, s)| *s == serves)
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
 
     /// Serves until `shutdown` completes, then drains. Returns an error when
     /// in-flight requests did not finish within `grace`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>, grace: Duration) -> Result<()> {
-        let (tx, mut rx) = mpsc::channel::<(TcpStream, SocketAddr)>(1024);
+        let (tx, mut rx) = mpsc::channel::<(TcpStream, SocketAddr, Serves)>(1024);
         let mut acceptors = Vec::new();
-        for listener in self.listeners {
+        for (listener, serves) in self.listeners {
             let tx = tx.clone();
-            acceptors.push(tokio::spawn(accept_loop(listener, tx)));
+            acceptors.push(tokio::spawn(accept_loop(listener, serves, tx)));
         }
         drop(tx);
 
@@ -67,11 +100,17 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = rx.recv() => {
-                    let Some((stream, peer)) = accepted else { break };
+                    let Some((stream, peer, serves)) = accepted else { break };
                     let state = Arc::clone(&self.state);
                     let service = service_fn(move |req| {
                         let state = Arc::clone(&state);
-                        async move { Ok::<_, std::convert::Infallible>(api::handle(&state, req, peer).await) }
+                        async move {
+                            let response = match serves {
+                                Serves::Api => api::handle(&state, req, peer).await,
+                                Serves::Diagnostic => api::handle_diagnostic(&state, req, peer).await,
+                            };
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);
@@ -102,13 +141,17 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<(TcpStream, SocketAddr)>) {
+async fn accept_loop(
+    listener: TcpListener,
+    serves: Serves,
+    tx: mpsc::Sender<(TcpStream, SocketAddr, Serves)>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 // Decisions are small request/response pairs: do not batch them.
                 let _ = stream.set_nodelay(true);
-                if tx.send((stream, peer)).await.is_err() {
+                if tx.send((stream, peer, serves)).await.is_err() {
                     return;
                 }
             }

@@ -13,6 +13,8 @@ use crate::support::{http_get, path_string, regent_bin, write_tree};
 pub(crate) struct Daemon {
     child: Child,
     pub addr: SocketAddr,
+    /// The `Initializing server.` log line.
+    pub init: serde_json::Value,
     lines: mpsc::Receiver<String>,
 }
 
@@ -57,6 +59,7 @@ impl Daemon {
         Daemon {
             child,
             addr,
+            init: serde_json::from_str(&line).unwrap(),
             lines: rx,
         }
     }
@@ -115,6 +118,38 @@ fn serves_the_embedded_default_policies_from_any_directory() {
         reply.contains("\"id\":\"policies/system/health.rego\""),
         "{reply}"
     );
+}
+
+/// `--diagnostic-addr`, as OPA's: a second listener that answers the
+/// health checks and the metrics, and nothing else.
+#[test]
+fn the_diagnostic_listener_serves_health_and_metrics_only() {
+    let empty = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(empty.path(), &["--diagnostic-addr", "127.0.0.1:0"]);
+    // The log writes the list as its debug text: `["127.0.0.1:8282"]`.
+    let listed = daemon.init["diagnostic_addrs"].as_str().unwrap_or("");
+    let diag: Vec<SocketAddr> = serde_json::from_str(listed)
+        .unwrap_or_else(|e| panic!("no diagnostic address ({e}): {}", daemon.init));
+    let diag = diag[0];
+    assert_ne!(diag, daemon.addr);
+    for path in ["/health", "/health/live", "/health/ready", "/metrics"] {
+        let reply = http_get(diag, path);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{path}: {reply}");
+    }
+    assert!(http_get(diag, "/metrics").contains("regent_decision_cache_hits_total"));
+    for path in ["/v1/policies", "/v1/data/tasks/allow", "/v1/status"] {
+        let reply = http_get(diag, path);
+        assert!(reply.starts_with("HTTP/1.1 404"), "{path}: {reply}");
+        assert!(
+            reply.contains("\"code\": \"resource_not_found\""),
+            "{path}: {reply}"
+        );
+    }
+    let reply = crate::support::http_post(diag, "/v1/data/tasks/allow", "{}");
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    // The API listener still serves everything.
+    let reply = http_get(daemon.addr, "/v1/policies");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
 
 #[test]

@@ -33,6 +33,7 @@ pub fn write_tree(files: &[(&str, &str)]) -> tempfile::TempDir {
 pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
     RunConfig {
         addrs: vec!["127.0.0.1:0".into()],
+        diagnostic_addrs: Vec::new(),
         log_level: LogLevel::Error,
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
