@@ -50,6 +50,7 @@ async fn main() {
         max_batch_inputs: 10,
         eval_timeout: None,
         watch: true,
+        ignore: Default::default(),
         paths: vec![dir.path().to_string_lossy().into_owned()],
         bundle: false,
         local_verification: None,

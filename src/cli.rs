@@ -333,6 +333,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub skip_verify: bool,
 
+    /// File and directory names to leave out when loading the paths' directories
+    /// (globs: `*.json`, `test_*`); hidden names (`.*`) always are. Repeatable.
+    #[arg(long, value_name = "GLOB", value_delimiter = ',')]
+    pub ignore: Vec<String>,
+
     /// Reload the paths when files under them change.
     #[arg(short = 'w', long, env = "REGENT_WATCH")]
     pub watch: bool,

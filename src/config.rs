@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub eval_timeout: Option<Duration>,
     /// Reload `paths` when they change.
     pub watch: bool,
+    /// `--ignore`: names left out when loading directories of `paths`.
+    pub ignore: crate::walk::Ignore,
     /// Empty (and no bundles configured): serve the embedded default policies.
     pub paths: Vec<String>,
     /// `-b`: the paths are bundles.
@@ -122,6 +124,7 @@ impl RunConfig {
         Ok(RunConfig {
             addrs: args.addrs,
             diagnostic_addrs: args.diagnostic_addrs,
+            ignore: crate::walk::Ignore::new(&args.ignore)?,
             log_level: args.log_level,
             log_format: args.log_format,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_period),

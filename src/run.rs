@@ -21,13 +21,14 @@ use crate::policy::store::PolicyStore;
 use crate::policy::watch;
 use crate::policy::{DataPath, Snapshot, Sources};
 use crate::server::Server;
+use crate::walk::Ignore;
 
 /// Reads the configured sources (or the embedded default set).
-pub fn load_sources(paths: &[String]) -> Result<Sources> {
+pub fn load_sources(paths: &[String], ignore: &Ignore) -> Result<Sources> {
     if paths.is_empty() {
         Sources::embedded_default().context("loading the default policies")
     } else {
-        Sources::load_paths(paths)
+        Sources::load_paths_ignoring(paths, ignore)
     }
 }
 
@@ -77,7 +78,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     } else if config.bundle {
         Sources::default()
     } else {
-        Sources::load_paths(&config.paths)?
+        Sources::load_paths_ignoring(&config.paths, &config.ignore)?
     };
     let state = app_state(config, sources)?;
     if config.bundle {
@@ -150,7 +151,9 @@ pub fn start_background(config: &RunConfig, prepared: Prepared) -> Result<AppSta
                 skip_verify: config.skip_verify,
             }
         } else {
-            watch::Watched::Files
+            watch::Watched::Files {
+                ignore: config.ignore.clone(),
+            }
         };
         watch::spawn(state.store.clone(), config.paths.clone(), watched)?;
     }

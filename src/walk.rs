@@ -1,12 +1,60 @@
 //! Walking a directory tree for policy and bundle files (walkdir): regular
 //! files only, symlinks followed (a symlink loop is an error, not a stack
 //! overflow), entries whose name `skip` rejects left out with everything
-//! under them.
+//! under them; and the names `--ignore` leaves out.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
 use walkdir::WalkDir;
+
+/// The entry names a policy directory walk leaves out: hidden ones (`.x`;
+/// what OPA's common `--ignore=.*` does, and a mounted Kubernetes
+/// ConfigMap's `..data` copies), and those matching an `--ignore` glob.
+/// As OPA's, the globs apply to names below the paths given, not to the
+/// paths themselves.
+#[derive(Clone, Debug, Default)]
+pub struct Ignore {
+    globs: Vec<regex::Regex>,
+}
+
+impl Ignore {
+    pub fn new(globs: &[String]) -> Result<Ignore> {
+        let globs = globs
+            .iter()
+            .map(|g| glob_regex(g).map_err(|e| anyhow!("bad --ignore pattern `{g}`: {e}")))
+            .collect::<Result<_>>()?;
+        Ok(Ignore { globs })
+    }
+
+    pub fn skips(&self, name: &str) -> bool {
+        name.starts_with('.') || self.globs.iter().any(|re| re.is_match(name))
+    }
+}
+
+/// Go's `filepath.Match` globs (`*`, `?`, `[...]`) as an anchored regex.
+pub fn glob_regex(glob: &str) -> Result<regex::Regex, regex::Error> {
+    let mut re = String::from("^");
+    let mut in_class = false;
+    for c in glob.chars() {
+        match c {
+            '*' if !in_class => re.push_str("[^/]*"),
+            '?' if !in_class => re.push_str("[^/]"),
+            '[' if !in_class => {
+                in_class = true;
+                re.push('[');
+            }
+            ']' if in_class => {
+                in_class = false;
+                re.push(']');
+            }
+            c if in_class => re.push(c),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    regex::Regex::new(&re)
+}
 
 pub fn files(root: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
     let walker = WalkDir::new(root)
@@ -44,6 +92,18 @@ fn under_skipped(root: &Path, path: &Path, skip: &impl Fn(&str) -> bool) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ignore_globs_match_names_as_go_does() {
+        let ignore = Ignore::new(&["*.json".into(), "test_?".into(), "[ab]x".into()]).unwrap();
+        for name in [".hidden", "data.json", "test_1", "ax", "bx"] {
+            assert!(ignore.skips(name), "{name}");
+        }
+        for name in ["data.rego", "test_12", "cx", "json"] {
+            assert!(!ignore.skips(name), "{name}");
+        }
+        assert!(Ignore::new(&["[".into()]).is_err());
+    }
 
     #[test]
     fn skipped_names_prune_their_subtrees() {

@@ -210,7 +210,10 @@ impl Verification {
         let excluded = self
             .exclude_files
             .iter()
-            .map(|glob| glob_regex(glob))
+            .map(|glob| {
+                crate::walk::glob_regex(glob)
+                    .map_err(|e| anyhow!("bad exclude_files pattern '{glob}': {e}"))
+            })
             .collect::<Result<Vec<_>>>()?;
         for file in files {
             if excluded.iter().any(|re| re.is_match(&file.name)) {
@@ -280,30 +283,6 @@ fn hash_file(file: &BundleFile, algorithm: &str) -> Result<Vec<u8>> {
         "SHA-512" => sha2::Sha512::digest(bytes).to_vec(),
         other => bail!("unsupported hashing algorithm: {other}"),
     })
-}
-
-/// Go's `filepath.Match` globs (`*`, `?`, `[...]`) as an anchored regex.
-fn glob_regex(glob: &str) -> Result<regex::Regex> {
-    let mut re = String::from("^");
-    let mut in_class = false;
-    for c in glob.chars() {
-        match c {
-            '*' if !in_class => re.push_str("[^/]*"),
-            '?' if !in_class => re.push_str("[^/]"),
-            '[' if !in_class => {
-                in_class = true;
-                re.push('[');
-            }
-            ']' if in_class => {
-                in_class = false;
-                re.push(']');
-            }
-            c if in_class => re.push(c),
-            c => re.push_str(&regex::escape(&c.to_string())),
-        }
-    }
-    re.push('$');
-    regex::Regex::new(&re).map_err(|e| anyhow!("bad exclude_files pattern '{glob}': {e}"))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -5,6 +5,7 @@
 //! Nothing here parses Rego or touches the evaluator; it only gathers text and
 //! data so that [`crate::policy::Snapshot::build`] sees one complete input.
 
+use crate::walk::Ignore;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -71,22 +72,27 @@ impl Sources {
     /// Loads positional paths as `opa run` does: files and directories, with an
     /// optional `a.b:path` prefix that places the contents under `data.a.b`.
     pub fn load_paths<S: AsRef<str>>(paths: &[S]) -> Result<Sources> {
+        Sources::load_paths_ignoring(paths, &Ignore::default())
+    }
+
+    /// [`Self::load_paths`], leaving out what `ignore` names (`--ignore`).
+    pub fn load_paths_ignoring<S: AsRef<str>>(paths: &[S], ignore: &Ignore) -> Result<Sources> {
         let mut sources = Sources::default();
         for arg in paths {
             let (prefix, path) = split_prefix(arg.as_ref());
-            sources.load_path(&prefix, Path::new(path))?;
+            sources.load_path(&prefix, Path::new(path), ignore)?;
         }
         Ok(sources)
     }
 
-    fn load_path(&mut self, prefix: &[String], path: &Path) -> Result<()> {
+    fn load_path(&mut self, prefix: &[String], path: &Path, ignore: &Ignore) -> Result<()> {
         let meta =
             std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
         if meta.is_dir() {
-            // Hidden entries are skipped, as with OPA's `--ignore=.*`: a
-            // mounted Kubernetes ConfigMap holds each file three times
+            // Hidden entries are always skipped, as with OPA's `--ignore=.*`:
+            // a mounted Kubernetes ConfigMap holds each file three times
             // (`..data/`, `..<timestamp>/` and the top-level symlink).
-            let mut files = crate::walk::files(path, |name| name.starts_with('.'))?;
+            let mut files = crate::walk::files(path, |name| ignore.skips(name))?;
             files.sort();
             for file in files {
                 let rel = file.strip_prefix(path).unwrap_or(&file);

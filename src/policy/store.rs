@@ -92,8 +92,12 @@ impl PolicyStore {
     /// Re-reads the loaded files (a `--watch` reload): their modules and the
     /// whole data document are replaced, as OPA does (data written through an
     /// API is lost on a file reload); modules written through the API stay.
-    pub fn reload_files(&self, paths: &[String]) -> Result<(), WriteError> {
-        let files = match crate::run::load_sources(paths) {
+    pub fn reload_files(
+        &self,
+        paths: &[String],
+        ignore: &crate::walk::Ignore,
+    ) -> Result<(), WriteError> {
+        let files = match crate::run::load_sources(paths, ignore) {
             Ok(files) => files,
             Err(err) => {
                 self.failed("watch", &err);

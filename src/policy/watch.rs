@@ -23,8 +23,9 @@ use crate::bundle::signing::Verification;
 /// What the watched paths are.
 #[derive(Clone, Debug)]
 pub enum Watched {
-    /// Policy and data files (`regent run -w PATH...`).
-    Files,
+    /// Policy and data files (`regent run -w PATH...`), leaving out what
+    /// `--ignore` names.
+    Files { ignore: crate::walk::Ignore },
     /// Bundle directories or tarballs (`regent run -w -b PATH...`).
     Bundles {
         verification: Option<Verification>,
@@ -72,7 +73,7 @@ pub fn spawn(
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
             let (store, paths, watched) = (store.clone(), paths.clone(), watched.clone());
             let reload = tokio::task::spawn_blocking(move || match watched {
-                Watched::Files => store.reload_files(&paths).is_ok(),
+                Watched::Files { ignore } => store.reload_files(&paths, &ignore).is_ok(),
                 Watched::Bundles {
                     verification,
                     skip_verify,

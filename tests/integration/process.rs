@@ -120,6 +120,51 @@ fn serves_the_embedded_default_policies_from_any_directory() {
     );
 }
 
+/// `--ignore`, as OPA's: names matching a glob are left out of the loaded
+/// directories (here a draft that does not parse and a data file that
+/// would clash), and `--ignore=.*`, which deployments pass, is accepted.
+#[test]
+fn ignored_names_are_not_loaded() {
+    let dir = write_tree(&[
+        (
+            "p.rego",
+            "package p\nimport rego.v1\nallow if input.user == data.admin\n",
+        ),
+        ("users.json", r#"{"admin": "alice"}"#),
+        ("old.json", r#"{"admin": "bob"}"#),
+        (
+            "drafts/broken.rego",
+            "package broken\nthis does not parse\n",
+        ),
+    ]);
+    let daemon = Daemon::start(
+        dir.path(),
+        &[
+            "--ignore=.*",
+            "--ignore",
+            "drafts,old.*",
+            &path_string(dir.path()),
+        ],
+    );
+    let reply = crate::support::http_post(
+        daemon.addr,
+        "/v1/data/p/allow",
+        r#"{"input": {"user": "alice"}}"#,
+    );
+    assert!(reply.ends_with("{\"result\":true}\n"), "{reply}");
+    let reply = http_get(daemon.addr, "/v1/policies");
+    assert!(!reply.contains("broken"), "{reply}");
+    // Without them, the same directory does not load.
+    let failed = run_expect_failure(&[
+        "run",
+        "--server",
+        "--addr",
+        "127.0.0.1:0",
+        &path_string(dir.path()),
+    ]);
+    assert!(!failed.is_empty());
+}
+
 /// `--diagnostic-addr`, as OPA's: a second listener that answers the
 /// health checks and the metrics, and nothing else.
 #[test]

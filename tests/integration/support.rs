@@ -43,6 +43,7 @@ pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
         max_batch_inputs: 10_000,
         eval_timeout: Some(Duration::from_secs(30)),
         watch: false,
+        ignore: Default::default(),
         paths,
         bundle: false,
         local_verification: None,
