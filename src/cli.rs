@@ -338,6 +338,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "GLOB", value_delimiter = ',')]
     pub ignore: Vec<String>,
 
+    /// Accepted for OPA compatibility; Regent never reports telemetry or
+    /// checks for new versions.
+    #[arg(long)]
+    pub disable_telemetry: bool,
+
+    /// Accepted for OPA compatibility (OPA's older name of `--disable-telemetry`).
+    #[arg(long)]
+    pub skip_version_check: bool,
+
     /// Reload the paths when files under them change.
     #[arg(short = 'w', long, env = "REGENT_WATCH")]
     pub watch: bool,

@@ -122,7 +122,8 @@ fn serves_the_embedded_default_policies_from_any_directory() {
 
 /// `--ignore`, as OPA's: names matching a glob are left out of the loaded
 /// directories (here a draft that does not parse and a data file that
-/// would clash), and `--ignore=.*`, which deployments pass, is accepted.
+/// would clash), and `--ignore=.*`, which deployments pass, is accepted, as
+/// are the telemetry switches.
 #[test]
 fn ignored_names_are_not_loaded() {
     let dir = write_tree(&[
@@ -143,6 +144,8 @@ fn ignored_names_are_not_loaded() {
             "--ignore=.*",
             "--ignore",
             "drafts,old.*",
+            "--disable-telemetry",
+            "--skip-version-check",
             &path_string(dir.path()),
         ],
     );
