@@ -20,7 +20,7 @@ use regorus::unstable::{Expr, Rule, RuleHead};
 use regorus::Engine;
 
 use super::eval::{ref_segments, Location};
-use super::fold::ast::{children, comprehension_query, static_path, values, Pass};
+use super::fold::ast::{children, comprehension_query, dynamic_indexes, static_path, values, Pass};
 
 /// OPA's built-ins whose names have one segment (OPA 1.x capabilities,
 /// deprecated ones included: OPA accepts them in v0 modules).
@@ -66,7 +66,6 @@ const OPA_PLAIN_BUILTINS: &[&str] = &[
     "minus",
     "mul",
     "neq",
-    "net_cidr_overlap",
     "or",
     "plus",
     "print",
@@ -145,7 +144,23 @@ pub fn first_undefined_call(engine: &mut Engine) -> Option<(String, Location)> {
         };
         for rule in &module.policy {
             match rule.as_ref() {
-                Rule::Spec { head, bodies, .. } => values(&mut calls, head, bodies),
+                Rule::Spec { head, bodies, .. } => {
+                    values(&mut calls, head, bodies);
+                    // What `values` leaves out: a set rule's key and the
+                    // computed keys of a head reference (`p[f(k)] := v`).
+                    let refr = match head {
+                        RuleHead::Set { refr, key, .. } => {
+                            if let Some(key) = key {
+                                calls.expr(key);
+                            }
+                            refr
+                        }
+                        RuleHead::Compr { refr, .. } | RuleHead::Func { refr, .. } => refr,
+                    };
+                    for index in dynamic_indexes(refr) {
+                        calls.expr(index);
+                    }
+                }
                 Rule::Default { value, .. } => calls.expr(value),
             }
             if calls.found.is_some() {
@@ -280,6 +295,17 @@ mod tests {
             err.as_deref(),
             Some("p.rego:4:31: undefined function data.lib.g")
         );
+        // In a set rule's key, and in a head reference's computed key.
+        let err = refusal(&[(
+            "p.rego",
+            "package p\nimport rego.v1\ndeny contains msg(x) if some x in input.xs\n",
+        )]);
+        assert_eq!(err.as_deref(), Some("p.rego:3:15: undefined function msg"));
+        let err = refusal(&[(
+            "p.rego",
+            "package p\nimport rego.v1\nobj[lowr(k)] := 1 if some k in input.ks\n",
+        )]);
+        assert_eq!(err.as_deref(), Some("p.rego:3:5: undefined function lowr"));
         // A rule that is not a function is not callable.
         let err = refusal(&[(
             "p.rego",
@@ -300,5 +326,28 @@ mod tests {
                  g := time.now_ns()\nh := http.send({})\ni := trim_space(\" x \")\n\
                  j if print(1)\n";
         assert_eq!(refusal(&[("lib.rego", lib), ("p.rego", p)]), None);
+        // A package named after an import, a sibling module's function
+        // called relatively, a function argument named like an alias.
+        let sub = "package lib.sub\nimport rego.v1\nimport data.lib\nh(x) := lib.f(x)\n";
+        let sibling = "package lib.sub\nimport rego.v1\nk(x) := h(x)\n";
+        let user = "package q\nimport rego.v1\nimport data.lib\n\
+                    a := data.lib.sub.k(1)\nname(lib) := lib.name\n";
+        let modules = [
+            ("lib.rego", lib),
+            ("sub.rego", sub),
+            ("sibling.rego", sibling),
+            ("q.rego", user),
+        ];
+        assert_eq!(refusal(&modules), None);
+        let e = Evaluator::build(modules, regorus::Value::new_object()).unwrap();
+        let a = e.evaluate(
+            &crate::policy::DataPath::parse("q/a"),
+            None,
+            crate::policy::EvalOptions::default(),
+        );
+        assert_eq!(
+            a,
+            Ok(crate::policy::Outcome::Defined(regorus::Value::from(2u64)))
+        );
     }
 }

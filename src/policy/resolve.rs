@@ -52,40 +52,54 @@ pub fn resolve_imports(id: &str, text: &str) -> Result<Option<String>> {
         return Ok(None);
     }
 
+    // Where rules are: only references inside a rule are rewritten (never
+    // the package line, whose first segment can be an alias's name).
+    let rules: Vec<(u32, u32)> = module
+        .policy
+        .iter()
+        .map(|rule| (rule.span().start, rule.span().end))
+        .collect();
     let mut lexer = Lexer::new(&source);
-    let mut edits: Vec<(usize, usize, &str)> = Vec::new();
-    let mut previous: Option<String> = None;
-    let mut pending: Option<(usize, usize, &str)> = None;
+    let mut tokens: Vec<(TokenKind, u32, u32, String)> = Vec::new();
     loop {
         let token = lexer.next_token()?;
         if matches!(token.0, TokenKind::Eof) {
             break;
         }
         let span = &token.1;
-        let text_of = span.text().to_string();
-        // A candidate is committed unless the next token makes it a local
-        // definition (`utils := ...`), which would shadow the import.
-        if let Some(edit) = pending.take() {
-            if text_of != ":=" {
-                edits.push(edit);
-            }
-        }
-        let in_import = import_ranges
-            .iter()
-            .any(|&(s, e)| span.start >= s && span.end <= e);
-        if matches!(token.0, TokenKind::Ident) && !in_import {
-            let after_dot = previous.as_deref() == Some(".");
-            let after_some = previous.as_deref() == Some("some");
-            if !after_dot && !after_some {
-                if let Some((_, target)) = aliases.iter().find(|(a, _)| *a == text_of) {
-                    pending = Some((span.start as usize, span.end as usize, target.as_str()));
-                }
-            }
-        }
-        previous = Some(text_of);
+        tokens.push((token.0, span.start, span.end, span.text().to_string()));
     }
-    if let Some(edit) = pending {
-        edits.push(edit);
+    let rule_of = |at: u32| rules.iter().position(|&(s, e)| at >= s && at < e);
+    // An alias occurrence: an identifier named like an alias, not a field
+    // (`x.utils`), inside a rule. `Some(true)` when it is a reference
+    // through the alias (`utils.x`, `utils[k]`).
+    let occurrence = |i: usize| -> Option<(usize, &str, bool)> {
+        let (kind, start, _, text) = &tokens[i];
+        if !matches!(kind, TokenKind::Ident) || (i > 0 && tokens[i - 1].3 == ".") {
+            return None;
+        }
+        let (_, target) = aliases.iter().find(|(a, _)| a == text)?;
+        let rule = rule_of(*start)?;
+        let next = tokens.get(i + 1).map(|t| t.3.as_str());
+        Some((rule, target.as_str(), matches!(next, Some(".") | Some("["))))
+    };
+    // A rule where an alias's name also stands alone (`f(utils)`,
+    // `some utils in xs`, `utils := 1`, `every utils in xs`) may declare a
+    // local variable of that name, which shadows the import in OPA: such a
+    // rule is left as written for that alias (regorus resolves it then).
+    let mut shadowed: std::collections::HashSet<(usize, &str)> = Default::default();
+    for i in 0..tokens.len() {
+        if let Some((rule, target, false)) = occurrence(i) {
+            shadowed.insert((rule, target));
+        }
+    }
+    let mut edits: Vec<(usize, usize, &str)> = Vec::new();
+    for (i, (_, start, end, _)) in tokens.iter().enumerate() {
+        if let Some((rule, target, true)) = occurrence(i) {
+            if !shadowed.contains(&(rule, target)) {
+                edits.push((*start as usize, *end as usize, target));
+            }
+        }
     }
     if edits.is_empty() {
         return Ok(None);
@@ -127,10 +141,31 @@ mod tests {
         );
     }
 
+    /// A local variable named like an alias shadows the import in OPA
+    /// (function arguments, `some`, `every`, `:=`): a rule that may declare
+    /// one keeps the alias as written; the other rules are still rewritten.
     #[test]
-    fn local_definitions_are_not_rewritten() {
-        let text = "package p\nimport data.utils\nx if {\n\tutils := 1\n\tutils == 1\n}\n";
+    fn rules_that_may_shadow_an_alias_are_left_as_written() {
+        let text = "package p\nimport data.utils\n\
+                    x if {\n\tutils := input.u\n\tutils.a == 1\n}\n\
+                    f(utils) := utils.name\n\
+                    y if { some utils in input.xs; utils.ok }\n\
+                    z if every utils in input.xs { utils.ok }\n\
+                    w if utils.is_admin\n";
         let out = resolve_imports("p.rego", text).unwrap().unwrap();
-        assert!(out.contains("\tutils := 1\n"), "{out}");
+        let expected = text.replace("w if utils.is_admin", "w if data.utils.is_admin");
+        assert_eq!(out, expected);
+    }
+
+    /// The package line is not a reference through an import, even when
+    /// its first segment is an alias's name.
+    #[test]
+    fn the_package_line_is_never_rewritten() {
+        let text = "package lib.sub\nimport data.lib\nf(x) := lib.g(x)\n";
+        let out = resolve_imports("p.rego", text).unwrap().unwrap();
+        assert_eq!(
+            out,
+            "package lib.sub\nimport data.lib\nf(x) := data.lib.g(x)\n"
+        );
     }
 }
