@@ -152,6 +152,9 @@ async fn route(
         let data_path = data_path(raw_path, "/v1/data", rest)?;
         return match method {
             Method::POST | Method::GET => v1_data(state, req, &data_path, &params, caller).await,
+            // As OPA's router: `DELETE /v1/data/{path...}` only, so the bare
+            // `/v1/data` has no DELETE (`/v1/data/` is the root, refused).
+            Method::DELETE if rest.is_empty() => Err(allow("GET, POST, PUT, PATCH")),
             Method::PUT | Method::PATCH | Method::DELETE => {
                 manage::data_write(state, req, data_path).await
             }
