@@ -56,7 +56,15 @@ impl Logged<'_> {
     ) -> Option<String> {
         let log = &self.state.decision_log;
         let id = log.decision_id()?;
-        let path = self.path.segments().join("/");
+        // As OPA logs the path: as sent, so a segment holding `/` (sent
+        // as `%2F`) stays one segment.
+        let path = self
+            .path
+            .segments()
+            .iter()
+            .map(|s| escape_segment(s))
+            .collect::<Vec<_>>()
+            .join("/");
         let handler;
         let metrics = match metrics {
             Some(metrics) => metrics,
@@ -93,6 +101,15 @@ impl Logged<'_> {
 }
 
 /// The handler's time so far, OPA's `timer_server_handler_ns`.
+/// A path segment as a URL carries it: `%` and `/` percent-encoded.
+fn escape_segment(segment: &str) -> std::borrow::Cow<'_, str> {
+    if segment.contains(['%', '/']) {
+        segment.replace('%', "%25").replace('/', "%2F").into()
+    } else {
+        segment.into()
+    }
+}
+
 pub(super) fn handler_metrics(caller: Caller) -> BTreeMap<&'static str, u64> {
     BTreeMap::from([(
         "timer_server_handler_ns",

@@ -95,6 +95,11 @@ fn every_decision_is_logged_under_the_id_its_answer_carries() {
     assert_eq!(body, json!({"decision_id": line["decision_id"]}));
     assert!(line.get("result").is_none(), "{line}");
 
+    // A key holding `/` (sent as `%2F`) is logged as sent, as OPA logs it.
+    http_post(daemon.addr, "/v1/data/t/a%2Fb", r#"{"input": {}}"#);
+    let line = daemon.next_log("Decision Log");
+    assert_eq!(line["path"], "t/a%2Fb", "{line}");
+
     // A malformed input is not a decision; an evaluation error is, with its error.
     let reply = http_post(daemon.addr, "/v1/data/t/allow", r#"{"input": "#);
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
