@@ -97,9 +97,20 @@ fn assemble(
     Ok(config)
 }
 
+/// A configuration file, YAML or JSON, read as OPA reads it: YAML 1.1
+/// scalars, as goyaml v2 resolves them (`yes`, `on`: `true`).
 fn parse_file(label: &str, text: &str) -> Result<Map<String, Value>> {
-    let value: Value =
-        yaml_serde::from_str(text).with_context(|| format!("failed to parse {label}"))?;
+    let json = crate::api::yaml::config_to_json(text).map_err(|err| match err {
+        crate::api::yaml::YamlError::Malformed(message) => {
+            anyhow!("failed to parse {label}: {message}")
+        }
+        other => anyhow!("failed to parse {label}: {other:?}"),
+    })?;
+    let value: Value = if json.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&json).with_context(|| format!("failed to parse {label}"))?
+    };
     match value {
         Value::Null => Ok(Map::new()),
         Value::Object(map) => Ok(map),

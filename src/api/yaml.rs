@@ -65,6 +65,20 @@ pub fn to_json(body: &[u8], max_bytes: usize, max_depth: usize) -> Result<Vec<u8
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| YamlError::Malformed("the body is not UTF-8".into()))?;
+    convert(text, max_bytes, max_depth)
+}
+
+/// The JSON text of a configuration file's YAML (or JSON), read as OPA reads
+/// its configuration (goyaml v2: `persist: yes` is `true`). No size limit:
+/// the operator wrote it.
+pub fn config_to_json(text: &str) -> Result<Vec<u8>, YamlError> {
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+        return Ok(text.as_bytes().to_vec());
+    }
+    convert(text, usize::MAX, 256)
+}
+
+fn convert(text: &str, max_bytes: usize, max_depth: usize) -> Result<Vec<u8>, YamlError> {
     Converter {
         parser: Parser::new_from_str(text),
         out: Vec::new(),

@@ -177,6 +177,23 @@ fn empty_input_is_the_default_config() {
     assert_eq!(set(&[]).unwrap(), OpaConfig::default());
 }
 
+/// OPA reads its configuration with goyaml v2: YAML 1.1 booleans.
+#[test]
+fn yaml_1_1_booleans_are_booleans() {
+    let config = yaml(
+        "services:\n  s:\n    url: http://x\nbundles:\n  b:\n    service: s\n    persist: yes\n\
+         decision_logs:\n  console: on\n",
+    )
+    .unwrap();
+    assert!(config.bundles["b"].persist);
+    assert!(config.decision_logs.unwrap().console);
+    let config = yaml(
+        "services:\n  s:\n    url: http://x\nbundles:\n  b:\n    service: s\n    persist: No\n",
+    )
+    .unwrap();
+    assert!(!config.bundles["b"].persist);
+}
+
 #[test]
 fn set_overrides_the_file() {
     let file = "services:\n  cvat:\n    url: http://old\n    headers: {A: a}\nbundles:\n  b:\n    persist: true\n";
