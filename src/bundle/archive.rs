@@ -1,10 +1,12 @@
 //! Bundle files from a gzip'd tarball or a directory, and back to a tarball.
 //!
-//! Reading a tarball is bounded and refuses anything that is not a plain
-//! file: links, devices and FIFOs are errors, as are names with `..`
-//! components, duplicate names, and more uncompressed bytes than the size
-//! limit (counted while decompressing, so a gzip bomb stops at the limit
-//! instead of filling memory). A leading `/` is how `opa build` names every
+//! Reading a tarball is bounded: as OPA, no file may hold more than
+//! `size_limit_bytes`; and the whole bundle, compressed or not, no more
+//! than that or OPA's default (1 GiB), whichever is larger, counted while
+//! decompressing, so that a gzip bomb of many small files stops there
+//! instead of filling memory (OPA has no such bound). Links, devices and
+//! FIFOs are skipped; names with `..` components and duplicate names are
+//! errors. A leading `/` is how `opa build` names every
 //! entry (`/data.json`), so it means the bundle root, never the host's root:
 //! nothing here writes an entry to disk.
 
@@ -22,6 +24,12 @@ use crate::policy::path::MAX_PATH_SEGMENTS;
 /// OPA's default `size_limit_bytes` (1 GiB).
 pub const DEFAULT_SIZE_LIMIT: u64 = 1 << 30;
 
+/// The most bytes a whole bundle may hold, compressed or uncompressed, when
+/// each file may hold `size_limit`.
+pub fn total_limit(size_limit: u64) -> u64 {
+    size_limit.max(DEFAULT_SIZE_LIMIT)
+}
+
 /// Reads a bundle from disk: a directory, or a `.tar.gz` file.
 pub fn read_path(path: &Path, size_limit: u64) -> Result<Vec<BundleFile>> {
     let meta =
@@ -29,9 +37,10 @@ pub fn read_path(path: &Path, size_limit: u64) -> Result<Vec<BundleFile>> {
     if meta.is_dir() {
         read_dir(path)
     } else {
-        if meta.len() > size_limit {
+        let total = total_limit(size_limit);
+        if meta.len() > total {
             bail!(
-                "{}: bundle of {} bytes exceeds the size limit of {size_limit} bytes",
+                "{}: bundle of {} bytes exceeds the size limit of {total} bytes",
                 path.display(),
                 meta.len()
             );
@@ -42,21 +51,27 @@ pub fn read_path(path: &Path, size_limit: u64) -> Result<Vec<BundleFile>> {
     }
 }
 
-/// Reads a gzip'd tarball, bounded by `size_limit` bytes compressed and uncompressed.
+/// Reads a gzip'd tarball whose files may hold `size_limit` bytes each
+/// (the whole: [`total_limit`]).
 pub fn read_tarball(bytes: &[u8], size_limit: u64) -> Result<Vec<BundleFile>> {
-    if bytes.len() as u64 > size_limit {
+    read_tarball_within(bytes, size_limit, total_limit(size_limit))
+}
+
+/// [`read_tarball`] with the bound on the whole given.
+fn read_tarball_within(bytes: &[u8], size_limit: u64, total: u64) -> Result<Vec<BundleFile>> {
+    if bytes.len() as u64 > total {
         bail!(
-            "bundle of {} bytes exceeds the size limit of {size_limit} bytes",
+            "bundle of {} bytes exceeds the size limit of {total} bytes",
             bytes.len()
         );
     }
     let exceeded = Arc::new(AtomicBool::new(false));
     let reader = Bounded {
         inner: flate2::read::GzDecoder::new(bytes),
-        left: size_limit,
+        left: total,
         exceeded: exceeded.clone(),
     };
-    let too_big = || anyhow!("bundle exceeds the size limit of {size_limit} bytes uncompressed");
+    let too_big = || anyhow!("bundle exceeds the size limit of {total} bytes uncompressed");
     let mut archive = tar::Archive::new(reader);
     let mut files: Vec<BundleFile> = Vec::new();
     let mut names = std::collections::HashSet::new();
@@ -80,10 +95,8 @@ pub fn read_tarball(bytes: &[u8], size_limit: u64) -> Result<Vec<BundleFile>> {
         }
         let name = clean_name(&raw_name)?;
         if entry.size() > size_limit {
-            bail!(
-                "bundle file '{name}' size ({} bytes) exceeds configured size_limit_bytes ({size_limit} bytes)",
-                entry.size()
-            );
+            // OPA's words.
+            bail!("bundle file '{name}' exceeded max size ({size_limit} bytes)");
         }
         let mut bytes = Vec::new();
         if let Err(err) = entry.read_to_end(&mut bytes) {
@@ -259,12 +272,38 @@ mod tests {
         let bytes = tarball(&[("data.json", EntryType::Regular, &zeros)]);
         assert!(bytes.len() < 1 << 20);
         let err = read_tarball(&bytes, 1 << 20).unwrap_err().to_string();
-        assert!(err.contains("exceeds configured size_limit_bytes"), "{err}");
-        let err = read_tarball(&bytes, 1 << 10).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "bundle file 'data.json' exceeded max size (1048576 bytes)"
+        );
+        // Many files, each within the per-file limit: the bound on the whole.
+        let small = vec![0u8; 1 << 20];
+        let many: Vec<(String, EntryType, &[u8])> = (0..64)
+            .map(|i| (format!("d{i}/data.json"), EntryType::Regular, &small[..]))
+            .collect();
+        let many: Vec<(&str, EntryType, &[u8])> =
+            many.iter().map(|(n, t, b)| (n.as_str(), *t, *b)).collect();
+        let bytes = tarball(&many);
+        let err = read_tarball_within(&bytes, 1 << 20, 8 << 20)
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("exceeds the size limit of 1024 bytes"),
+            err.contains("exceeds the size limit of 8388608 bytes uncompressed"),
             "{err}"
         );
+    }
+
+    /// As OPA, `size_limit_bytes` bounds each file: a bundle larger than it,
+    /// of files that each fit, loads.
+    #[test]
+    fn the_size_limit_holds_per_file() {
+        let part = vec![b' '; 800];
+        let bytes = tarball(&[
+            ("a.json", EntryType::Regular, &part),
+            ("b/a.json", EntryType::Regular, &part),
+            ("c/a.json", EntryType::Regular, &part),
+        ]);
+        assert_eq!(read_tarball(&bytes, 1024).unwrap().len(), 3);
     }
 
     #[test]

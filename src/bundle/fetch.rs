@@ -176,7 +176,8 @@ pub async fn download(
         .get(ETAG)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let limit = usize::try_from(source.size_limit).unwrap_or(usize::MAX);
+    let limit =
+        usize::try_from(super::archive::total_limit(source.size_limit)).unwrap_or(usize::MAX);
     let body = tokio::time::timeout(
         BODY_TIMEOUT,
         Limited::new(response.into_body(), limit).collect(),
@@ -185,10 +186,7 @@ pub async fn download(
     .map_err(|_| DownloadError::new("timed out reading the bundle"))?
     .map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {
-            DownloadError::new(format!(
-                "bundle exceeds the size limit of {} bytes",
-                source.size_limit
-            ))
+            DownloadError::new(format!("bundle exceeds the size limit of {limit} bytes"))
         } else {
             DownloadError::new(format!("reading the bundle: {e}"))
         }

@@ -235,7 +235,7 @@ async fn broken_bundles_are_reported_and_never_replace_the_active_one() {
         (
             "oversized",
             cvat_bundle(&[("probe.rego", &format!("{PROBE_V2}{oversized}"))]),
-            "exceeds configured size_limit_bytes",
+            "exceeded max size (20000 bytes)",
         ),
     ];
     for (etag, bytes, want) in broken {
