@@ -220,6 +220,10 @@ impl Calls<'_> {
 impl Pass for Calls<'_> {
     const DECLARATIONS: bool = true;
 
+    fn with_value(&mut self, value: &Expr) {
+        self.expr(value);
+    }
+
     fn expr(&mut self, expr: &Expr) {
         if self.found.is_some() {
             return;
@@ -306,6 +310,12 @@ mod tests {
             "package p\nimport rego.v1\nobj[lowr(k)] := 1 if some k in input.ks\n",
         )]);
         assert_eq!(err.as_deref(), Some("p.rego:3:5: undefined function lowr"));
+        // In the value of a `with` modifier.
+        let err = refusal(&[(
+            "p.rego",
+            "package p\nimport rego.v1\nx if input.a with input as {\"a\": mk(1)}\n",
+        )]);
+        assert_eq!(err.as_deref(), Some("p.rego:3:34: undefined function mk"));
         // A rule that is not a function is not callable.
         let err = refusal(&[(
             "p.rego",

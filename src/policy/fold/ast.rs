@@ -18,10 +18,17 @@ pub(in crate::policy) trait Pass {
     /// A statement carries `with` modifiers.
     fn with_modifiers(&mut self) {}
 
+    /// The value of a `with` modifier (`with input as v`), visited by a
+    /// pass that wants it (none of the folding passes do).
+    fn with_value(&mut self, _value: &Expr) {}
+
     fn query(&mut self, query: &Query) {
         for stmt in &query.stmts {
             if !stmt.with_mods.is_empty() {
                 self.with_modifiers();
+                for modifier in &stmt.with_mods {
+                    self.with_value(&modifier.r#as);
+                }
                 if !Self::WITH {
                     continue;
                 }
