@@ -173,6 +173,16 @@ fn check_reports_each_error_with_file_line_col() {
     assert!(err.contains("b.rego:"), "{err}");
     assert!(err.contains("2 errors found"), "{err}");
 
+    // A call to a function nothing defines: OPA's type error.
+    let dir = write_tree(&[("c.rego", "package c\nimport rego.v1\ny if nofn(1)\n")]);
+    let out = regent(&["check", &path_string(dir.path())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("c.rego:3:6: rego_type_error: undefined function nofn"),
+        "{err}"
+    );
+
     let dir = write_tree(&[("ok.rego", "package ok\nx := 1\n")]);
     let out = regent(&["check", &path_string(dir.path())]);
     assert!(out.status.success());
