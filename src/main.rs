@@ -57,5 +57,10 @@ fn run(args: regent::cli::RunArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(regent::run::run(config, regent::run::shutdown_signal()))
+    let result = runtime.block_on(regent::run::run(config, regent::run::shutdown_signal()));
+    // The drain is over: an evaluation still running on the blocking pool
+    // answers a request that is gone, and must not hold the exit until
+    // `--eval-timeout` (dropping a runtime waits for its blocking tasks).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
 }

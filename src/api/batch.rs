@@ -10,7 +10,9 @@
 //! the blocking thread pool so that they use every core.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,6 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::logged::{self, Answer, Input, Logged};
+use super::offload::INLINE_BUDGET;
 use super::wire::{self, DataResponse, Keys, Params};
 use super::{body, cache_flags, eval_options, ApiError, AppState, Caller};
 use crate::cache::{Key, RequestKind};
@@ -231,10 +234,13 @@ fn with_status(out: &mut Vec<u8>, item: &[u8], status: StatusCode) {
     out.extend_from_slice(rest);
 }
 
-/// Evaluates `todo` (slot, raw input): a few items one after another from
-/// the request's task (each moved off the worker if it is slow, as a single
-/// decision), large batches spread over the blocking pool in one chunk per
-/// core, each chunk in its turn (`offload.rs`).
+/// Evaluates `todo` (slot, raw input), the whole batch within
+/// `--eval-timeout` (items reached later get its error). Items are evaluated
+/// one after another on the request's worker for as long as one inline
+/// budget lasts (each moved off the worker if it is slow, as a single
+/// decision); the rest go to the blocking pool, in one chunk per core, each
+/// chunk in its turn (`offload.rs`). A client that goes away stops the
+/// chunks at their next item.
 async fn evaluate_all(
     state: &AppState,
     snapshot: &Arc<Snapshot>,
@@ -244,23 +250,32 @@ async fn evaluate_all(
     todo: Vec<(usize, String)>,
 ) -> Result<Vec<(usize, ItemResult)>, ApiError> {
     let evaluation = &state.evaluation;
+    let deadline = evaluation.deadline();
+    let started = Instant::now();
+    let mut out = Vec::with_capacity(todo.len());
+    let mut todo = todo.into_iter();
     if todo.len() < PARALLEL_MIN_ITEMS {
-        let mut out = Vec::with_capacity(todo.len());
-        for (slot, raw) in todo {
+        while started.elapsed() < INLINE_BUDGET {
+            let Some((slot, raw)) = todo.next() else {
+                return Ok(out);
+            };
             let answer = match item_input(common.as_ref(), &raw, &state.keys) {
                 Ok(input) => evaluation
-                    .evaluate(snapshot, path, Some(input), options)
+                    .evaluate_by(snapshot, path, Some(input), options, deadline)
                     .await
                     .map_err(ApiError::from),
                 Err(err) => Err(err),
             };
             out.push((slot, item_result(answer)));
         }
+    }
+    let mut todo: Vec<(usize, String)> = todo.collect();
+    if todo.is_empty() {
         return Ok(out);
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk = todo.len().div_ceil(workers);
-    let mut todo = todo;
+    let gone = GoneOnDrop::default();
     let mut tasks = Vec::new();
     while !todo.is_empty() {
         let part: Vec<(usize, String)> = todo.drain(..chunk.min(todo.len())).collect();
@@ -268,22 +283,30 @@ async fn evaluate_all(
         let path = path.clone();
         let common = common.clone();
         let evaluation = evaluation.clone();
+        let gone = Arc::clone(&gone.0);
         let turn = evaluation.turn().await?;
         tasks.push(tokio::task::spawn_blocking(move || {
             let _turn = turn;
             // A table of this chunk's own: its items share their keys.
             let keys = Keys::default();
             part.into_iter()
+                .take_while(|_| !gone.load(Ordering::Relaxed))
                 .map(|(slot, raw)| {
                     let answer = item_input(common.as_ref(), &raw, &keys).and_then(|input| {
-                        Ok(evaluation.evaluate_blocking(&snapshot, &path, Some(input), options)?)
+                        let outcome = evaluation.evaluate_blocking(
+                            &snapshot,
+                            &path,
+                            Some(input),
+                            options,
+                            deadline,
+                        )?;
+                        Ok(outcome)
                     });
                     (slot, item_result(answer))
                 })
                 .collect::<Vec<_>>()
         }));
     }
-    let mut out = Vec::new();
     for task in tasks {
         let part = task
             .await
@@ -291,6 +314,17 @@ async fn evaluate_all(
         out.extend(part);
     }
     Ok(out)
+}
+
+/// Set when the request that owns it is dropped (its client went away):
+/// the batch's chunks stop at their next item.
+#[derive(Default)]
+struct GoneOnDrop(Arc<AtomicBool>);
+
+impl Drop for GoneOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The input an item is evaluated on: its own input, deep-merged into

@@ -100,7 +100,6 @@ impl Logged<'_> {
     }
 }
 
-/// The handler's time so far, OPA's `timer_server_handler_ns`.
 /// A path segment as a URL carries it: `%` and `/` percent-encoded.
 fn escape_segment(segment: &str) -> std::borrow::Cow<'_, str> {
     if segment.contains(['%', '/']) {
@@ -110,6 +109,7 @@ fn escape_segment(segment: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The handler's time so far, OPA's `timer_server_handler_ns`.
 pub(super) fn handler_metrics(caller: Caller) -> BTreeMap<&'static str, u64> {
     BTreeMap::from([(
         "timer_server_handler_ns",

@@ -3,10 +3,11 @@
 //! nearly all of them finish in microseconds (a hop to another thread would
 //! cost as much as the decision), under a small time budget. A decision
 //! that overruns it is evaluated again, from the start, on tokio's blocking
-//! pool, where it may take up to `--eval-timeout`; at most one per core runs
-//! there at a time (large batches take their turns too), and the others
-//! wait for a turn without holding a thread. The workers stay free for the
-//! requests behind it: `/health`, and every quick decision.
+//! pool; at most one per core runs there at a time (large batches take
+//! their turns too), and the others wait for a turn without holding a
+//! thread. The workers stay free for the requests behind it: `/health`,
+//! and every quick decision. A decision, or a whole batch, is answered
+//! within `--eval-timeout` of its start, the wait for a turn included.
 //!
 //! regorus cannot be interrupted from outside, so Regent cannot stop an
 //! evaluation when its client goes away, as OPA does; the time limit bounds
@@ -53,8 +54,13 @@ impl Evaluation {
         }
     }
 
+    /// When a decision (or a batch) starting now must be answered by.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.timeout.map(|t| Instant::now() + t)
+    }
+
     /// Evaluates a decision from a request worker: here under the inline
-    /// budget, else again on the blocking pool under the time limit.
+    /// budget, else again on the blocking pool, all within `--eval-timeout`.
     pub async fn evaluate(
         &self,
         snapshot: &Arc<Snapshot>,
@@ -62,8 +68,21 @@ impl Evaluation {
         input: Option<Value>,
         options: EvalOptions,
     ) -> Result<Outcome, EvalError> {
-        let budget = self.timeout.map_or(INLINE_BUDGET, |t| t.min(INLINE_BUDGET));
-        let started = Instant::now();
+        self.evaluate_by(snapshot, path, input, options, self.deadline())
+            .await
+    }
+
+    /// [`Self::evaluate`], answered by `deadline` (a batch's, for its items).
+    pub async fn evaluate_by(
+        &self,
+        snapshot: &Arc<Snapshot>,
+        path: &DataPath,
+        input: Option<Value>,
+        options: EvalOptions,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, EvalError> {
+        let left = self.left(deadline)?;
+        let budget = left.map_or(INLINE_BUDGET, |t| t.min(INLINE_BUDGET));
         let inline = EvalOptions {
             time_limit: Some(budget),
             ..options
@@ -74,19 +93,24 @@ impl Evaluation {
             Err(err) if err.is_time_limit() => {}
             answer => return answer,
         }
-        let spent = started.elapsed();
-        if self.timeout.is_some_and(|t| t <= budget) {
+        if left.is_some_and(|t| t <= budget) {
             return Err(self.over_time());
         }
-        let turn = self.turn().await?;
+        // The wait for a turn counts against the deadline: slow decisions
+        // do not pile up beyond it.
+        let turn = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), self.turn())
+                .await
+                .map_err(|_| self.over_time())??,
+            None => self.turn().await?,
+        };
         self.slow.inc();
         let this = self.clone();
         let snapshot = Arc::clone(snapshot);
         let path = path.clone();
-        let rest = self.timeout.map(|t| t.saturating_sub(spent));
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            this.evaluate_within(&snapshot, &path, input, options, rest)
+            this.evaluate_blocking(&snapshot, &path, input, options, deadline)
         })
         .await
         .map_err(|err| internal(&format!("evaluation task failed: {err}")))?
@@ -100,28 +124,18 @@ impl Evaluation {
             .map_err(|_| internal("no evaluation turns left"))
     }
 
-    /// Evaluates a decision on a thread that may block (a batch's chunk on
-    /// the blocking pool, holding a [`Self::turn`]), under the time limit.
+    /// Evaluates a decision on a thread that may block (the blocking pool,
+    /// holding a [`Self::turn`]), answered by `deadline`.
     pub fn evaluate_blocking(
         &self,
         snapshot: &Snapshot,
         path: &DataPath,
         input: Option<Value>,
         options: EvalOptions,
-    ) -> Result<Outcome, EvalError> {
-        self.evaluate_within(snapshot, path, input, options, self.timeout)
-    }
-
-    fn evaluate_within(
-        &self,
-        snapshot: &Snapshot,
-        path: &DataPath,
-        input: Option<Value>,
-        options: EvalOptions,
-        limit: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<Outcome, EvalError> {
         let options = EvalOptions {
-            time_limit: limit,
+            time_limit: self.left(deadline)?,
             ..options
         };
         snapshot
@@ -130,6 +144,14 @@ impl Evaluation {
                 true => self.over_time(),
                 false => err,
             })
+    }
+
+    /// The time left before `deadline`; the time-limit error once it passed.
+    fn left(&self, deadline: Option<Instant>) -> Result<Option<Duration>, EvalError> {
+        match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+            Some(left) if left.is_zero() => Err(self.over_time()),
+            left => Ok(left),
+        }
     }
 
     /// The error of a decision stopped by `--eval-timeout`.
@@ -151,5 +173,86 @@ fn internal(message: &str) -> EvalError {
         code: EvalErrorCode::Internal,
         message: message.to_string(),
         location: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Module, Sources};
+
+    /// `input.n` squared iterations.
+    fn snapshot() -> Arc<Snapshot> {
+        let sources = Sources {
+            modules: vec![Module {
+                id: "slow.rego".into(),
+                text: "package slow\nimport rego.v1\n\
+                       n := count([1 | some i in numbers.range(1, input.n); some j in numbers.range(1, input.n)])\n"
+                    .into(),
+            }],
+            ..Sources::default()
+        };
+        Arc::new(Snapshot::build(sources).unwrap())
+    }
+
+    fn input(n: u64) -> Option<Value> {
+        Some(Value::from_json_str(&format!(r#"{{"n": {n}}}"#)).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_slow_decision_is_answered_off_the_worker_without_a_limit() {
+        let metrics = Metrics::new();
+        let evaluation = Evaluation::new(None, &metrics);
+        let path = DataPath::parse("slow/n");
+        let answer = evaluation
+            .evaluate(&snapshot(), &path, input(600), EvalOptions::default())
+            .await;
+        assert_eq!(answer, Ok(Outcome::Defined(Value::from(360_000u64))));
+        assert_eq!(metrics.slow_decisions.get(), 1);
+        assert_eq!(metrics.timed_out_decisions.get(), 0);
+    }
+
+    /// A limit within the inline budget: the inline attempt is the whole
+    /// allowance, and nothing moves to the blocking pool.
+    #[tokio::test]
+    async fn a_limit_shorter_than_the_budget_stops_the_decision_inline() {
+        let metrics = Metrics::new();
+        let evaluation = Evaluation::new(Some(Duration::from_millis(2)), &metrics);
+        let path = DataPath::parse("slow/n");
+        let err = evaluation
+            .evaluate(&snapshot(), &path, input(100_000), EvalOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, EvalErrorCode::Cancel);
+        assert_eq!(
+            err.message,
+            "query evaluation exceeded its time limit of 2ms (--eval-timeout)"
+        );
+        assert_eq!(metrics.slow_decisions.get(), 0);
+        assert_eq!(metrics.timed_out_decisions.get(), 1);
+        // A quick one under the same limit is answered.
+        let answer = evaluation
+            .evaluate(&snapshot(), &path, input(3), EvalOptions::default())
+            .await;
+        assert_eq!(answer, Ok(Outcome::Defined(Value::from(9u64))));
+    }
+
+    /// A deadline already past: the error, without evaluating.
+    #[tokio::test]
+    async fn a_passed_deadline_is_the_time_limit_error() {
+        let metrics = Metrics::new();
+        let evaluation = Evaluation::new(Some(Duration::from_secs(1)), &metrics);
+        let past = Some(Instant::now() - Duration::from_millis(1));
+        let err = evaluation
+            .evaluate_by(
+                &snapshot(),
+                &DataPath::parse("slow/n"),
+                input(3),
+                EvalOptions::default(),
+                past,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, EvalErrorCode::Cancel);
     }
 }

@@ -96,7 +96,10 @@ fn read_tarball_within(bytes: &[u8], size_limit: u64, total: u64) -> Result<Vec<
         let name = clean_name(&raw_name)?;
         if entry.size() > size_limit {
             // OPA's words.
-            bail!("bundle file '{name}' exceeded max size ({size_limit} bytes)");
+            bail!(
+                "bundle file '{name}' size ({} bytes) exceeded max size ({size_limit} bytes)",
+                entry.size()
+            );
         }
         let mut bytes = Vec::new();
         if let Err(err) = entry.read_to_end(&mut bytes) {
@@ -274,7 +277,7 @@ mod tests {
         let err = read_tarball(&bytes, 1 << 20).unwrap_err().to_string();
         assert_eq!(
             err,
-            "bundle file 'data.json' exceeded max size (1048576 bytes)"
+            "bundle file 'data.json' size (67108864 bytes) exceeded max size (1048576 bytes)"
         );
         // Many files, each within the per-file limit: the bound on the whole.
         let small = vec![0u8; 1 << 20];

@@ -30,11 +30,9 @@ pub fn resolve_imports(id: &str, text: &str) -> Result<Option<String>> {
     }) else {
         return Ok(None);
     };
-    // alias -> target text, and the byte ranges of the import statements.
+    // alias -> target text.
     let mut aliases: Vec<(String, String)> = Vec::new();
-    let mut import_ranges: Vec<(u32, u32)> = Vec::new();
     for import in &module.imports {
-        import_ranges.push((import.span.start, import.span.end));
         let target = import.refr.span().text().to_string();
         if !target.starts_with("data.") && target != "data" {
             continue;
