@@ -1,14 +1,15 @@
-//! OPA's REST routes: the router, and the decision routes (`/v1/data`,
-//! `/v0/data`, `POST /`; batches in `batch.rs`). This is the request path:
-//! it reads the current snapshot (never waiting on a reload), looks the
-//! request up in the decision cache, parses the input, evaluates, and
-//! encodes the answer; with the decision log on, each decision is logged
-//! (`logged.rs`). Health, status, metrics and the write APIs are in
-//! `manage.rs`. Every failure is an [`ApiError`], mapped to HTTP in
-//! `error.rs`.
+//! OPA's REST routes: the shared state and the router. The decision routes
+//! (`/v1/data`, `/v0/data`, `POST /`), the request path proper, are in
+//! `data.rs`: it reads the current snapshot (never waiting on a reload),
+//! looks the request up in the decision cache, parses the input, evaluates
+//! (`offload.rs`), and encodes the answer; with the decision log on, each
+//! decision is logged (`logged.rs`). Batches are in `batch.rs`; health,
+//! status, metrics and the write APIs in `manage.rs`. Every failure is an
+//! [`ApiError`], mapped to HTTP in `error.rs`.
 
 pub mod batch;
 pub mod body;
+mod data;
 pub mod error;
 mod logged;
 mod manage;
@@ -16,7 +17,6 @@ pub mod offload;
 pub mod wire;
 pub mod yaml;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -29,14 +29,13 @@ use serde::Serialize;
 
 pub use body::Limits;
 pub use error::ApiError;
-use wire::{DataResponse, Params, Provenance};
+use wire::Params;
 
-use crate::cache::{DecisionCache, Key, RequestKind};
+use crate::cache::DecisionCache;
 use crate::decision_log::DecisionLog;
 use crate::metrics::Metrics;
 use crate::policy::store::PolicyStore;
-use crate::policy::{DataPath, EvalOptions, Outcome, Snapshot, SnapshotHandle};
-use logged::{Answer, Input, Logged};
+use crate::policy::{DataPath, SnapshotHandle};
 
 /// What every handler needs, cheap to clone: one per connection.
 #[derive(Clone)]
@@ -151,7 +150,9 @@ async fn route(
     if let Some(rest) = sub_path(&path, "/v1/data") {
         let data_path = data_path(raw_path, "/v1/data", rest)?;
         return match method {
-            Method::POST | Method::GET => v1_data(state, req, &data_path, &params, caller).await,
+            Method::POST | Method::GET => {
+                data::v1_data(state, req, &data_path, &params, caller).await
+            }
             // As OPA's router: `DELETE /v1/data/{path...}` only, so the bare
             // `/v1/data` has no DELETE (`/v1/data/` is the root, refused).
             Method::DELETE if rest.is_empty() => Err(allow("GET, POST, PUT, PATCH")),
@@ -183,13 +184,15 @@ async fn route(
     if let Some(rest) = sub_path(&path, "/v0/data") {
         let data_path = data_path(raw_path, "/v0/data", rest)?;
         return match method {
-            Method::POST => v0_data(state, req, &data_path, &params, caller).await,
+            Method::POST => data::v0_data(state, req, &data_path, &params, caller).await,
             _ => Err(allow("POST")),
         };
     }
     if path == "/" {
         return match method {
-            Method::POST => v0_data(state, req, &state.default_decision, &params, caller).await,
+            Method::POST => {
+                data::v0_data(state, req, &state.default_decision, &params, caller).await
+            }
             _ => Err(allow("POST")),
         };
     }
@@ -240,253 +243,6 @@ fn data_path(raw_path: &str, prefix: &str, decoded_rest: &str) -> Result<DataPat
 fn sub_path<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = path.strip_prefix(prefix)?;
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
-}
-
-fn malformed(context: &str, err: wire::MalformedInput) -> ApiError {
-    ApiError::BadRequest(format!("{context}{}", err.0))
-}
-
-/// `GET|POST /v1/data/{path}`: the document at `path`, wrapped in `result`.
-/// Cacheable decisions are looked up by their raw input bytes before any
-/// parsing; a miss stores the finished response (without a `decision_id`,
-/// which is added per answer when the decision log is on).
-async fn v1_data(
-    state: &AppState,
-    req: Request<Incoming>,
-    path: &DataPath,
-    params: &Params,
-    caller: Caller,
-) -> Result<HttpResponse, ApiError> {
-    let body = if req.method() == Method::POST {
-        Some(body::read_input(req, &state.limits, "").await?)
-    } else {
-        None
-    };
-    let snapshot = state.snapshots.load();
-    let logged = Logged {
-        state,
-        snapshot: &snapshot,
-        path,
-        caller,
-        input: match (&body, &params.input) {
-            (Some(body), _) => Input::Body(body),
-            (None, Some(text)) => Input::Raw(text),
-            (None, None) => Input::None,
-        },
-        batch: None,
-    };
-    let key = cache_key(state, &snapshot, path, params, body.as_deref());
-    if let Some(key) = &key {
-        if let Some(cached) = state.cache.get(key) {
-            state.metrics.cache_hits.inc();
-            let answer = match logged.write(Answer::Wrapped(&cached), None, None).await {
-                Some(id) => logged::with_decision_id(&cached, &id, params.pretty).into(),
-                None => cached,
-            };
-            return Ok(decision_response(answer, "hit"));
-        }
-        state.metrics.cache_misses.inc();
-    }
-
-    let parse_started = Instant::now();
-    let (input, missing_input) = match &body {
-        Some(body) => {
-            body::check_body_depth(body, &state.limits, "")?;
-            let input = wire::parse_data_request(body, &state.keys)
-                .map_err(|e| malformed("body contains malformed input document: ", e))?;
-            let missing = input.is_none();
-            (input, missing)
-        }
-        None => match &params.input {
-            Some(text) => {
-                let context = "parameter contains malformed input document: ";
-                body::check_depth(text, &state.limits, context)?;
-                let input = wire::parse_query_input(text, &state.keys)
-                    .map_err(|e| malformed(context, e))?;
-                (Some(input), false)
-            }
-            None => (None, false),
-        },
-    };
-    let parse_ns = parse_started.elapsed().as_nanos() as u64;
-
-    let eval_started = Instant::now();
-    let evaluated = state
-        .evaluation
-        .evaluate(&snapshot, path, input, eval_options(params))
-        .await;
-    let eval_ns = eval_started.elapsed().as_nanos() as u64;
-    // The timers, for `?metrics` and the decision log: built once, if asked.
-    let timers = (params.metrics || params.instrument || state.decision_log.enabled()).then(|| {
-        BTreeMap::from([
-            ("timer_rego_input_parse_ns", parse_ns),
-            ("timer_rego_query_eval_ns", eval_ns),
-            (
-                "timer_server_handler_ns",
-                caller.started.elapsed().as_nanos() as u64,
-            ),
-        ])
-    });
-    let outcome = match evaluated {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            logged
-                .write(Answer::None, Some(&err), timers.as_ref())
-                .await;
-            return Err(err.into());
-        }
-    };
-
-    let result = match &outcome {
-        Outcome::Defined(value) => Some(value),
-        Outcome::Undefined => None,
-    };
-    let response = DataResponse {
-        provenance: params.provenance.then(|| Provenance {
-            version: VERSION,
-            build_commit: BUILD_COMMIT,
-            build_timestamp: "",
-            build_hostname: "",
-            revision: snapshot.revision(),
-            bundles: snapshot
-                .bundle_revisions()
-                .iter()
-                .map(|(name, revision)| (name.as_str(), wire::BundleRevision { revision }))
-                .collect(),
-        }),
-        metrics: timers
-            .as_ref()
-            .filter(|_| params.metrics || params.instrument),
-        result,
-        warning: missing_input.then_some(wire::MISSING_INPUT),
-    };
-    let bytes = Bytes::from(wire::to_json(&response, params.pretty));
-    let status = match key {
-        Some(key) => {
-            state.cache.insert(key, &bytes);
-            "miss"
-        }
-        None => "bypass",
-    };
-    let answer = match logged
-        .write(Answer::Wrapped(&bytes), None, timers.as_ref())
-        .await
-    {
-        Some(id) => logged::with_decision_id(&bytes, &id, params.pretty).into(),
-        None => bytes,
-    };
-    Ok(decision_response(answer, status))
-}
-
-/// The cache key of a `/v1/data` request, or `None` when its answer must not
-/// come from (or go to) the cache.
-fn cache_key(
-    state: &AppState,
-    snapshot: &Snapshot,
-    path: &DataPath,
-    params: &Params,
-    body: Option<&[u8]>,
-) -> Option<Key> {
-    if !state.cache.enabled()
-        || params.metrics
-        || params.instrument
-        || params.provenance
-        || !snapshot.cacheable(path)
-    {
-        return None;
-    }
-    let flags = cache_flags(params);
-    let path = path.as_ref_str();
-    Some(match (body, &params.input) {
-        (Some(body), _) => Key::new(
-            snapshot.digest(),
-            RequestKind::DataPost,
-            flags,
-            path,
-            &[body],
-        ),
-        (None, Some(input)) => Key::new(
-            snapshot.digest(),
-            RequestKind::DataGet,
-            flags,
-            path,
-            &[input.as_bytes()],
-        ),
-        (None, None) => Key::new(snapshot.digest(), RequestKind::DataGet, flags, path, &[]),
-    })
-}
-
-/// The request options that change a decision's bytes.
-fn cache_flags(params: &Params) -> u8 {
-    u8::from(params.pretty) | (u8::from(params.strict_builtin_errors) << 1)
-}
-
-fn decision_response(body: Bytes, cache: &'static str) -> HttpResponse {
-    let mut response = json_response(body, true);
-    response
-        .headers_mut()
-        .insert(CACHE_HEADER, HeaderValue::from_static(cache));
-    response
-}
-
-/// `POST /v0/data/{path}` and `POST /`: the body is the input, the answer is
-/// the bare document, and undefined is a 404.
-async fn v0_data(
-    state: &AppState,
-    req: Request<Incoming>,
-    path: &DataPath,
-    params: &Params,
-    caller: Caller,
-) -> Result<HttpResponse, ApiError> {
-    let context = "unexpected parse error for input: ";
-    let body = body::read_input(req, &state.limits, context).await?;
-    body::check_body_depth(&body, &state.limits, context)?;
-    let input = wire::parse_raw_input(&body, &state.keys).map_err(|e| {
-        malformed(
-            "unexpected parse error for input: body contains malformed input document: ",
-            e,
-        )
-    })?;
-    let snapshot = state.snapshots.load();
-    let evaluated = state
-        .evaluation
-        .evaluate(&snapshot, path, Some(input), eval_options(params))
-        .await;
-    let logged = Logged {
-        state,
-        snapshot: &snapshot,
-        path,
-        caller,
-        input: std::str::from_utf8(&body).map_or(Input::None, Input::Raw),
-        batch: None,
-    };
-    match evaluated {
-        Ok(Outcome::Defined(value)) => {
-            let answer = wire::to_json(&value, params.pretty);
-            logged.write(Answer::Bare(&answer), None, None).await;
-            Ok(json_response(answer, false))
-        }
-        Ok(Outcome::Undefined) => {
-            logged.write(Answer::None, None, None).await;
-            let what = if snapshot.evaluator().rules().covers(path) {
-                "document undefined"
-            } else {
-                "document missing"
-            };
-            Err(ApiError::Undefined(format!("{what}: {path}")))
-        }
-        Err(err) => {
-            logged.write(Answer::None, Some(&err), None).await;
-            Err(err.into())
-        }
-    }
-}
-
-fn eval_options(params: &Params) -> EvalOptions {
-    EvalOptions {
-        strict_builtin_errors: params.strict_builtin_errors,
-        time_limit: None,
-    }
 }
 
 #[derive(Serialize)]

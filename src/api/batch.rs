@@ -23,10 +23,11 @@ use regorus::Value;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::data::{cache_flags, eval_options};
 use super::logged::{self, Answer, Input, Logged};
 use super::offload::INLINE_BUDGET;
 use super::wire::{self, DataResponse, Keys, Params};
-use super::{body, cache_flags, eval_options, ApiError, AppState, Caller};
+use super::{body, ApiError, AppState, Caller};
 use crate::cache::{Key, RequestKind};
 use crate::policy::{DataPath, EvalError, EvalOptions, Outcome, Snapshot};
 

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use regorus::{Engine, Value};
 
-use super::diagnostic::Diagnostic;
+mod error;
+pub use error::{EvalError, EvalErrorCode, Location};
+
 use super::fast::{FastFailure, FastPath};
 use super::path::DataPath;
 use super::resolve::resolve_imports;
@@ -45,122 +47,6 @@ pub struct EvalOptions {
     /// Wall-clock limit for one evaluation (none by default). Overrunning it
     /// is an [`EvalErrorCode::Cancel`] error.
     pub time_limit: Option<std::time::Duration>,
-}
-
-/// Where in a policy an error arose; serializes as OPA's `location`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Location {
-    pub file: String,
-    pub row: u32,
-    pub col: u32,
-}
-
-/// OPA's topdown error codes that Regent can produce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EvalErrorCode {
-    Conflict,
-    Type,
-    Builtin,
-    Internal,
-    /// The evaluation overran [`EvalOptions::time_limit`] (OPA's code for a
-    /// query stopped before it finished).
-    Cancel,
-}
-
-impl EvalErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EvalErrorCode::Conflict => "eval_conflict_error",
-            EvalErrorCode::Type => "eval_type_error",
-            EvalErrorCode::Builtin => "eval_builtin_error",
-            EvalErrorCode::Internal => "eval_internal_error",
-            EvalErrorCode::Cancel => "eval_cancel_error",
-        }
-    }
-}
-
-/// An error that stopped evaluation, in OPA's topdown terms.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EvalError {
-    pub code: EvalErrorCode,
-    pub message: String,
-    pub location: Option<Location>,
-}
-
-impl std::fmt::Display for EvalError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(loc) = &self.location {
-            write!(f, "{}:{}: ", loc.file, loc.row)?;
-        }
-        write!(f, "{}: {}", self.code.as_str(), self.message)
-    }
-}
-
-impl std::error::Error for EvalError {}
-
-impl EvalError {
-    /// The evaluation overran its time limit.
-    pub fn time_limit(limit: std::time::Duration) -> EvalError {
-        EvalError {
-            code: EvalErrorCode::Cancel,
-            message: format!("query evaluation exceeded its time limit of {limit:?}"),
-            location: None,
-        }
-    }
-
-    /// Whether this is the error of an overrun time limit.
-    pub fn is_time_limit(&self) -> bool {
-        self.code == EvalErrorCode::Cancel
-    }
-
-    /// Classifies a regorus error. regorus reports errors as text of the form
-    /// `--> file:row:col ... error: message`; the location and message are
-    /// taken from it and the code from its wording.
-    fn from_regorus(err: &anyhow::Error, time_limit: Option<std::time::Duration>) -> EvalError {
-        if let (Some(limit), Some(regorus::utils::limits::LimitError::TimeLimitExceeded { .. })) =
-            (time_limit, err.downcast_ref())
-        {
-            return EvalError::time_limit(limit);
-        }
-        let text = format!("{err:#}");
-        let Diagnostic {
-            location,
-            message: raw,
-        } = Diagnostic::from_text(&text);
-        // A built-in's own failure (not a type error), as OPA words it:
-        // `<name>: <error>`. regorus does not mark these but reports them at
-        // the argument of the failing call; `/` and `%` are OPA's `div` and
-        // `rem`, recognised by their messages first.
-        let builtin = match raw.as_str() {
-            "divide by zero" => Some("div".to_string()),
-            "modulo by zero" | "modulo on floating-point number" => Some("rem".to_string()),
-            _ => location
-                .as_ref()
-                .and_then(|at| super::diagnostic::called_at(&text, at))
-                .filter(|name| regorus::unstable::BUILTINS.contains_key(name.as_str())),
-        };
-        let (code, message) = if raw.contains("conflicts with") {
-            let message = if raw.contains("function") {
-                "functions must not produce multiple outputs for same inputs"
-            } else {
-                "complete rules must not produce multiple outputs"
-            };
-            (EvalErrorCode::Conflict, message.to_string())
-        } else if raw.contains(" expects ") || raw.contains("type mismatch") {
-            (EvalErrorCode::Type, raw)
-        } else if raw.starts_with('`') {
-            (EvalErrorCode::Builtin, raw)
-        } else if let Some(name) = builtin {
-            (EvalErrorCode::Builtin, format!("{name}: {raw}"))
-        } else {
-            (EvalErrorCode::Internal, raw)
-        };
-        EvalError {
-            code,
-            message,
-            location,
-        }
-    }
 }
 
 /// A time limit for the interpreter or a VM, checked every 64 units of work
