@@ -124,7 +124,7 @@ impl RunConfig {
         Ok(RunConfig {
             addrs: args.addrs,
             diagnostic_addrs: args.diagnostic_addrs,
-            ignore: crate::walk::Ignore::new(&args.ignore)?,
+            ignore: crate::walk::Ignore::new(&args.ignore),
             log_level: args.log_level,
             log_format: args.log_format,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_period),

@@ -19,12 +19,11 @@ pub struct Ignore {
 }
 
 impl Ignore {
-    pub fn new(globs: &[String]) -> Result<Ignore> {
-        let globs = globs
-            .iter()
-            .map(|g| glob_regex(g).map_err(|e| anyhow!("bad --ignore pattern `{g}`: {e}")))
-            .collect::<Result<_>>()?;
-        Ok(Ignore { globs })
+    /// As OPA, a malformed glob (`[a`) matches nothing.
+    pub fn new(globs: &[String]) -> Ignore {
+        Ignore {
+            globs: globs.iter().filter_map(|g| glob_regex(g).ok()).collect(),
+        }
     }
 
     pub fn skips(&self, name: &str) -> bool {
@@ -32,28 +31,45 @@ impl Ignore {
     }
 }
 
-/// Go's `filepath.Match` globs (`*`, `?`, `[...]`) as an anchored regex.
-pub fn glob_regex(glob: &str) -> Result<regex::Regex, regex::Error> {
+/// Go's `filepath.Match` globs as an anchored regex: `*` and `?` (not
+/// matching `/`), classes `[a-z]`, `[^a-z]`, and `\` escaping the next
+/// character. A malformed pattern (an unclosed or empty class, a trailing
+/// `\`) is an error, as Go's `ErrBadPattern`.
+pub fn glob_regex(glob: &str) -> Result<regex::Regex, String> {
+    let bad = || format!("malformed glob `{glob}`");
+    let literal = |c: char| regex::escape(&c.to_string());
     let mut re = String::from("^");
-    let mut in_class = false;
-    for c in glob.chars() {
+    let mut chars = glob.chars();
+    while let Some(c) = chars.next() {
         match c {
-            '*' if !in_class => re.push_str("[^/]*"),
-            '?' if !in_class => re.push_str("[^/]"),
-            '[' if !in_class => {
-                in_class = true;
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            '\\' => re.push_str(&literal(chars.next().ok_or_else(bad)?)),
+            '[' => {
                 re.push('[');
-            }
-            ']' if in_class => {
-                in_class = false;
+                let mut rest = chars.clone().peekable();
+                if rest.peek() == Some(&'^') {
+                    re.push('^');
+                    chars.next();
+                }
+                let mut members = 0;
+                loop {
+                    match chars.next().ok_or_else(bad)? {
+                        ']' if members > 0 => break,
+                        ']' => return Err(bad()),
+                        '-' if members > 0 => re.push('-'),
+                        '\\' => re.push_str(&literal(chars.next().ok_or_else(bad)?)),
+                        c => re.push_str(&literal(c)),
+                    }
+                    members += 1;
+                }
                 re.push(']');
             }
-            c if in_class => re.push(c),
-            c => re.push_str(&regex::escape(&c.to_string())),
+            c => re.push_str(&literal(c)),
         }
     }
     re.push('$');
-    regex::Regex::new(&re)
+    regex::Regex::new(&re).map_err(|e| format!("{}: {e}", bad()))
 }
 
 pub fn files(root: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
@@ -95,14 +111,17 @@ mod tests {
 
     #[test]
     fn ignore_globs_match_names_as_go_does() {
-        let ignore = Ignore::new(&["*.json".into(), "test_?".into(), "[ab]x".into()]).unwrap();
-        for name in [".hidden", "data.json", "test_1", "ax", "bx"] {
+        let globs = ["*.json", "test_?", "[ab]x", "[^a-y]z", r"lit\*", "[a"];
+        let ignore = Ignore::new(&globs.map(String::from));
+        for name in [".hidden", "data.json", "test_1", "ax", "bx", "zz", "lit*"] {
             assert!(ignore.skips(name), "{name}");
         }
-        for name in ["data.rego", "test_12", "cx", "json"] {
+        for name in ["data.rego", "test_12", "cx", "json", "az", "litx", "[a"] {
             assert!(!ignore.skips(name), "{name}");
         }
-        assert!(Ignore::new(&["[".into()]).is_err());
+        for bad in ["[", "[]", "x\\", "[a-"] {
+            assert!(glob_regex(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
