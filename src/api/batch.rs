@@ -285,7 +285,15 @@ async fn evaluate_all(
         let common = common.clone();
         let evaluation = evaluation.clone();
         let gone = Arc::clone(&gone.0);
-        let turn = evaluation.turn().await?;
+        // No turn by the deadline: the chunk still runs, and each of its
+        // items gets the time-limit error without being evaluated.
+        let turn = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), evaluation.turn())
+                .await
+                .ok()
+                .transpose()?,
+            None => Some(evaluation.turn().await?),
+        };
         tasks.push(tokio::task::spawn_blocking(move || {
             let _turn = turn;
             // A table of this chunk's own: its items share their keys.
