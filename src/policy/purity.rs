@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 use anyhow::Result;
-use regorus::unstable::{Lexer, TokenKind};
+use regorus::unstable::TokenKind;
 use regorus::Source;
 
 /// Built-ins whose results are not a function of input, data and policy
@@ -48,32 +48,22 @@ struct Mentions {
 
 fn scan(id: &str, text: &str) -> Result<Mentions> {
     let source = Source::from_contents(id.to_string(), text.to_string())?;
-    let mut lexer = Lexer::new(&source);
-    let mut tokens: Vec<(TokenKind, String)> = Vec::new();
-    loop {
-        let token = lexer.next_token()?;
-        if matches!(token.0, TokenKind::Eof) {
-            break;
-        }
-        let text = token.1.text().to_string();
-        tokens.push((token.0, text));
-    }
+    let tokens = super::resolve::tokens(&source)?;
+    let word = |i: usize| tokens[i].1.text();
     let mut mentions = Mentions::default();
     let mut i = 0;
     while i < tokens.len() {
-        let after_dot = i > 0 && tokens[i - 1].1 == ".";
+        let after_dot = i > 0 && word(i - 1) == ".";
         if !matches!(tokens[i].0, TokenKind::Ident) || after_dot {
             i += 1;
             continue;
         }
         // A dotted chain of identifiers: `a.b.c`.
-        let mut chain = vec![tokens[i].1.clone()];
+        let mut chain = vec![word(i).to_string()];
         let mut j = i + 1;
-        while j + 1 < tokens.len()
-            && tokens[j].1 == "."
-            && matches!(tokens[j + 1].0, TokenKind::Ident)
+        while j + 1 < tokens.len() && word(j) == "." && matches!(tokens[j + 1].0, TokenKind::Ident)
         {
-            chain.push(tokens[j + 1].1.clone());
+            chain.push(word(j + 1).to_string());
             j += 2;
         }
         let dotted = chain.join(".");
@@ -81,7 +71,7 @@ fn scan(id: &str, text: &str) -> Result<Mentions> {
             mentions.impure = true;
         }
         if chain[0] == "data" {
-            let next = tokens.get(j).map(|t| t.1.as_str());
+            let next = tokens.get(j).map(|t| t.1.text());
             if chain.len() == 1 || next == Some("[") {
                 // `data`, `data[x]`, `data.a[x]`: the static prefix is known
                 // only up to the bracket; `data.a[x]` stays within `data.a`.

@@ -14,8 +14,23 @@
 //! Line numbers do not change; columns after a rewritten alias shift right.
 
 use anyhow::Result;
-use regorus::unstable::{Lexer, Parser, TokenKind};
+use std::collections::HashSet;
+
+use regorus::unstable::{Lexer, Parser, Span, Token, TokenKind};
 use regorus::Source;
+
+/// Every token of `source`, in order (the end-of-file token left out).
+pub(super) fn tokens(source: &Source) -> Result<Vec<Token>> {
+    let mut lexer = Lexer::new(source);
+    let mut tokens = Vec::new();
+    loop {
+        let token = lexer.next_token()?;
+        if matches!(token.0, TokenKind::Eof) {
+            return Ok(tokens);
+        }
+        tokens.push(token);
+    }
+}
 
 /// Returns `text` with every reference through a `data` import made
 /// absolute, or `None` when there is nothing to rewrite (or the module does
@@ -57,48 +72,44 @@ pub fn resolve_imports(id: &str, text: &str) -> Result<Option<String>> {
         .iter()
         .map(|rule| (rule.span().start, rule.span().end))
         .collect();
-    let mut lexer = Lexer::new(&source);
-    let mut tokens: Vec<(TokenKind, u32, u32, String)> = Vec::new();
-    loop {
-        let token = lexer.next_token()?;
-        if matches!(token.0, TokenKind::Eof) {
-            break;
-        }
-        let span = &token.1;
-        tokens.push((token.0, span.start, span.end, span.text().to_string()));
-    }
+    let tokens = tokens(&source)?;
     let rule_of = |at: u32| rules.iter().position(|&(s, e)| at >= s && at < e);
-    // An alias occurrence: an identifier named like an alias, not a field
-    // (`x.utils`), inside a rule. `Some(true)` when it is a reference
-    // through the alias (`utils.x`, `utils[k]`).
-    let occurrence = |i: usize| -> Option<(usize, &str, bool)> {
-        let (kind, start, _, text) = &tokens[i];
-        if !matches!(kind, TokenKind::Ident) || (i > 0 && tokens[i - 1].3 == ".") {
-            return None;
-        }
-        let (_, target) = aliases.iter().find(|(a, _)| a == text)?;
-        let rule = rule_of(*start)?;
-        let next = tokens.get(i + 1).map(|t| t.3.as_str());
-        Some((rule, target.as_str(), matches!(next, Some(".") | Some("["))))
-    };
+    // Every alias occurrence: an identifier named like an alias, not a
+    // field (`x.utils`), inside a rule; with its rule, its target, and
+    // whether it is a reference through the alias (`utils.x`, `utils[k]`).
+    let occurrences: Vec<(&Span, usize, &str, bool)> = tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, Token(kind, span))| {
+            let after_dot = i > 0 && tokens[i - 1].1.text() == ".";
+            if !matches!(kind, TokenKind::Ident) || after_dot {
+                return None;
+            }
+            let (_, target) = aliases.iter().find(|(a, _)| a == span.text())?;
+            let rule = rule_of(span.start)?;
+            let next = tokens.get(i + 1).map(|t| t.1.text());
+            Some((
+                span,
+                rule,
+                target.as_str(),
+                matches!(next, Some(".") | Some("[")),
+            ))
+        })
+        .collect();
     // A rule where an alias's name also stands alone (`f(utils)`,
     // `some utils in xs`, `utils := 1`, `every utils in xs`) may declare a
     // local variable of that name, which shadows the import in OPA: such a
     // rule is left as written for that alias (regorus resolves it then).
-    let mut shadowed: std::collections::HashSet<(usize, &str)> = Default::default();
-    for i in 0..tokens.len() {
-        if let Some((rule, target, false)) = occurrence(i) {
-            shadowed.insert((rule, target));
-        }
-    }
-    let mut edits: Vec<(usize, usize, &str)> = Vec::new();
-    for (i, (_, start, end, _)) in tokens.iter().enumerate() {
-        if let Some((rule, target, true)) = occurrence(i) {
-            if !shadowed.contains(&(rule, target)) {
-                edits.push((*start as usize, *end as usize, target));
-            }
-        }
-    }
+    let shadowed: HashSet<(usize, &str)> = occurrences
+        .iter()
+        .filter(|&&(_, _, _, reference)| !reference)
+        .map(|&(_, rule, target, _)| (rule, target))
+        .collect();
+    let edits: Vec<(usize, usize, &str)> = occurrences
+        .iter()
+        .filter(|&&(_, rule, target, reference)| reference && !shadowed.contains(&(rule, target)))
+        .map(|&(span, _, target, _)| (span.start as usize, span.end as usize, target))
+        .collect();
     if edits.is_empty() {
         return Ok(None);
     }
