@@ -287,13 +287,7 @@ async fn evaluate_all(
         let gone = Arc::clone(&gone.0);
         // No turn by the deadline: the chunk still runs, and each of its
         // items gets the time-limit error without being evaluated.
-        let turn = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), evaluation.turn())
-                .await
-                .ok()
-                .transpose()?,
-            None => Some(evaluation.turn().await?),
-        };
+        let turn = evaluation.turn_by(deadline).await?;
         tasks.push(tokio::task::spawn_blocking(move || {
             let _turn = turn;
             // A table of this chunk's own: its items share their keys.
@@ -302,14 +296,9 @@ async fn evaluate_all(
                 .take_while(|_| !gone.load(Ordering::Relaxed))
                 .map(|(slot, raw)| {
                     let answer = item_input(common.as_ref(), &raw, &keys).and_then(|input| {
-                        let outcome = evaluation.evaluate_blocking(
-                            &snapshot,
-                            &path,
-                            Some(input),
-                            options,
-                            deadline,
-                        )?;
-                        Ok(outcome)
+                        evaluation
+                            .evaluate_blocking(&snapshot, &path, Some(input), options, deadline)
+                            .map_err(ApiError::from)
                     });
                     (slot, item_result(answer))
                 })

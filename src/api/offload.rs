@@ -96,13 +96,8 @@ impl Evaluation {
         if left.is_some_and(|t| t <= budget) {
             return Err(self.over_time());
         }
-        // The wait for a turn counts against the deadline: slow decisions
-        // do not pile up beyond it.
-        let turn = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), self.turn())
-                .await
-                .map_err(|_| self.over_time())??,
-            None => self.turn().await?,
+        let Some(turn) = self.turn_by(deadline).await? else {
+            return Err(self.over_time());
         };
         self.slow.inc();
         let this = self.clone();
@@ -116,16 +111,27 @@ impl Evaluation {
         .map_err(|err| internal(&format!("evaluation task failed: {err}")))?
     }
 
-    /// A turn on the blocking pool: held while evaluating there.
-    pub async fn turn(&self) -> Result<OwnedSemaphorePermit, EvalError> {
-        Arc::clone(&self.turns)
-            .acquire_owned()
-            .await
+    /// A turn on the blocking pool, held while evaluating there; `None` when
+    /// `deadline` passes first (the wait counts against it, so that slow
+    /// decisions do not pile up beyond it).
+    pub async fn turn_by(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<OwnedSemaphorePermit>, EvalError> {
+        let turn = Arc::clone(&self.turns).acquire_owned();
+        let turn = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), turn).await {
+                Ok(turn) => turn,
+                Err(_) => return Ok(None),
+            },
+            None => turn.await,
+        };
+        turn.map(Some)
             .map_err(|_| internal("no evaluation turns left"))
     }
 
     /// Evaluates a decision on a thread that may block (the blocking pool,
-    /// holding a [`Self::turn`]), answered by `deadline`.
+    /// holding a [`Self::turn_by`]), answered by `deadline`.
     pub fn evaluate_blocking(
         &self,
         snapshot: &Snapshot,

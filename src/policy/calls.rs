@@ -231,15 +231,7 @@ impl Pass for Calls<'_> {
         if let Expr::Call { fcn, params, .. } = expr {
             if let (name, true) = static_path(fcn) {
                 if !name.is_empty() && !self.defined(&name) {
-                    let span = start(fcn);
-                    self.found = Some((
-                        name.join("."),
-                        Location {
-                            file: span.source.get_path().clone(),
-                            row: span.line,
-                            col: span.col,
-                        },
-                    ));
+                    self.found = Some((name.join("."), Location::at(start(fcn))));
                     return;
                 }
             }

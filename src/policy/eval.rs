@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use regorus::{Engine, Value};
 
 mod error;
@@ -120,20 +120,10 @@ impl Evaluator {
             .map_err(|e| anyhow!("{}", format!("{e:#}").trim()))?;
         let rules = RuleIndex::build(&mut engine);
         if let Some((path, at)) = &rules.duplicate_default {
-            bail!(
-                "--> {}:{}:{}\nerror: multiple default rules {path} found",
-                at.file,
-                at.row,
-                at.col
-            );
+            return Err(at.compile_error(&format!("multiple default rules {path} found")));
         }
         if let Some((name, at)) = super::calls::first_undefined_call(&mut engine) {
-            bail!(
-                "--> {}:{}:{}\nerror: undefined function {name}",
-                at.file,
-                at.row,
-                at.col
-            );
+            return Err(at.compile_error(&format!("undefined function {name}")));
         }
         let entries = rules.fast_candidates();
         let (fast, rejected) = FastPath::build(&engine, &entries, &data);
@@ -252,12 +242,12 @@ impl Evaluator {
         if let Some(limit) = options.time_limit {
             engine.set_execution_timer_config(time_limit(limit));
         }
-        let answer = self.interpret(engine, path, input, options);
-        // regorus re-creates an error raised under a function call from its
-        // text, so a time limit that fires there is not recognisable as one,
-        // and it drops the error when another definition of the function
-        // succeeds. The timer fires only past the limit: an evaluation that
-        // ran past it is a time-limit error, whatever it returned.
+        let answer = self.interpret(engine, path, input);
+        // How a time limit is recognised: not by its error, which regorus
+        // re-creates from its text when it is raised under a function call,
+        // and drops when another definition of the function succeeds. The
+        // timer fires only past the limit: an evaluation that ran past it is
+        // a time-limit error, whatever it returned.
         match (options.time_limit, started) {
             (Some(limit), Some(started)) if started.elapsed() > limit => {
                 Err(EvalError::time_limit(limit))
@@ -271,17 +261,16 @@ impl Evaluator {
         mut engine: Engine,
         path: &DataPath,
         input: Option<Value>,
-        options: EvalOptions,
     ) -> Result<Outcome, EvalError> {
         engine.set_input(input.unwrap_or(Value::Undefined));
         let value = if self.rules.is_rule(path) {
             engine
                 .eval_rule(path.as_ref_str().to_string())
-                .map_err(|e| EvalError::from_regorus(&e, options.time_limit))?
+                .map_err(|e| EvalError::from_regorus(&e))?
         } else {
             let results = engine
                 .eval_query(path.as_ref_str().to_string(), false)
-                .map_err(|e| EvalError::from_regorus(&e, options.time_limit))?;
+                .map_err(|e| EvalError::from_regorus(&e))?;
             results
                 .result
                 .into_iter()

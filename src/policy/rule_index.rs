@@ -77,12 +77,7 @@ impl RuleIndex {
                 if let Rule::Default { span, .. } = rule.as_ref() {
                     let rendered = DataPath::from_segments(path.clone()).to_string();
                     if !defaults.insert(rendered.clone()) && index.duplicate_default.is_none() {
-                        let location = Location {
-                            file: span.source.get_path().clone(),
-                            row: span.line,
-                            col: span.col,
-                        };
-                        index.duplicate_default = Some((rendered, location));
+                        index.duplicate_default = Some((rendered, Location::at(span)));
                     }
                 }
                 if !is_function {

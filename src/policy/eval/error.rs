@@ -11,6 +11,28 @@ pub struct Location {
     pub col: u32,
 }
 
+impl Location {
+    /// Where `span` starts.
+    pub fn at(span: &regorus::unstable::Span) -> Location {
+        Location {
+            file: span.source.get_path().clone(),
+            row: span.line,
+            col: span.col,
+        }
+    }
+
+    /// A compile error at this location, in regorus's error text (what
+    /// [`Diagnostic`] reads back).
+    pub fn compile_error(&self, message: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "--> {}:{}:{}\nerror: {message}",
+            self.file,
+            self.row,
+            self.col
+        )
+    }
+}
+
 /// OPA's topdown error codes that Regent can produce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EvalErrorCode {
@@ -72,15 +94,7 @@ impl EvalError {
     /// Classifies a regorus error. regorus reports errors as text of the form
     /// `--> file:row:col ... error: message`; the location and message are
     /// taken from it and the code from its wording.
-    pub(super) fn from_regorus(
-        err: &anyhow::Error,
-        time_limit: Option<std::time::Duration>,
-    ) -> EvalError {
-        if let (Some(limit), Some(regorus::utils::limits::LimitError::TimeLimitExceeded { .. })) =
-            (time_limit, err.downcast_ref())
-        {
-            return EvalError::time_limit(limit);
-        }
+    pub(super) fn from_regorus(err: &anyhow::Error) -> EvalError {
         let text = format!("{err:#}");
         let Diagnostic {
             location,
