@@ -57,10 +57,12 @@ async fn main() {
         skip_verify: false,
         opa: Default::default(),
         default_decision: "system/main".into(),
+        auth: Default::default(),
+        tls: None,
     };
     let state =
         regent::run::start_background(&config, regent::run::prepare(&config).unwrap()).unwrap();
-    let server = regent::server::Server::bind(&config.addrs, state)
+    let server = regent::server::Server::bind(&config.addrs, state, None)
         .await
         .unwrap();
     let addr = server.local_addrs()[0];

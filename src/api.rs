@@ -4,9 +4,11 @@
 //! looks the request up in the decision cache, parses the input, evaluates
 //! (`offload.rs`), and encodes the answer; with the decision log on, each
 //! decision is logged (`logged.rs`). Batches are in `batch.rs`; health,
-//! status, metrics and the write APIs in `manage.rs`. Every failure is an
-//! [`ApiError`], mapped to HTTP in `error.rs`.
+//! status, metrics and the write APIs in `manage.rs`. Every request is first
+//! authorized when `--authorization=basic` asks for it (`authz.rs`). Every
+//! failure is an [`ApiError`], mapped to HTTP in `error.rs`.
 
+pub mod authz;
 pub mod batch;
 pub mod body;
 mod data;
@@ -18,10 +20,11 @@ pub mod wire;
 pub mod yaml;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE, VARY};
 use hyper::{Method, Request, Response, StatusCode};
@@ -58,6 +61,20 @@ pub struct AppState {
     pub decision_log: DecisionLog,
     /// Object keys seen in earlier inputs, reused when reading new ones.
     pub keys: wire::Keys,
+    /// `--authentication`, `--authorization`.
+    pub auth: authz::Auth,
+}
+
+/// A request body: as received, or already read by the authorizer.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// The connection a request came on.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The subject of the client's verified TLS certificate, as OPA's TLS
+    /// authentication names it (`CN=client,O=Example`).
+    pub identity: Option<Arc<str>>,
 }
 
 /// The response header that says whether a decision came from the cache:
@@ -66,7 +83,7 @@ pub struct AppState {
 /// reach a non-deterministic built-in).
 pub const CACHE_HEADER: &str = "x-regent-decision-cache";
 
-type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<Full<Bytes>>;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const BUILD_COMMIT: &str = match option_env!("REGENT_BUILD_COMMIT") {
@@ -75,15 +92,19 @@ const BUILD_COMMIT: &str = match option_env!("REGENT_BUILD_COMMIT") {
 };
 
 /// Answers one request. Never fails: errors become OPA-shaped responses.
-pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+pub async fn handle(state: &AppState, req: Request<Body>, peer: &Peer) -> HttpResponse {
     let started = Instant::now();
     let method = req.method().clone();
     let caller = Caller {
-        peer,
+        peer: peer.addr,
         req_id: state.decision_log.request_id(),
         started,
     };
-    let response = match route(state, req, caller).await {
+    let routed = async {
+        let req = authz::authorize(state, req, peer).await?;
+        route(state, req, caller).await
+    };
+    let response = match routed.await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     };
@@ -99,11 +120,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr) 
 /// Answers one request on a diagnostic listener (`--diagnostic-addr`): as
 /// OPA's diagnostic router, only `GET /health`, `GET /health/{name}` and
 /// `GET /metrics`; anything else is not found there.
-pub async fn handle_diagnostic(
-    state: &AppState,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-) -> HttpResponse {
+pub async fn handle_diagnostic(state: &AppState, req: Request<Body>, peer: &Peer) -> HttpResponse {
     let path = req.uri().path();
     if path == "/health" || path.starts_with("/health/") || path == "/metrics" {
         return handle(state, req, peer).await;
@@ -126,7 +143,7 @@ pub(crate) struct Caller {
 
 async fn route(
     state: &AppState,
-    req: Request<Incoming>,
+    req: Request<Body>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let raw_path = req.uri().path();

@@ -4,6 +4,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::authz::{Authentication, Authorization};
 use crate::logging::{LogFormat, LogLevel};
 
 #[derive(Debug, Parser)]
@@ -242,6 +243,56 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub diagnostic_addrs: Vec<String>,
+
+    /// How callers are identified: `token` (the bearer token of the
+    /// `Authorization` header) or `tls` (the subject of the client's
+    /// certificate, which HTTPS listeners then require).
+    #[arg(long, value_enum, default_value = "off", env = "REGENT_AUTHENTICATION")]
+    pub authentication: Authentication,
+
+    /// `basic`: every request must be allowed by the policy at
+    /// `default_authorization_decision` (`data.system.authz.allow`).
+    #[arg(long, value_enum, default_value = "off", env = "REGENT_AUTHORIZATION")]
+    pub authorization: Authorization,
+
+    /// TLS certificate (PEM, with its chain): addresses without a scheme
+    /// then serve HTTPS.
+    #[arg(long, value_name = "FILE", env = "REGENT_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+
+    /// The private key of `--tls-cert-file` (PEM).
+    #[arg(long, value_name = "FILE", env = "REGENT_TLS_PRIVATE_KEY_FILE")]
+    pub tls_private_key_file: Option<std::path::PathBuf>,
+
+    /// CA certificates (PEM) that client certificates must chain to, with
+    /// `--authentication=tls`.
+    #[arg(long, value_name = "FILE", env = "REGENT_TLS_CA_CERT_FILE")]
+    pub tls_ca_cert_file: Option<std::path::PathBuf>,
+
+    /// Read the TLS files again this often (`0s`: whenever they change).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "0s",
+        value_parser = parse_duration,
+        env = "REGENT_TLS_CERT_REFRESH_PERIOD"
+    )]
+    pub tls_cert_refresh_period: std::time::Duration,
+
+    /// Lowest TLS version accepted: 1.2 or 1.3 (1.0 and 1.1 are read as
+    /// 1.2, the oldest Regent serves).
+    #[arg(
+        long,
+        value_name = "VERSION",
+        default_value = "1.2",
+        env = "REGENT_MIN_TLS_VERSION"
+    )]
+    pub min_tls_version: String,
+
+    /// The TLS 1.2 cipher suites offered, by IANA name. Repeatable or
+    /// comma-separated.
+    #[arg(long, value_name = "SUITE", value_delimiter = ',')]
+    pub tls_cipher_suites: Vec<String>,
 
     /// Log level.
     #[arg(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use crate::api::authz::{Auth, Authentication, Authorization};
 use crate::api::Limits;
 use crate::bundle::configured::local_verification;
 use crate::bundle::signing::Verification;
@@ -14,6 +15,8 @@ use crate::cache::CacheConfig;
 use crate::cli::RunArgs;
 use crate::logging::{LogFormat, LogLevel};
 use crate::opa_config::{self, OpaConfig};
+use crate::policy::DataPath;
+use crate::tls::{MinVersion, TlsSettings};
 
 /// The deepest nesting the JSON parser itself supports.
 const PARSER_MAX_DEPTH: usize = 128;
@@ -48,6 +51,11 @@ pub struct RunConfig {
     pub opa: OpaConfig,
     /// The document `POST /` answers (`default_decision`).
     pub default_decision: String,
+    /// `--authentication`, and with `--authorization=basic` the decision
+    /// (`default_authorization_decision`) every request needs.
+    pub auth: Auth,
+    /// With `--tls-cert-file`: HTTPS for the listeners.
+    pub tls: Option<TlsSettings>,
 }
 
 impl RunConfig {
@@ -121,6 +129,16 @@ impl RunConfig {
             .unwrap_or(0);
         let cache_enabled = !args.disable_decision_cache && file_cache.enabled.unwrap_or(true);
         let default_decision = opa.default_decision_path().to_string();
+        let auth = Auth {
+            authentication: args.authentication,
+            decision: (args.authorization == Authorization::Basic)
+                .then(|| DataPath::parse(opa.default_authorization_decision_path())),
+        };
+        if args.authentication == Authentication::Token && auth.decision.is_none() {
+            // OPA's words, logged as an error too.
+            tracing::error!("Token authentication enabled without authorization. Authentication will be ineffective.");
+        }
+        let tls = tls_settings(&args)?;
         Ok(RunConfig {
             addrs: args.addrs,
             diagnostic_addrs: args.diagnostic_addrs,
@@ -149,8 +167,47 @@ impl RunConfig {
             skip_verify: args.skip_verify,
             opa,
             default_decision,
+            auth,
+            tls,
         })
     }
+}
+
+/// The TLS settings of `args`, when a certificate is given.
+fn tls_settings(args: &RunArgs) -> Result<Option<TlsSettings>> {
+    let (min_version, too_old) = MinVersion::parse(&args.min_tls_version)?;
+    let cipher_suites = if args.tls_cipher_suites.is_empty() {
+        None
+    } else {
+        Some(crate::tls::cipher_suites(&args.tls_cipher_suites)?)
+    };
+    let (cert_file, key_file) = match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        (None, None) => {
+            if let Some(ca) = &args.tls_ca_cert_file {
+                // Checked as OPA checks it, though without a certificate
+                // nothing serves TLS.
+                TlsSettings::check_ca_file(ca)?;
+            }
+            return Ok(None);
+        }
+        _ => bail!("--tls-cert-file and --tls-private-key-file must be specified together"),
+    };
+    if too_old {
+        tracing::warn!(
+            min_tls_version = %args.min_tls_version,
+            "Regent serves TLS 1.2 and 1.3 only: clients limited to older versions cannot connect"
+        );
+    }
+    Ok(Some(TlsSettings {
+        cert_file,
+        key_file,
+        ca_file: args.tls_ca_cert_file.clone(),
+        client_auth: args.authentication == Authentication::Tls,
+        min_version,
+        cipher_suites,
+        refresh: Some(args.tls_cert_refresh_period).filter(|p| !p.is_zero()),
+    }))
 }
 
 #[cfg(test)]
@@ -159,7 +216,9 @@ mod tests {
     use clap::Parser;
 
     use super::RunConfig;
+    use crate::api::authz::Authentication;
     use crate::cli::{Cli, Command};
+    use crate::policy::DataPath;
 
     fn run_config(args: &[&str]) -> anyhow::Result<RunConfig> {
         let mut argv = vec!["regent", "run", "--server"];
@@ -168,6 +227,33 @@ mod tests {
             panic!("not a run command");
         };
         RunConfig::from_args(*args)
+    }
+
+    #[test]
+    fn tls_and_auth_flags_are_checked_as_opa_checks_them() {
+        let message = |args: &[&str]| run_config(args).unwrap_err().to_string();
+        assert_eq!(
+            message(&["--tls-cert-file=cert.pem"]),
+            "--tls-cert-file and --tls-private-key-file must be specified together"
+        );
+        assert!(message(&["--min-tls-version=1.4"]).contains("must be one of {1.0,1.1,1.2,1.3}"));
+        assert!(message(&["--tls-cipher-suites=TLS_RSA_WITH_RC4_128_SHA"])
+            .contains("not a suite Regent serves"));
+        assert!(message(&["--tls-cipher-suites=TLS_AES_128_GCM_SHA256"]).contains("TLS 1.3"));
+        assert!(message(&["--tls-ca-cert-file=/no/such/ca.pem"]).starts_with("read CA cert file:"));
+        run_config(&["--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]).unwrap();
+        assert!(Cli::try_parse_from(["regent", "run", "--authentication=magic"]).is_err());
+
+        let c = run_config(&["--authorization=basic", "--authentication=token"]).unwrap();
+        assert_eq!(c.auth.decision, Some(DataPath::parse("system/authz/allow")));
+        assert_eq!(c.auth.authentication, Authentication::Token);
+        let c = run_config(&[
+            "--authorization=basic",
+            "--set=default_authorization_decision=/acl/allow",
+        ])
+        .unwrap();
+        assert_eq!(c.auth.decision, Some(DataPath::parse("acl/allow")));
+        assert_eq!(run_config(&[]).unwrap().auth.decision, None);
     }
 
     #[test]

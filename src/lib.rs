@@ -5,7 +5,8 @@
 //! - [`bundle`]: OPA bundles: format, signatures, `regent build`, polling.
 //! - [`cache`]: the decision cache; [`metrics`]: Prometheus metrics;
 //!   [`decision_log`]: OPA's console decision log.
-//! - [`server`]: listeners, connections, graceful shutdown.
+//! - [`server`]: listeners, connections, graceful shutdown; [`tls`]: HTTPS
+//!   and client certificates for the listeners.
 //! - [`cli`], [`config`], [`logging`]: the command line and its checked form.
 //! - [`run`]: the `regent run` command, tying them together.
 //! - [`walk`]: directory walks shared by policy and bundle loading.
@@ -26,4 +27,5 @@ pub mod rego_test;
 pub mod run;
 pub mod server;
 pub mod testgen;
+pub mod tls;
 pub mod walk;

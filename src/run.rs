@@ -21,6 +21,7 @@ use crate::policy::store::PolicyStore;
 use crate::policy::watch;
 use crate::policy::{DataPath, Snapshot, Sources};
 use crate::server::Server;
+use crate::tls::ServerTls;
 use crate::walk::Ignore;
 
 /// Reads the configured sources (or the embedded default set).
@@ -59,6 +60,7 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
         ),
         labels,
         keys: crate::api::wire::Keys::default(),
+        auth: config.auth.clone(),
     })
 }
 
@@ -171,7 +173,15 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     let modules = snapshot.modules().len();
     let revision = snapshot.revision().to_string();
     let decision_log = state.decision_log.clone();
-    let server = Server::bind(&config.addrs, state)
+    let tls = match &config.tls {
+        Some(settings) => {
+            let tls = ServerTls::load(settings.clone())?;
+            tls.spawn_reloader()?;
+            Some(tls)
+        }
+        None => None,
+    };
+    let server = Server::bind(&config.addrs, state, tls)
         .await?
         .with_diagnostic(&config.diagnostic_addrs)
         .await?;

@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use regorus::Value;
@@ -27,7 +26,7 @@ use super::data::{cache_flags, eval_options};
 use super::logged::{self, Answer, Input, Logged};
 use super::offload::INLINE_BUDGET;
 use super::wire::{self, DataResponse, Keys, Params};
-use super::{body, ApiError, AppState, Caller};
+use super::{body, ApiError, AppState, Body, Caller};
 use crate::cache::{Key, RequestKind};
 use crate::policy::{DataPath, EvalError, EvalOptions, Outcome, Snapshot};
 
@@ -51,7 +50,7 @@ type ItemResult = (StatusCode, Bytes, Option<EvalError>);
 
 pub(crate) async fn handle(
     state: &AppState,
-    req: Request<Incoming>,
+    req: Request<Body>,
     path: &DataPath,
     params: &Params,
     caller: Caller,

@@ -8,13 +8,13 @@ use std::io::Read;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 
 use super::error::ApiError;
 use super::wire::json_depth_exceeds;
 use super::yaml::{self, YamlError};
+use super::Body;
 
 /// Request body limits (see `--max-request-body-bytes` and friends).
 #[derive(Clone, Copy, Debug)]
@@ -39,14 +39,18 @@ impl Default for Limits {
 
 const TOO_LARGE: &str = "request body too large";
 
+/// A decision body the authorizer already read (`--authorization=basic`),
+/// decompressed and converted as [`read_input`] returns it.
+#[derive(Clone)]
+pub(super) struct AlreadyRead(pub Bytes);
+
 /// Reads the whole body of `req`, decompressing it when it is gzip-encoded.
 /// The JSON depth is checked separately, by [`check_body_depth`].
 /// `context` prefixes decompression errors as OPA does for the endpoint.
-pub async fn read(
-    req: Request<Incoming>,
-    limits: &Limits,
-    context: &str,
-) -> Result<Bytes, ApiError> {
+pub async fn read(req: Request<Body>, limits: &Limits, context: &str) -> Result<Bytes, ApiError> {
+    if let Some(AlreadyRead(body)) = req.extensions().get() {
+        return Ok(body.clone());
+    }
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -87,10 +91,13 @@ pub async fn read(
 /// the decompressed-size and depth limits (see [`super::yaml`]), on the
 /// blocking pool.
 pub async fn read_input(
-    req: Request<Incoming>,
+    req: Request<Body>,
     limits: &Limits,
     context: &str,
 ) -> Result<Bytes, ApiError> {
+    if let Some(AlreadyRead(body)) = req.extensions().get() {
+        return Ok(body.clone());
+    }
     let yaml = req
         .headers()
         .get(CONTENT_TYPE)

@@ -7,15 +7,14 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
-use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request};
 
 use super::logged::{self, Answer, Input, Logged};
 use super::wire::{self, DataResponse, Params, Provenance};
 use super::{
-    body, json_response, ApiError, AppState, Caller, HttpResponse, BUILD_COMMIT, CACHE_HEADER,
-    VERSION,
+    body, json_response, ApiError, AppState, Body, Caller, HttpResponse, BUILD_COMMIT,
+    CACHE_HEADER, VERSION,
 };
 use crate::cache::{Key, RequestKind};
 use crate::policy::{DataPath, EvalOptions, Outcome, Snapshot};
@@ -30,7 +29,7 @@ fn malformed(context: &str, err: wire::MalformedInput) -> ApiError {
 /// which is added per answer when the decision log is on).
 pub(super) async fn v1_data(
     state: &AppState,
-    req: Request<Incoming>,
+    req: Request<Body>,
     path: &DataPath,
     params: &Params,
     caller: Caller,
@@ -211,7 +210,7 @@ fn decision_response(body: Bytes, cache: &'static str) -> HttpResponse {
 /// the bare document, and undefined is a 404.
 pub(super) async fn v0_data(
     state: &AppState,
-    req: Request<Incoming>,
+    req: Request<Body>,
     path: &DataPath,
     params: &Params,
     caller: Caller,

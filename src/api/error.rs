@@ -35,8 +35,11 @@ pub enum ApiError {
     /// (`invalid_parameter` for a write, `invalid_operation` for a delete);
     /// each error has its own (`rego_parse_error`, `rego_compile_error`).
     Compile(&'static str, Vec<(&'static str, Diagnostic)>),
-    /// 500 `internal_error`: a task serving the request failed.
+    /// 500 `internal_error`: a task serving the request failed, or the
+    /// authorization policy gave no decision.
     Internal(String),
+    /// 401 `unauthorized`: the authorization policy refused the request.
+    Unauthorized(String),
 }
 
 /// OPA's message for a policy write that does not compile.
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Eval(_) | ApiError::Unhealthy(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Undefined(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -119,6 +123,7 @@ impl ApiError {
                 error_body("invalid_parameter", m, vec![], pretty)
             }
             ApiError::Internal(m) => error_body("internal_error", m, vec![], pretty),
+            ApiError::Unauthorized(m) => error_body("unauthorized", m, vec![], pretty),
             ApiError::Compile(code, errors) => {
                 let details = errors
                     .iter()

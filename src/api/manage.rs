@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use regorus::Value;
 use serde::Serialize;
 
 use super::wire::{self, Params};
-use super::{body, json_response, ApiError, AppState, HttpResponse, ResultBody};
+use super::{body, json_response, ApiError, AppState, Body, HttpResponse, ResultBody};
 use crate::policy::data_write::{DataWrite, DataWriteError};
 use crate::policy::store::WriteError;
 use crate::policy::{DataPath, EvalOptions, Outcome};
@@ -205,7 +204,7 @@ pub(super) fn get_policy(
 /// `PUT`/`PATCH`/`DELETE /v1/data/{path}`: 204 on success, as OPA.
 pub(super) async fn data_write(
     state: &AppState,
-    req: Request<Incoming>,
+    req: Request<Body>,
     path: DataPath,
 ) -> Result<HttpResponse, ApiError> {
     let method = req.method().clone();
@@ -259,7 +258,7 @@ fn empty_response(status: StatusCode) -> HttpResponse {
 /// changes and the answer is 400 with the errors.
 pub(super) async fn put_policy(
     state: &AppState,
-    req: Request<Incoming>,
+    req: Request<Body>,
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
     let body = body::read(req, &state.limits, "").await?;

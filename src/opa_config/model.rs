@@ -32,7 +32,8 @@ pub struct OpaConfig {
     pub labels: BTreeMap<String, String>,
     /// `/system/main` or `system/main`; see [`OpaConfig::default_decision_path`].
     pub default_decision: Option<String>,
-    /// Accepted for compatibility, unused.
+    /// The decision `--authorization=basic` asks; see
+    /// [`OpaConfig::default_authorization_decision_path`].
     pub default_authorization_decision: Option<String>,
     /// `None`: no `decision_logs` section, no decision logging (as OPA,
     /// which starts the plugin only when the section is present).
@@ -54,6 +55,16 @@ impl OpaConfig {
     /// by default.
     pub fn default_decision_path(&self) -> &str {
         let path = self.default_decision.as_deref().unwrap_or("/system/main");
+        path.trim_start_matches('/')
+    }
+
+    /// The decision that admits requests with `--authorization=basic`,
+    /// without a leading `/`: `system/authz/allow` by default.
+    pub fn default_authorization_decision_path(&self) -> &str {
+        let path = self
+            .default_authorization_decision
+            .as_deref()
+            .unwrap_or("/system/authz/allow");
         path.trim_start_matches('/')
     }
 }

@@ -94,7 +94,7 @@ pub fn spawn(
 /// counting them would make each reload start the next); nor do metadata
 /// changes (OPA's watcher ignores `chmod` too). Writes, creations, removals
 /// and renames do; so does anything notify cannot classify.
-fn is_change(kind: &EventKind) -> bool {
+pub(crate) fn is_change(kind: &EventKind) -> bool {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,

@@ -63,7 +63,7 @@ fn the_generated_suite_passes_in_full() {
 async fn default_server() -> std::net::SocketAddr {
     let config = crate::support::config(Vec::new(), regent::api::Limits::default());
     let state = regent::run::prepare(&config).unwrap().state;
-    let server = regent::server::Server::bind(&config.addrs, state)
+    let server = regent::server::Server::bind(&config.addrs, state, None)
         .await
         .unwrap();
     let addr = server.local_addrs()[0];

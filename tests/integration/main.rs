@@ -18,6 +18,7 @@ mod health_policies;
 mod log_service;
 mod policy_writes;
 mod process;
+mod security;
 mod slow_decisions;
 mod support;
 mod watch;

@@ -50,6 +50,8 @@ pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
         skip_verify: false,
         opa: Default::default(),
         default_decision: "system/main".into(),
+        auth: Default::default(),
+        tls: None,
     }
 }
 
@@ -96,7 +98,14 @@ impl TestServer {
     async fn launch(dir: tempfile::TempDir, config: RunConfig) -> TestServer {
         let prepared = regent::run::prepare(&config).unwrap();
         let state = regent::run::start_background(&config, prepared).unwrap();
-        let server = Server::bind(&config.addrs, state).await.unwrap();
+        let tls = config
+            .tls
+            .clone()
+            .map(|settings| regent::tls::ServerTls::load(settings).unwrap());
+        if let Some(tls) = &tls {
+            tls.spawn_reloader().unwrap();
+        }
+        let server = Server::bind(&config.addrs, state, tls).await.unwrap();
         let addr = server.local_addrs()[0];
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(
@@ -155,11 +164,17 @@ pub struct Conn {
 impl Conn {
     pub async fn open(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
+        Conn::over(stream).await.unwrap()
+    }
+
+    /// A connection over `io` (a TLS stream, say).
+    pub async fn over<I>(io: I) -> hyper::Result<Conn>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         tokio::spawn(conn);
-        Conn { sender }
+        Ok(Conn { sender })
     }
 
     pub async fn send(
@@ -169,6 +184,17 @@ impl Conn {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Reply {
+        self.try_send(method, path, headers, body).await.unwrap()
+    }
+
+    /// [`Conn::send`], with the connection's failure as an error.
+    pub async fn try_send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> hyper::Result<Reply> {
         let mut builder = Request::builder()
             .method(method)
             .uri(path)
@@ -177,16 +203,16 @@ impl Conn {
             builder = builder.header(*k, *v);
         }
         let req = builder.body(Full::new(body)).unwrap();
-        self.sender.ready().await.unwrap();
-        let resp = self.sender.send_request(req).await.unwrap();
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        Reply {
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok(Reply {
             status,
             headers,
             body: String::from_utf8(bytes.to_vec()).unwrap(),
-        }
+        })
     }
 }
 
