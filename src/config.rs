@@ -59,6 +59,20 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// Logs what is odd but allowed in the configuration (once logging is
+    /// set up).
+    pub fn log_warnings(&self) {
+        if self.auth.authentication == Authentication::Token && self.auth.decision.is_none() {
+            // OPA's words, at OPA's level.
+            tracing::error!("Token authentication enabled without authorization. Authentication will be ineffective.");
+        }
+        if self.tls.as_ref().is_some_and(|t| t.older_version_asked) {
+            tracing::warn!(
+                "--min-tls-version: Regent serves TLS 1.2 and 1.3 only, so clients limited to older versions cannot connect"
+            );
+        }
+    }
+
     /// Whether the embedded default policies are served: only when no path
     /// and no bundle is given (a bundle brings its own policies).
     pub fn serves_default_policies(&self) -> bool {
@@ -134,10 +148,6 @@ impl RunConfig {
             decision: (args.authorization == Authorization::Basic)
                 .then(|| DataPath::parse(opa.default_authorization_decision_path())),
         };
-        if args.authentication == Authentication::Token && auth.decision.is_none() {
-            // OPA's words, logged as an error too.
-            tracing::error!("Token authentication enabled without authorization. Authentication will be ineffective.");
-        }
         let tls = tls_settings(&args)?;
         Ok(RunConfig {
             addrs: args.addrs,
@@ -193,18 +203,13 @@ fn tls_settings(args: &RunArgs) -> Result<Option<TlsSettings>> {
         }
         _ => bail!("--tls-cert-file and --tls-private-key-file must be specified together"),
     };
-    if too_old {
-        tracing::warn!(
-            min_tls_version = %args.min_tls_version,
-            "Regent serves TLS 1.2 and 1.3 only: clients limited to older versions cannot connect"
-        );
-    }
     Ok(Some(TlsSettings {
         cert_file,
         key_file,
         ca_file: args.tls_ca_cert_file.clone(),
         client_auth: args.authentication == Authentication::Tls,
         min_version,
+        older_version_asked: too_old,
         cipher_suites,
         refresh: Some(args.tls_cert_refresh_period).filter(|p| !p.is_zero()),
     }))

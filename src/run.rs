@@ -168,6 +168,7 @@ pub fn start_background(config: &RunConfig, prepared: Prepared) -> Result<AppSta
 
 /// Runs the server until `shutdown` completes.
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    config.log_warnings();
     let state = start_background(&config, prepare(&config)?)?;
     let snapshot = state.snapshots.load();
     let modules = snapshot.modules().len();

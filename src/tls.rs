@@ -56,6 +56,8 @@ pub struct TlsSettings {
     /// chains to the CA file (or, without one, to the system's roots).
     pub client_auth: bool,
     pub min_version: MinVersion,
+    /// `--min-tls-version` asked for 1.0 or 1.1, which rustls does not serve.
+    pub older_version_asked: bool,
     /// `--tls-cipher-suites`: the TLS 1.2 suites offered (TLS 1.3 suites are
     /// not configurable, as in Go); `None`: rustls's defaults.
     pub cipher_suites: Option<Vec<SupportedCipherSuite>>,

@@ -283,6 +283,7 @@ fn tls_settings(cert: PathBuf, key: PathBuf) -> TlsSettings {
         ca_file: None,
         client_auth: false,
         min_version: MinVersion::Tls12,
+        older_version_asked: false,
         cipher_suites: None,
         refresh: None,
     }
