@@ -59,6 +59,7 @@ async fn main() {
         default_decision: "system/main".into(),
         auth: Default::default(),
         tls: None,
+        unix_socket_perm: 0o755,
     };
     let state =
         regent::run::start_background(&config, regent::run::prepare(&config).unwrap()).unwrap();

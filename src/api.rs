@@ -71,7 +71,8 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 /// The connection a request came on.
 #[derive(Clone, Debug)]
 pub struct Peer {
-    pub addr: SocketAddr,
+    /// The client's address (none over a unix socket).
+    pub addr: Option<SocketAddr>,
     /// The subject of the client's verified TLS certificate, as OPA's TLS
     /// authentication names it (`CN=client,O=Example`).
     pub identity: Option<Arc<str>>,
@@ -135,7 +136,7 @@ pub async fn handle_diagnostic(state: &AppState, req: Request<Body>, peer: &Peer
 /// Who asked and when: what the decision log and `?metrics` need.
 #[derive(Clone, Copy)]
 pub(crate) struct Caller {
-    pub peer: SocketAddr,
+    pub peer: Option<SocketAddr>,
     /// OPA's `req_id` (0 without the decision log).
     pub req_id: u64,
     pub started: Instant,

@@ -294,6 +294,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "SUITE", value_delimiter = ',')]
     pub tls_cipher_suites: Vec<String>,
 
+    /// Mode of the socket file of a `unix://PATH` address (octal).
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "755",
+        env = "REGENT_UNIX_SOCKET_PERM"
+    )]
+    pub unix_socket_perm: String,
+
     /// Log level.
     #[arg(
         short = 'l',

@@ -56,6 +56,8 @@ pub struct RunConfig {
     pub auth: Auth,
     /// With `--tls-cert-file`: HTTPS for the listeners.
     pub tls: Option<TlsSettings>,
+    /// `--unix-socket-perm`: the mode of `unix://` socket files.
+    pub unix_socket_perm: u32,
 }
 
 impl RunConfig {
@@ -149,6 +151,7 @@ impl RunConfig {
                 .then(|| DataPath::parse(opa.default_authorization_decision_path())),
         };
         let tls = tls_settings(&args)?;
+        let unix_socket_perm = crate::server::unix_socket_perm(&args.unix_socket_perm)?;
         Ok(RunConfig {
             addrs: args.addrs,
             diagnostic_addrs: args.diagnostic_addrs,
@@ -179,6 +182,7 @@ impl RunConfig {
             default_decision,
             auth,
             tls,
+            unix_socket_perm,
         })
     }
 }

@@ -198,10 +198,10 @@ impl<'a> Fields<'a> {
             input: record.input.and_then(sorted),
             result: record.result.and_then(raw),
             error: record.error.map(error_info),
+            // A unix socket's client has no address; Go shows it as `@`.
             requested_by: record
                 .requested_by
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
+                .map_or_else(|| "@".to_string(), |a| a.to_string()),
             now,
             timestamp: rfc3339_nano(now),
         }

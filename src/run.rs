@@ -182,15 +182,12 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         }
         None => None,
     };
-    let server = Server::bind(&config.addrs, state, tls)
+    let server = Server::bind_with(&config.addrs, state, tls, config.unix_socket_perm)
         .await?
         .with_diagnostic(&config.diagnostic_addrs)
         .await?;
-    let strings = |addrs: Vec<std::net::SocketAddr>| -> Vec<String> {
-        addrs.iter().map(ToString::to_string).collect()
-    };
-    let addrs = strings(server.local_addrs());
-    let diagnostic_addrs = strings(server.diagnostic_addrs());
+    let addrs = server.shown_addrs();
+    let diagnostic_addrs = server.shown_diagnostic_addrs();
     tracing::info!(addrs = ?addrs, diagnostic_addrs = ?diagnostic_addrs, modules, revision = %revision, "Initializing server.");
     let wait = config.shutdown_wait;
     let shutdown = async move {

@@ -1,15 +1,20 @@
 //! The accept loop: binds the listeners, serves HTTP/1.1 with keep-alive on
 //! every connection (over TLS on an `https` listener, `crate::tls`), and on
 //! shutdown stops accepting, lets in-flight requests finish within the grace
-//! period, and reports whether they all did. A listener serves the whole
-//! API, or only the diagnostic routes (`--diagnostic-addr`).
+//! period, and reports whether they all did. A listener (`listener.rs`: TCP
+//! or unix socket) serves the whole API, or only the diagnostic routes
+//! (`--diagnostic-addr`).
+
+mod listener;
+
+pub use listener::unix_socket_perm;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -17,11 +22,11 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::api::{self, AppState, Peer};
 use crate::tls::ServerTls;
+use listener::{Listener, Stream};
 
 /// Bound listeners and the state they serve; nothing is accepted until [`Server::serve`].
 pub struct Server {
@@ -29,14 +34,12 @@ pub struct Server {
     state: Arc<AppState>,
     /// With `--tls-cert-file`: what `https` listeners serve.
     tls: Option<Arc<ServerTls>>,
+    /// The mode of unix socket files (`--unix-socket-perm`).
+    unix_perm: u32,
 }
 
-struct Listener {
-    socket: TcpListener,
-    serves: Serves,
-    /// Whether connections are TLS.
-    https: bool,
-}
+/// OPA's default `--unix-socket-perm`.
+pub const DEFAULT_UNIX_SOCKET_PERM: u32 = 0o755;
 
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,16 +56,28 @@ enum Serves {
 impl Server {
     /// Binds every address. An address is `[scheme://]host:port`; an empty
     /// host (`:8181`) means all interfaces, as in OPA. Without a scheme, a
-    /// listener is `https` when `tls` is given, `http` otherwise.
+    /// listener is `https` when `tls` is given, `http` otherwise;
+    /// `unix://PATH` is a unix socket.
     pub async fn bind<S: AsRef<str>>(
         addrs: &[S],
         state: AppState,
         tls: Option<Arc<ServerTls>>,
     ) -> Result<Server> {
+        Server::bind_with(addrs, state, tls, DEFAULT_UNIX_SOCKET_PERM).await
+    }
+
+    /// [`Server::bind`], with unix socket files made with mode `unix_perm`.
+    pub async fn bind_with<S: AsRef<str>>(
+        addrs: &[S],
+        state: AppState,
+        tls: Option<Arc<ServerTls>>,
+        unix_perm: u32,
+    ) -> Result<Server> {
         let mut server = Server {
             listeners: Vec::new(),
             state: Arc::new(state),
             tls,
+            unix_perm,
         };
         server.listen(addrs, Serves::Api).await?;
         Ok(server)
@@ -77,36 +92,39 @@ impl Server {
 
     async fn listen<S: AsRef<str>>(&mut self, addrs: &[S], serves: Serves) -> Result<()> {
         for addr in addrs {
-            let addr = addr.as_ref();
-            let (https, host) = scheme(addr, self.tls.is_some())?;
-            let socket = resolve(host).await?;
-            let socket = TcpListener::bind(socket)
-                .await
-                .with_context(|| format!("cannot listen on `{addr}`"))?;
-            self.listeners.push(Listener {
-                socket,
-                serves,
-                https,
-            });
+            let listener =
+                Listener::bind(addr.as_ref(), serves, self.tls.is_some(), self.unix_perm).await?;
+            self.listeners.push(listener);
         }
         Ok(())
     }
 
-    /// The API addresses actually bound (ports resolved when `:0` was asked).
+    /// The API's TCP addresses actually bound (ports resolved when `:0` was
+    /// asked).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs(Serves::Api)
+        self.listeners
+            .iter()
+            .filter(|l| l.serves == Serves::Api)
+            .filter_map(Listener::tcp_addr)
+            .collect()
     }
 
-    /// The diagnostic addresses actually bound.
-    pub fn diagnostic_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs(Serves::Diagnostic)
+    /// Every API address bound, as logged (`127.0.0.1:8181`,
+    /// `unix:///run/regent.sock`).
+    pub fn shown_addrs(&self) -> Vec<String> {
+        self.shown(Serves::Api)
     }
 
-    fn addrs(&self, serves: Serves) -> Vec<SocketAddr> {
+    /// Every diagnostic address bound, as logged.
+    pub fn shown_diagnostic_addrs(&self) -> Vec<String> {
+        self.shown(Serves::Diagnostic)
+    }
+
+    fn shown(&self, serves: Serves) -> Vec<String> {
         self.listeners
             .iter()
             .filter(|l| l.serves == serves)
-            .filter_map(|l| l.socket.local_addr().ok())
+            .map(Listener::shown)
             .collect()
     }
 
@@ -129,26 +147,31 @@ impl Server {
                 accepted = rx.recv() => {
                     let Some(accepted) = accepted else { break };
                     let state = Arc::clone(&self.state);
+                    let peer = Peer { addr: accepted.peer, identity: None };
                     let tls = self.tls.clone().filter(|_| accepted.https);
-                    match tls {
-                        None => {
-                            let peer = Peer { addr: accepted.peer, identity: None };
+                    match (accepted.stream, tls) {
+                        (Stream::Unix(stream), _) => {
                             let service = service(state, peer, accepted.serves);
-                            let conn = builder.serve_connection(TokioIo::new(accepted.stream), service);
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
                             tokio::spawn(finish(graceful.watch(conn)));
                         }
-                        Some(tls) => {
+                        (Stream::Tcp(stream), None) => {
+                            let service = service(state, peer, accepted.serves);
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            tokio::spawn(finish(graceful.watch(conn)));
+                        }
+                        (Stream::Tcp(stream), Some(tls)) => {
                             let (builder, watcher) = (builder.clone(), graceful.watcher());
                             tokio::spawn(async move {
-                                let handshake = tls.acceptor().accept(accepted.stream);
+                                let handshake = tls.acceptor().accept(stream);
                                 let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                                     Ok(Ok(stream)) => stream,
                                     Ok(Err(err)) => {
-                                        tracing::debug!(error = %err, peer = %accepted.peer, "TLS handshake failed");
+                                        tracing::debug!(error = %err, peer = ?peer.addr, "TLS handshake failed");
                                         return;
                                     }
                                     Err(_) => {
-                                        tracing::debug!(peer = %accepted.peer, "TLS handshake timed out");
+                                        tracing::debug!(peer = ?peer.addr, "TLS handshake timed out");
                                         return;
                                     }
                                 };
@@ -159,7 +182,7 @@ impl Server {
                                     .and_then(|certs| certs.first())
                                     .and_then(|cert| crate::tls::subject::identity(cert))
                                     .map(Arc::from);
-                                let peer = Peer { addr: accepted.peer, identity };
+                                let peer = Peer { identity, ..peer };
                                 let service = service(state, peer, accepted.serves);
                                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                                 finish(watcher.watch(conn)).await;
@@ -174,6 +197,11 @@ impl Server {
         tracing::info!("Shutting down...");
         for acceptor in &acceptors {
             acceptor.abort();
+        }
+        // Each listener is closed (a unix socket's file removed) once its
+        // task is gone.
+        for acceptor in acceptors {
+            let _ = acceptor.await;
         }
         drop(rx);
         match tokio::time::timeout(grace, graceful.shutdown()).await {
@@ -223,18 +251,16 @@ async fn finish<E: std::fmt::Display>(conn: impl Future<Output = Result<(), E>>)
 
 /// A connection accepted by a listener.
 struct Accepted {
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: Stream,
+    peer: Option<SocketAddr>,
     serves: Serves,
     https: bool,
 }
 
 async fn accept_loop(listener: Listener, tx: mpsc::Sender<Accepted>) {
     loop {
-        match listener.socket.accept().await {
+        match listener.accept().await {
             Ok((stream, peer)) => {
-                // Decisions are small request/response pairs: do not batch them.
-                let _ = stream.set_nodelay(true);
                 let accepted = Accepted {
                     stream,
                     peer,
@@ -251,61 +277,5 @@ async fn accept_loop(listener: Listener, tx: mpsc::Sender<Accepted>) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-    }
-}
-
-/// Whether `addr` is an `https` listener, and its `host:port`, as OPA's
-/// `parseURL`: an address without a scheme is `https` when a certificate is
-/// configured.
-fn scheme(addr: &str, tls: bool) -> Result<(bool, &str)> {
-    let Some((scheme, host)) = addr.split_once("://") else {
-        return Ok((tls, addr));
-    };
-    match scheme {
-        "http" => Ok((false, host)),
-        "https" if tls => Ok((true, host)),
-        "https" => bail!("`{addr}`: TLS certificate required but not supplied"),
-        "unix" => bail!("`{addr}`: unix sockets are not supported"),
-        _ => bail!("invalid url scheme {scheme:?}"),
-    }
-}
-
-/// Resolves `host:port` (host optional) to one socket address, preferring IPv4
-/// as Go's listener does for `localhost`.
-async fn resolve(addr: &str) -> Result<SocketAddr> {
-    let target = match addr.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => addr.to_string(),
-    };
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(&target)
-        .await
-        .with_context(|| format!("invalid listen address `{addr}`"))?
-        .collect();
-    resolved
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| resolved.first())
-        .copied()
-        .ok_or_else(|| anyhow!("listen address `{addr}` resolves to nothing"))
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::scheme;
-
-    #[test]
-    fn addresses_without_a_scheme_are_https_when_a_certificate_is_given() {
-        assert_eq!(scheme(":8181", false).unwrap(), (false, ":8181"));
-        assert_eq!(scheme(":8181", true).unwrap(), (true, ":8181"));
-        assert_eq!(scheme("http://:8181", true).unwrap(), (false, ":8181"));
-        assert_eq!(scheme("https://:8181", true).unwrap(), (true, ":8181"));
-        let err = scheme("https://:8181", false).unwrap_err().to_string();
-        assert!(
-            err.contains("TLS certificate required but not supplied"),
-            "{err}"
-        );
-        let err = scheme("ftp://:8181", true).unwrap_err().to_string();
-        assert_eq!(err, "invalid url scheme \"ftp\"");
     }
 }

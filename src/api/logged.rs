@@ -87,7 +87,7 @@ impl Logged<'_> {
             decision_id: &id,
             batch_decision_id: self.batch,
             req_id: self.caller.req_id,
-            requested_by: Some(self.caller.peer),
+            requested_by: self.caller.peer,
             path: &path,
             bundles: self.snapshot.bundle_revisions(),
             input,

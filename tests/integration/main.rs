@@ -21,4 +21,5 @@ mod process;
 mod security;
 mod slow_decisions;
 mod support;
+mod unix_socket;
 mod watch;

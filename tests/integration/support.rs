@@ -52,6 +52,7 @@ pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
         default_decision: "system/main".into(),
         auth: Default::default(),
         tls: None,
+        unix_socket_perm: 0o755,
     }
 }
 
