@@ -94,6 +94,23 @@ const BUILD_COMMIT: &str = match option_env!("REGENT_BUILD_COMMIT") {
 
 /// Answers one request. Never fails: errors become OPA-shaped responses.
 pub async fn handle(state: &AppState, req: Request<Body>, peer: &Peer) -> HttpResponse {
+    respond(state, req, peer, false).await
+}
+
+/// Answers one request on a diagnostic listener (`--diagnostic-addr`): as
+/// OPA's diagnostic router, only `GET /health`, `GET /health/{name}` and
+/// `GET /metrics`; anything else is not found there (once authorized, as
+/// OPA authorizes before routing).
+pub async fn handle_diagnostic(state: &AppState, req: Request<Body>, peer: &Peer) -> HttpResponse {
+    respond(state, req, peer, true).await
+}
+
+async fn respond(
+    state: &AppState,
+    req: Request<Body>,
+    peer: &Peer,
+    diagnostic: bool,
+) -> HttpResponse {
     let started = Instant::now();
     let method = req.method().clone();
     let caller = Caller {
@@ -103,6 +120,14 @@ pub async fn handle(state: &AppState, req: Request<Body>, peer: &Peer) -> HttpRe
     };
     let routed = async {
         let req = authz::authorize(state, req, peer).await?;
+        let path = req.uri().path();
+        if diagnostic && !(path == "/health" || path.starts_with("/health/") || path == "/metrics")
+        {
+            return Err(ApiError::NotFound(format!(
+                "no route for `{} {path}` on the diagnostic listener",
+                req.method()
+            )));
+        }
         route(state, req, caller).await
     };
     let response = match routed.await {
@@ -116,21 +141,6 @@ pub async fn handle(state: &AppState, req: Request<Body>, peer: &Peer) -> HttpRe
         "Sent response."
     );
     response
-}
-
-/// Answers one request on a diagnostic listener (`--diagnostic-addr`): as
-/// OPA's diagnostic router, only `GET /health`, `GET /health/{name}` and
-/// `GET /metrics`; anything else is not found there.
-pub async fn handle_diagnostic(state: &AppState, req: Request<Body>, peer: &Peer) -> HttpResponse {
-    let path = req.uri().path();
-    if path == "/health" || path.starts_with("/health/") || path == "/metrics" {
-        return handle(state, req, peer).await;
-    }
-    ApiError::NotFound(format!(
-        "no route for `{} {path}` on the diagnostic listener",
-        req.method()
-    ))
-    .into_response()
 }
 
 /// Who asked and when: what the decision log and `?metrics` need.

@@ -68,6 +68,11 @@ impl RunConfig {
             // OPA's words, at OPA's level.
             tracing::error!("Token authentication enabled without authorization. Authentication will be ineffective.");
         }
+        if self.auth.authentication == Authentication::Tls && self.tls.is_none() {
+            tracing::warn!(
+                "--authentication=tls without --tls-cert-file: no listener serves TLS, so no caller has an identity"
+            );
+        }
         if self.tls.as_ref().is_some_and(|t| t.older_version_asked) {
             tracing::warn!(
                 "--min-tls-version: Regent serves TLS 1.2 and 1.3 only, so clients limited to older versions cannot connect"

@@ -21,8 +21,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::sync::mpsc;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, AppState, Peer};
 use crate::tls::ServerTls;
@@ -141,6 +142,8 @@ impl Server {
 
         let graceful = GracefulShutdown::new();
         let builder = http1::Builder::new();
+        // Tells TLS handshakes still under way that the server is stopping.
+        let (stopping, _) = watch::channel(false);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -161,32 +164,13 @@ impl Server {
                             tokio::spawn(finish(graceful.watch(conn)));
                         }
                         (Stream::Tcp(stream), Some(tls)) => {
-                            let (builder, watcher) = (builder.clone(), graceful.watcher());
-                            tokio::spawn(async move {
-                                let handshake = tls.acceptor().accept(stream);
-                                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                                    Ok(Ok(stream)) => stream,
-                                    Ok(Err(err)) => {
-                                        tracing::debug!(error = %err, peer = ?peer.addr, "TLS handshake failed");
-                                        return;
-                                    }
-                                    Err(_) => {
-                                        tracing::debug!(peer = ?peer.addr, "TLS handshake timed out");
-                                        return;
-                                    }
-                                };
-                                let identity = stream
-                                    .get_ref()
-                                    .1
-                                    .peer_certificates()
-                                    .and_then(|certs| certs.first())
-                                    .and_then(|cert| crate::tls::subject::identity(cert))
-                                    .map(Arc::from);
-                                let peer = Peer { identity, ..peer };
-                                let service = service(state, peer, accepted.serves);
-                                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                                finish(watcher.watch(conn)).await;
-                            });
+                            let handshake = Handshake {
+                                tls,
+                                builder: builder.clone(),
+                                watcher: graceful.watcher(),
+                                stopping: stopping.subscribe(),
+                            };
+                            tokio::spawn(handshake.serve(stream, state, peer, accepted.serves));
                         }
                     }
                 }
@@ -195,6 +179,7 @@ impl Server {
         }
 
         tracing::info!("Shutting down...");
+        stopping.send_replace(true);
         for acceptor in &acceptors {
             acceptor.abort();
         }
@@ -213,6 +198,48 @@ impl Server {
                 "failed to shutdown server gracefully: requests still in flight after {grace:?}"
             ),
         }
+    }
+}
+
+/// A TLS connection before its handshake.
+struct Handshake {
+    tls: Arc<ServerTls>,
+    builder: http1::Builder,
+    watcher: Watcher,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Handshake {
+    /// Completes the handshake (given up after [`HANDSHAKE_TIMEOUT`], or
+    /// when the server stops, so that a silent client cannot hold the
+    /// drain), names the client by its certificate, then serves.
+    async fn serve(mut self, stream: TcpStream, state: Arc<AppState>, peer: Peer, serves: Serves) {
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tls.acceptor().accept(stream));
+        let stream = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %err, peer = ?peer.addr, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = ?peer.addr, "TLS handshake timed out");
+                    return;
+                }
+            },
+            _ = self.stopping.wait_for(|stopping| *stopping) => return,
+        };
+        let identity = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|cert| crate::tls::subject::identity(cert))
+            .map(Arc::from);
+        let peer = Peer { identity, ..peer };
+        let service = service(state, peer, serves);
+        let conn = self.builder.serve_connection(TokioIo::new(stream), service);
+        finish(self.watcher.watch(conn)).await;
     }
 }
 

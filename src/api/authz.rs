@@ -6,7 +6,9 @@
 //! request may go on, with OPA's input document: `method`, `path`, `params`,
 //! `headers`, `identity`, and the parsed `body` of decision requests. It runs
 //! before routing, on every listener, as OPA wraps its routers with it; when
-//! it is off a request pays one branch.
+//! it is off a request pays one branch. A body is parsed once: the decision
+//! is evaluated on the very value the policy saw ([`ParsedBody`]), as OPA
+//! hands its handlers the authorizer's parse.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +20,7 @@ use regorus::Value;
 use serde_json::Value as Json;
 
 use super::body::{self, AlreadyRead};
-use super::{ApiError, AppState, Body, Peer};
+use super::{wire, ApiError, AppState, Body, Peer};
 use crate::policy::{DataPath, EvalOptions, Outcome};
 
 /// How callers are identified (`--authentication`).
@@ -59,9 +61,14 @@ const MSG_NOT_A_DECISION: &str = "document missing or undefined";
 /// Longer `Authorization` headers are ignored, as OPA's token identifier does.
 const MAX_AUTHORIZATION_HEADER: usize = 8192;
 
+/// A decision body the policy saw, parsed: the handler takes its input from
+/// it (exactly the `input` key of `/v1/data`, the whole of `/v0/data`).
+#[derive(Clone)]
+pub(super) struct ParsedBody(pub Value);
+
 /// Lets `req` through, or refuses it with OPA's error. A decision request's
 /// body is read here when the policy needs it; the request goes on carrying
-/// it, so the handler does not read it twice.
+/// it, read and parsed, so the handler does neither again.
 pub(super) async fn authorize(
     state: &AppState,
     req: Request<Body>,
@@ -71,8 +78,6 @@ pub(super) async fn authorize(
         return Ok(req);
     };
     let (input, req) = input(state, req, peer).await?;
-    let input =
-        Value::from_json_str(&input.to_string()).map_err(|e| ApiError::Internal(e.to_string()))?;
     let snapshot = state.snapshots.load();
     let outcome = state
         .evaluation
@@ -111,7 +116,7 @@ async fn input(
     state: &AppState,
     req: Request<Body>,
     peer: &Peer,
-) -> Result<(Json, Request<Body>), ApiError> {
+) -> Result<(Value, Request<Body>), ApiError> {
     let path = request_path(req.uri().path())?;
     let mut input = serde_json::Map::new();
     input.insert("method".into(), req.method().as_str().to_uppercase().into());
@@ -120,28 +125,33 @@ async fn input(
     if let Some(identity) = identity(state, req.headers(), peer) {
         input.insert("identity".into(), identity.into());
     }
-    let req = if expects_body(req.method(), &path) {
-        let (parts, body) = req.into_parts();
-        let mut reading = Request::new(body);
-        *reading.headers_mut() = parts.headers.clone();
-        let read = body::read_input(reading, &state.limits, "").await?;
-        if !read.is_empty() {
-            body::check_body_depth(&read, &state.limits, "")?;
-            let parsed: Json = serde_json::from_slice(&read)
-                .map_err(|e| ApiError::BadRequest(format!("body contains malformed JSON: {e}")))?;
-            input.insert("body".into(), parsed);
-        }
-        let mut req = Request::from_parts(parts, Either::Right(Full::new(Bytes::new())));
-        req.extensions_mut().insert(AlreadyRead(read));
-        req
-    } else {
-        req
-    };
+    let expects_body = expects_body(req.method(), &path);
     input.insert(
         "path".into(),
         Json::Array(path.into_iter().map(Json::String).collect()),
     );
-    Ok((Json::Object(input), req))
+    let mut input = Value::from_json_str(&Json::Object(input).to_string())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !expects_body {
+        return Ok((input, req));
+    }
+    let (parts, body) = req.into_parts();
+    let mut reading = Request::new(body);
+    *reading.headers_mut() = parts.headers.clone();
+    let read = body::read_input(reading, &state.limits, "").await?;
+    let mut req = Request::from_parts(parts, Either::Right(Full::new(Bytes::new())));
+    if !read.iter().all(u8::is_ascii_whitespace) {
+        body::check_body_depth(&read, &state.limits, "")?;
+        let parsed = wire::parse_raw_input(&read, &state.keys).map_err(|e| {
+            ApiError::BadRequest(format!("body contains malformed input document: {}", e.0))
+        })?;
+        if let Ok(fields) = input.as_object_mut() {
+            fields.insert(Value::from("body"), parsed.clone());
+        }
+        req.extensions_mut().insert(ParsedBody(parsed));
+    }
+    req.extensions_mut().insert(AlreadyRead(read));
+    Ok((input, req))
 }
 
 /// Who is calling, by `--authentication`.
@@ -263,14 +273,16 @@ fn canonical_header(name: &str) -> String {
         .collect()
 }
 
-/// Whether OPA reads the body into the input: a `POST` to `/`, or to
-/// `/v0/data...` or `/v1/data...`.
+/// Whether the body goes into the input: as OPA, a `POST` to `/`, or to
+/// `/v0/data...` or `/v1/data...`; and a `POST` to `/v1/batch/data...`, the
+/// batch API OPA's open-source server lacks.
 fn expects_body(method: &Method, path: &[String]) -> bool {
     if method != Method::POST {
         return false;
     }
     match path {
         [only] => only.is_empty(),
+        [version, batch, data, ..] if version == "v1" && batch == "batch" && data == "data" => true,
         [version, data, ..] => (version == "v0" || version == "v1") && data == "data",
         [] => false,
     }
@@ -359,7 +371,8 @@ mod tests {
         assert!(expects_body(&Method::POST, &path("/v1/data/x")));
         assert!(expects_body(&Method::POST, &path("/v0/data")));
         assert!(!expects_body(&Method::PUT, &path("/v1/data/x")));
-        assert!(!expects_body(&Method::POST, &path("/v1/batch/data/x")));
+        assert!(expects_body(&Method::POST, &path("/v1/batch/data/x")));
+        assert!(!expects_body(&Method::POST, &path("/v1/batchy/data/x")));
         assert!(!expects_body(&Method::POST, &path("/v1/policies/x")));
     }
 }

@@ -9,7 +9,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request};
+use regorus::Value;
 
+use super::authz::ParsedBody;
 use super::logged::{self, Answer, Input, Logged};
 use super::wire::{self, DataResponse, Params, Provenance};
 use super::{
@@ -29,11 +31,12 @@ fn malformed(context: &str, err: wire::MalformedInput) -> ApiError {
 /// which is added per answer when the decision log is on).
 pub(super) async fn v1_data(
     state: &AppState,
-    req: Request<Body>,
+    mut req: Request<Body>,
     path: &DataPath,
     params: &Params,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
+    let authorized = req.extensions_mut().remove::<ParsedBody>();
     let body = if req.method() == Method::POST {
         Some(body::read_input(req, &state.limits, "").await?)
     } else {
@@ -67,6 +70,16 @@ pub(super) async fn v1_data(
 
     let parse_started = Instant::now();
     let (input, missing_input) = match &body {
+        // The value the authorization policy saw: its `input`, exactly as
+        // OPA reads its authorizer's parse (no key but `input`, no error).
+        Some(_) if authorized.is_some() => {
+            let input = authorized.and_then(|ParsedBody(body)| match body {
+                Value::Object(fields) => fields.get(&Value::from("input")).cloned(),
+                _ => None,
+            });
+            let missing = input.is_none();
+            (input, missing)
+        }
         Some(body) => {
             body::check_body_depth(body, &state.limits, "")?;
             let input = wire::parse_data_request(body, &state.keys)
@@ -210,20 +223,27 @@ fn decision_response(body: Bytes, cache: &'static str) -> HttpResponse {
 /// the bare document, and undefined is a 404.
 pub(super) async fn v0_data(
     state: &AppState,
-    req: Request<Body>,
+    mut req: Request<Body>,
     path: &DataPath,
     params: &Params,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let context = "unexpected parse error for input: ";
+    let authorized = req.extensions_mut().remove::<ParsedBody>();
     let body = body::read_input(req, &state.limits, context).await?;
-    body::check_body_depth(&body, &state.limits, context)?;
-    let input = wire::parse_raw_input(&body, &state.keys).map_err(|e| {
-        malformed(
-            "unexpected parse error for input: body contains malformed input document: ",
-            e,
-        )
-    })?;
+    let input = match authorized {
+        // The value the authorization policy saw.
+        Some(ParsedBody(input)) => input,
+        None => {
+            body::check_body_depth(&body, &state.limits, context)?;
+            wire::parse_raw_input(&body, &state.keys).map_err(|e| {
+                malformed(
+                    "unexpected parse error for input: body contains malformed input document: ",
+                    e,
+                )
+            })?
+        }
+    };
     let snapshot = state.snapshots.load();
     let evaluated = state
         .evaluation

@@ -5,6 +5,7 @@
 //! multi-valued RDN; other attributes dropped), then prints it reversed,
 //! RFC 2253 style: `CN=client,OU=a+OU=b,O=Example,C=GB`.
 
+use x509_parser::asn1_rs::{Any, Tag};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The fields Go's `pkix.Name` keeps, in `ToRDNSequence` order: OID, name,
@@ -24,7 +25,7 @@ const FIELDS: [(&str, &str, bool); 9] = [
 /// The identity of the certificate `der`, or `None` when it does not parse.
 pub fn identity(der: &[u8]) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let mut values: Vec<Vec<&str>> = vec![Vec::new(); FIELDS.len()];
+    let mut values: Vec<Vec<String>> = vec![Vec::new(); FIELDS.len()];
     for rdn in cert.subject().iter() {
         for atv in rdn.iter() {
             let oid = atv.attr_type().to_id_string();
@@ -32,7 +33,9 @@ pub fn identity(der: &[u8]) -> Option<String> {
                 continue;
             };
             // Go keeps only values it reads as strings.
-            let Ok(value) = atv.as_str() else { continue };
+            let Some(value) = go_string(atv.attr_value()) else {
+                continue;
+            };
             if FIELDS[field].2 {
                 values[field] = vec![value];
             } else {
@@ -61,6 +64,28 @@ pub fn identity(der: &[u8]) -> Option<String> {
     Some(rdns.join(","))
 }
 
+/// A value as Go's `asn1` reads it into a string: the string types it
+/// knows, BMPString (UTF-16) and T61String (bytes as Latin-1) included;
+/// `None` for anything else, which Go leaves out of the name.
+fn go_string(value: &Any<'_>) -> Option<String> {
+    let data = value.data;
+    match value.tag() {
+        Tag::NumericString | Tag::PrintableString | Tag::Utf8String | Tag::Ia5String => {
+            std::str::from_utf8(data).ok().map(str::to_string)
+        }
+        Tag::BmpString => {
+            let units = data
+                .chunks_exact(2)
+                .map(|pair| u16::from_be_bytes([pair[0], pair[1]]));
+            char::decode_utf16(units)
+                .collect::<Result<String, _>>()
+                .ok()
+        }
+        Tag::T61String => Some(data.iter().map(|&b| char::from(b)).collect()),
+        _ => None,
+    }
+}
+
 /// Go's escaping of a value: `,+"\<>;` always, a space first or last, a `#`
 /// first.
 fn escape(value: &str) -> String {
@@ -83,7 +108,25 @@ fn escape(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{escape, go_string, Any, Tag};
+
+    #[test]
+    fn values_are_read_as_go_reads_them() {
+        let read = |tag, data: &[u8]| go_string(&Any::from_tag_and_data(tag, data));
+        assert_eq!(
+            read(Tag::PrintableString, b"alice").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            read(Tag::BmpString, &[0, 0x41, 0, 0xe9]).as_deref(),
+            Some("A\u{e9}")
+        );
+        assert_eq!(
+            read(Tag::T61String, &[0x41, 0xe9]).as_deref(),
+            Some("A\u{e9}")
+        );
+        assert_eq!(read(Tag::Integer, &[1]), None);
+    }
 
     #[test]
     fn values_are_escaped_as_go_escapes_them() {

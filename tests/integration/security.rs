@@ -40,6 +40,13 @@ allow if {
 	input.body.input.user != "mallory"
 }
 
+# ... and batches of them, none for mallory.
+allow if {
+	input.identity == "app-secret"
+	input.path[1] == "batch"
+	every item in input.body.inputs { item.user != "mallory" }
+}
+
 # The kubelet's probe needs no token.
 allow if {
 	input.method == "GET"
@@ -146,6 +153,53 @@ async fn the_authorization_policy_admits_requests_by_token_path_body_and_headers
         .await,
         refused,
     );
+    // The decision is made on the input the policy saw: OPA's exact `input`
+    // key, not the case-insensitive reading of a request without a policy.
+    let sneaky = r#"{"input": {"user": "alice"}, "INPUT": {"user": "mallory"}}"#;
+    let reply = send(
+        &server,
+        "POST",
+        "/v1/data/app/allow",
+        &[("authorization", &app)],
+        sneaky,
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "{\"result\":true}\n")
+    );
+    let sneaky = r#"{"Input": {"user": "mallory"}}"#;
+    let reply = send(
+        &server,
+        "POST",
+        "/v1/data/app/allow",
+        &[("authorization", &app)],
+        sneaky,
+    )
+    .await;
+    assert_refused(&reply, refused);
+    // Batches show the policy their inputs too.
+    let batch = r#"{"inputs": {"a": {"user": "alice"}, "b": {"user": "bob"}}}"#;
+    let reply = send(
+        &server,
+        "POST",
+        "/v1/batch/data/app/allow",
+        &[("authorization", &app)],
+        batch,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.json()["responses"]["a"]["result"], true);
+    let batch = r#"{"inputs": {"a": {"user": "alice"}, "m": {"user": "mallory"}}}"#;
+    let reply = send(
+        &server,
+        "POST",
+        "/v1/batch/data/app/allow",
+        &[("authorization", &app)],
+        batch,
+    )
+    .await;
+    assert_refused(&reply, refused);
     // A malformed header names nobody.
     let sloppy = "Bearer app-secret trailing";
     assert_refused(
@@ -491,4 +545,49 @@ async fn the_binary_serves_https_with_token_authorization_from_its_flags() {
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn diagnostic_listeners_authorize_before_routing() {
+    let dir = crate::support::write_tree(&[("app.rego", APP), ("authz.rego", AUTHZ)]);
+    let mut config = crate::support::config(
+        vec![crate::support::path_string(dir.path())],
+        regent::api::Limits::default(),
+    );
+    config.auth = token_auth("system/authz/allow");
+    let prepared = regent::run::prepare(&config).unwrap();
+    let state = regent::run::start_background(&config, prepared).unwrap();
+    let server = regent::server::Server::bind(&config.addrs, state, None)
+        .await
+        .unwrap()
+        .with_diagnostic(&["127.0.0.1:0"])
+        .await
+        .unwrap();
+    let diagnostic: std::net::SocketAddr = server.shown_diagnostic_addrs()[0].parse().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(
+        async move {
+            let _ = rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+    let get = |path: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        crate::support::request(diagnostic, "GET", path, headers, Bytes::new())
+    };
+    let operator: &[(&str, &str)] = &[("authorization", "Bearer operator-secret")];
+    assert_refused(
+        &get("/v1/policies", &[]).await,
+        "request rejected by administrative policy",
+    );
+    assert_refused(
+        &get("/health", &[]).await,
+        "request rejected by administrative policy",
+    );
+    assert_eq!(
+        get("/v1/policies", operator).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get("/health", operator).await.status, StatusCode::OK);
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
 }
