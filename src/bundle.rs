@@ -23,6 +23,7 @@ pub mod configured;
 pub mod delta;
 pub mod download;
 pub mod fetch;
+pub mod local;
 pub mod persist;
 pub mod signing;
 pub mod status;

@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 
 use crate::api::offload::Evaluation;
 use crate::api::AppState;
-use crate::bundle::configured::bundle_sources;
+use crate::bundle::configured::{bundle_sources, file_sources};
 use crate::bundle::download::BundleSource;
-use crate::bundle::{archive, download, Bundle};
+use crate::bundle::{archive, download, local, Bundle};
 use crate::cache::DecisionCache;
 use crate::config::RunConfig;
 use crate::decision_log::{configured_upload, DecisionLog};
@@ -100,6 +100,9 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     for source in &configured {
         state.store.bundle_statuses().register(&source.name);
         download::activate_persisted(&state.store, source);
+    }
+    for source in file_sources(&config.opa)? {
+        local::load(&state.store, &source);
     }
     Ok(Prepared { state, configured })
 }

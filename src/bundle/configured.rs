@@ -8,15 +8,19 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Result};
 
 use super::download::{join_url, Bearer, BundleSource};
+use super::local::FileSource;
 use super::persist;
 use super::signing::{self, KeySpec, Verification};
-use crate::opa_config::OpaConfig;
+use crate::opa_config::{BundleConfig, OpaConfig};
 
-/// One [`BundleSource`] per configured bundle.
+/// One [`BundleSource`] per configured bundle downloaded from a service.
 pub fn bundle_sources(config: &OpaConfig) -> Result<Vec<BundleSource>> {
     let keys = key_specs(config)?;
     let mut out = Vec::new();
     for (name, bundle) in &config.bundles {
+        if bundle.file_path().is_some() {
+            continue;
+        }
         let service_name = bundle
             .service
             .as_deref()
@@ -27,12 +31,7 @@ pub fn bundle_sources(config: &OpaConfig) -> Result<Vec<BundleSource>> {
             .resource
             .clone()
             .unwrap_or_else(|| format!("bundles/{name}"));
-        let verification = bundle.signing.as_ref().map(|s| Verification {
-            keys: keys.clone(),
-            keyid: s.keyid.clone().unwrap_or_default(),
-            scope: s.scope.clone(),
-            exclude_files: s.exclude_files.clone(),
-        });
+        let verification = verification(bundle, &keys);
         out.push(BundleSource {
             name: name.clone(),
             url: join_url(&service.url, &resource),
@@ -48,6 +47,33 @@ pub fn bundle_sources(config: &OpaConfig) -> Result<Vec<BundleSource>> {
         });
     }
     Ok(out)
+}
+
+/// One [`FileSource`] per configured bundle with a `file://` resource.
+pub fn file_sources(config: &OpaConfig) -> Result<Vec<FileSource>> {
+    let keys = key_specs(config)?;
+    Ok(config
+        .bundles
+        .iter()
+        .filter_map(|(name, bundle)| {
+            Some(FileSource {
+                name: name.clone(),
+                path: bundle.file_path()?,
+                size_limit: bundle.size_limit(),
+                verification: verification(bundle, &keys),
+            })
+        })
+        .collect())
+}
+
+/// How a configured bundle's signatures are checked (`signing`).
+fn verification(bundle: &BundleConfig, keys: &BTreeMap<String, KeySpec>) -> Option<Verification> {
+    bundle.signing.as_ref().map(|s| Verification {
+        keys: keys.clone(),
+        keyid: s.keyid.clone().unwrap_or_default(),
+        scope: s.scope.clone(),
+        exclude_files: s.exclude_files.clone(),
+    })
 }
 
 /// A configured service, resolved for requests (bundle downloads, decision

@@ -172,6 +172,16 @@ impl BundleConfig {
             .map(Duration::from_secs)
     }
 
+    /// The file a `file://` resource names, as Go reads the URL's path (a
+    /// host part is ignored: `file:///srv/b.tar.gz` is `/srv/b.tar.gz`);
+    /// `None` for a resource of a service.
+    pub fn file_path(&self) -> Option<PathBuf> {
+        let rest = self.resource.as_deref()?.strip_prefix("file://")?;
+        let path = rest.find('/').map_or("", |slash| &rest[slash..]);
+        let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        Some(PathBuf::from(path.as_ref()))
+    }
+
     /// The size limit, 1 GiB when unset or 0 (as in OPA).
     pub fn size_limit(&self) -> u64 {
         match self.size_limit_bytes {

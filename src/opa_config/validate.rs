@@ -172,19 +172,11 @@ fn bundle_defaults(
     if bundle.resource.as_deref().unwrap_or("").is_empty() {
         bundle.resource = Some(format!("bundles/{name}"));
     }
-    if let Some(resource) = bundle
-        .resource
-        .as_deref()
-        .filter(|r| r.starts_with("file://"))
-    {
-        // OPA reads these from disk without a service; Regent does not yet,
-        // and would otherwise poll `<service>/file://...`.
-        bail!(
-            "config: bundles.{name}.resource: {invalid}: `{resource}`: file:// bundle resources are not supported; load the bundle with `--bundle PATH` (and `--watch` to follow changes)"
-        );
-    }
-
+    // A `file://` bundle is read from disk: OPA neither needs nor checks a
+    // service for it.
+    let from_file = bundle.file_path().is_some();
     match (&bundle.service, services) {
+        _ if from_file => {}
         (Some(service), _) if services.contains(&service.as_str()) => {}
         (Some(service), _) => bail!(
             "config: bundles.{name}.service: {invalid}: unknown service \"{service}\" (configured services: {})",

@@ -588,8 +588,11 @@ async fn local_bundles_own_their_roots() {
 fn configuration_errors_name_the_key() {
     let cases: [(&[&str], &str); 5] = [
         (
-            &["--set=bundles.b.resource=file:///srv/bundle.tar.gz"],
-            "file:// bundle resources are not supported",
+            &[
+                "--set=bundles.b.resource=file:///srv/bundle.tar.gz",
+                "--set=bundles.b.polling.min_delay_seconds=9",
+            ],
+            "bundles.b.polling: missing 'max_delay_seconds'",
         ),
         (
             &["--set=bundles.b.polling.min_delay_seconds=abc"],
@@ -829,4 +832,72 @@ async fn health_checks_follow_the_bundle_plugin() {
     // OPA's provenance names each active bundle's revision.
     let provenance = server.get("/v1/data/app/x?provenance").await.json()["provenance"].clone();
     assert_eq!(provenance["bundles"], json!({"b": {"revision": "r1"}}));
+}
+
+#[tokio::test]
+async fn file_bundles_are_read_from_disk_once_without_a_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("fb.tar.gz");
+    std::fs::write(
+        &tarball,
+        raw_tarball(&[
+            (".manifest", br#"{"revision": "r1", "roots": ["fb"]}"#),
+            ("fb/p.rego", b"package fb\n\nallow := true\n"),
+        ]),
+    )
+    .unwrap();
+    let tree = write_tree(&[
+        (".manifest", r#"{"roots": ["fd"]}"#),
+        ("rules/d.rego", "package fd\n\nallow := 7\n"),
+    ]);
+    let set = |name: &str, path: &std::path::Path| {
+        format!("bundles.{name}.resource=file://{}", path.display())
+    };
+    let opa = regent::opa_config::load(None, &[set("fb", &tarball), set("fd", tree.path())], &[])
+        .unwrap();
+    let mut config = crate::support::config(Vec::new(), regent::api::Limits::default());
+    config.opa = opa;
+    let server = TestServer::start_config(config).await;
+    assert_eq!(
+        server.get("/v1/data/fb/allow").await.json(),
+        json!({"result": true})
+    );
+    assert_eq!(
+        server.get("/v1/data/fd/allow").await.json(),
+        json!({"result": 7})
+    );
+    assert_eq!(server.get("/health?bundles").await.status, 200);
+    let status = server.get("/v1/status").await.json();
+    assert_eq!(
+        status["result"]["bundles"]["fb"]["active_revision"], "r1",
+        "{status}"
+    );
+    // Read once: a change on disk is not picked up (OPA's file loader does not poll).
+    std::fs::write(
+        &tarball,
+        raw_tarball(&[("fb/p.rego", b"package fb\n\nallow := false\n")]),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.get("/v1/data/fb/allow").await.json(),
+        json!({"result": true})
+    );
+    server.stop().await.unwrap();
+
+    // A file that is not there: the server runs, never ready, the status says why.
+    let missing = dir.path().join("missing.tar.gz");
+    let opa = regent::opa_config::load(None, &[set("gone", &missing)], &[]).unwrap();
+    let mut config = crate::support::config(Vec::new(), regent::api::Limits::default());
+    config.opa = opa;
+    let server = TestServer::start_config(config).await;
+    assert_eq!(server.get("/health?bundles").await.status, 500);
+    let status = server.get("/v1/status").await.json();
+    let gone = &status["result"]["bundles"]["gone"];
+    assert_eq!(gone["code"], "bundle_error", "{status}");
+    assert!(
+        gone["message"].to_string().contains("missing.tar.gz"),
+        "{status}"
+    );
+    server.stop().await.unwrap();
 }
