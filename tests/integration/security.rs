@@ -93,6 +93,13 @@ async fn send(
     .await
 }
 
+fn assert_true(reply: &Reply) {
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "{\"result\":true}\n")
+    );
+}
+
 fn assert_refused(reply: &Reply, message: &str) {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
     assert_eq!(
@@ -110,6 +117,15 @@ async fn the_authorization_policy_admits_requests_by_token_path_body_and_headers
     let refused = "request rejected by administrative policy";
     let decide = r#"{"input": {"user": "alice"}}"#;
     let app = bearer("app-secret");
+    let as_app = |path: &'static str, body: &'static str| {
+        crate::support::request(
+            server.addr,
+            "POST",
+            path,
+            &[("authorization", "Bearer app-secret")],
+            Bytes::from(body),
+        )
+    };
 
     // No token: nothing, not even the health check or the metrics.
     assert_refused(
@@ -120,27 +136,10 @@ async fn the_authorization_policy_admits_requests_by_token_path_body_and_headers
     assert_refused(&send(&server, "GET", "/metrics", &[], "").await, refused);
 
     // The application's token: its decisions, read from the body it sends.
-    let reply = send(
-        &server,
-        "POST",
-        "/v1/data/app/allow",
-        &[("authorization", &app)],
-        decide,
-    )
-    .await;
-    assert_eq!(
-        (reply.status, reply.body.as_str()),
-        (StatusCode::OK, "{\"result\":true}\n")
-    );
+    let reply = as_app("/v1/data/app/allow", decide).await;
+    assert_true(&reply);
     let mallory = r#"{"input": {"user": "mallory"}}"#;
-    let reply = send(
-        &server,
-        "POST",
-        "/v1/data/app/allow",
-        &[("authorization", &app)],
-        mallory,
-    )
-    .await;
+    let reply = as_app("/v1/data/app/allow", mallory).await;
     assert_refused(&reply, refused);
     assert_refused(
         &send(
@@ -156,49 +155,18 @@ async fn the_authorization_policy_admits_requests_by_token_path_body_and_headers
     // The decision is made on the input the policy saw: OPA's exact `input`
     // key, not the case-insensitive reading of a request without a policy.
     let sneaky = r#"{"input": {"user": "alice"}, "INPUT": {"user": "mallory"}}"#;
-    let reply = send(
-        &server,
-        "POST",
-        "/v1/data/app/allow",
-        &[("authorization", &app)],
-        sneaky,
-    )
-    .await;
-    assert_eq!(
-        (reply.status, reply.body.as_str()),
-        (StatusCode::OK, "{\"result\":true}\n")
-    );
+    let reply = as_app("/v1/data/app/allow", sneaky).await;
+    assert_true(&reply);
     let sneaky = r#"{"Input": {"user": "mallory"}}"#;
-    let reply = send(
-        &server,
-        "POST",
-        "/v1/data/app/allow",
-        &[("authorization", &app)],
-        sneaky,
-    )
-    .await;
+    let reply = as_app("/v1/data/app/allow", sneaky).await;
     assert_refused(&reply, refused);
     // Batches show the policy their inputs too.
     let batch = r#"{"inputs": {"a": {"user": "alice"}, "b": {"user": "bob"}}}"#;
-    let reply = send(
-        &server,
-        "POST",
-        "/v1/batch/data/app/allow",
-        &[("authorization", &app)],
-        batch,
-    )
-    .await;
+    let reply = as_app("/v1/batch/data/app/allow", batch).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.json()["responses"]["a"]["result"], true);
     let batch = r#"{"inputs": {"a": {"user": "alice"}, "m": {"user": "mallory"}}}"#;
-    let reply = send(
-        &server,
-        "POST",
-        "/v1/batch/data/app/allow",
-        &[("authorization", &app)],
-        batch,
-    )
-    .await;
+    let reply = as_app("/v1/batch/data/app/allow", batch).await;
     assert_refused(&reply, refused);
     // A malformed header names nobody.
     let sloppy = "Bearer app-secret trailing";
@@ -233,10 +201,7 @@ async fn the_authorization_policy_admits_requests_by_token_path_body_and_headers
         ("content-type", "application/x-yaml"),
     ];
     let reply = send(&server, "POST", "/v1/data/app/allow", &headers, yaml).await;
-    assert_eq!(
-        (reply.status, reply.body.as_str()),
-        (StatusCode::OK, "{\"result\":true}\n")
-    );
+    assert_true(&reply);
     let reply = send(
         &server,
         "POST",
@@ -406,10 +371,7 @@ async fn https_listeners_serve_the_api_and_only_over_tls() {
     let reply = tls_get(server.addr, client_config("ca.pem", None), decision)
         .await
         .unwrap();
-    assert_eq!(
-        (reply.status, reply.body.as_str()),
-        (StatusCode::OK, "{\"result\":true}\n")
-    );
+    assert_true(&reply);
     let reply = tls_get(server.addr, client_config("ca.pem", None), "/health")
         .await
         .unwrap();
