@@ -119,7 +119,12 @@ async fn respond(
         started,
     };
     let routed = async {
-        let req = authz::authorize(state, req, peer).await?;
+        // Boxed: the request path without authorization does not carry the
+        // authorizer's state in its own.
+        let req = match &state.auth.decision {
+            Some(_) => Box::pin(authz::authorize(state, req, peer)).await?,
+            None => req,
+        };
         let path = req.uri().path();
         if diagnostic && !(path == "/health" || path.starts_with("/health/") || path == "/metrics")
         {

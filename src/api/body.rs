@@ -7,7 +7,7 @@
 use std::io::Read;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Either, Limited};
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 
@@ -64,7 +64,15 @@ pub async fn read(req: Request<Body>, limits: &Limits, context: &str) -> Result<
         .get_all(CONTENT_ENCODING)
         .iter()
         .any(|v| v.to_str().is_ok_and(|v| v.contains("gzip")));
-    let body = Limited::new(req.into_body(), limits.max_body_bytes)
+    let incoming = match req.into_body() {
+        Either::Left(incoming) => incoming,
+        // Only the authorizer makes these, and it marks them `AlreadyRead`.
+        Either::Right(full) => {
+            let Ok(collected) = full.collect().await;
+            return Ok(collected.to_bytes());
+        }
+    };
+    let body = Limited::new(incoming, limits.max_body_bytes)
         .collect()
         .await
         .map_err(|err| {

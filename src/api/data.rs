@@ -36,7 +36,7 @@ pub(super) async fn v1_data(
     params: &Params,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let authorized = req.extensions_mut().remove::<ParsedBody>();
+    let authorized = authorized_body(state, &mut req);
     let body = if req.method() == Method::POST {
         Some(body::read_input(req, &state.limits, "").await?)
     } else {
@@ -229,7 +229,7 @@ pub(super) async fn v0_data(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let context = "unexpected parse error for input: ";
-    let authorized = req.extensions_mut().remove::<ParsedBody>();
+    let authorized = authorized_body(state, &mut req);
     let body = body::read_input(req, &state.limits, context).await?;
     let input = match authorized {
         // The value the authorization policy saw.
@@ -277,6 +277,12 @@ pub(super) async fn v0_data(
             Err(err.into())
         }
     }
+}
+
+/// The body the authorization policy saw (`--authorization=basic` only).
+fn authorized_body(state: &AppState, req: &mut Request<Body>) -> Option<ParsedBody> {
+    state.auth.decision.as_ref()?;
+    req.extensions_mut().remove::<ParsedBody>()
 }
 
 pub(super) fn eval_options(params: &Params) -> EvalOptions {
