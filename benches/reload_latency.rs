@@ -60,6 +60,9 @@ async fn main() {
         auth: Default::default(),
         tls: None,
         unix_socket_perm: 0o755,
+        ready_timeout: None,
+        log_timestamps: None,
+        pprof: false,
     };
     let state =
         regent::run::start_background(&config, regent::run::prepare(&config).unwrap()).unwrap();

@@ -407,6 +407,56 @@ pub struct RunArgs {
     #[arg(long)]
     pub skip_version_check: bool,
 
+    /// Wait up to this many seconds for the configured bundles to be
+    /// activated before listening; not ready by then: exit 1 (<= 0: no wait).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        allow_negative_numbers = true,
+        env = "REGENT_READY_TIMEOUT"
+    )]
+    pub ready_timeout: i64,
+
+    /// Timestamp layout of JSON log lines, as a Go time layout
+    /// (`2006-01-02T15:04:05.000Z07:00`) [default: RFC 3339].
+    #[arg(long, value_name = "LAYOUT", env = "OPA_LOG_TIMESTAMP_FORMAT")]
+    pub log_timestamp_format: Option<String>,
+
+    /// Accepted for OPA compatibility: Rego v1 is the only syntax read (OPA
+    /// 1.x's default too).
+    #[arg(long)]
+    pub v1_compatible: bool,
+
+    /// OPA's Rego v0 mode, which Regent does not have: refused.
+    #[arg(long, hide = true)]
+    pub v0_compatible: bool,
+
+    /// Accepted for OPA compatibility: Regent does not type-check the
+    /// authorization policy against OPA's input schema.
+    #[arg(long)]
+    pub skip_known_schema_check: bool,
+
+    /// Accepted for OPA compatibility: Regent reports a compile error at a
+    /// time, so any limit behaves alike.
+    #[arg(short = 'm', long, value_name = "N", allow_negative_numbers = true)]
+    pub max_errors: Option<i64>,
+
+    /// Accepted for OPA compatibility (the REPL's history file; unused with
+    /// `--server`, as in OPA).
+    #[arg(short = 'H', long, value_name = "PATH")]
+    pub history: Option<String>,
+
+    /// Accepted for OPA compatibility (the REPL's output format; unused with
+    /// `--server`, as in OPA).
+    #[arg(short = 'f', long, value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// Accepted for OPA compatibility; Regent has no Go profiler, so no
+    /// `/debug/pprof` routes are served (a warning says so).
+    #[arg(long)]
+    pub pprof: bool,
+
     /// Reload the paths when files under them change.
     #[arg(short = 'w', long, env = "REGENT_WATCH")]
     pub watch: bool,

@@ -58,6 +58,12 @@ pub struct RunConfig {
     pub tls: Option<TlsSettings>,
     /// `--unix-socket-perm`: the mode of `unix://` socket files.
     pub unix_socket_perm: u32,
+    /// `--ready-timeout`: wait this long for the bundles before listening.
+    pub ready_timeout: Option<Duration>,
+    /// `--log-timestamp-format`, as a strftime layout.
+    pub log_timestamps: Option<String>,
+    /// `--pprof` was asked for (a warning: there is none).
+    pub pprof: bool,
 }
 
 impl RunConfig {
@@ -71,6 +77,11 @@ impl RunConfig {
         if self.auth.authentication == Authentication::Tls && self.tls.is_none() {
             tracing::warn!(
                 "--authentication=tls without --tls-cert-file: no listener serves TLS, so no caller has an identity"
+            );
+        }
+        if self.pprof {
+            tracing::warn!(
+                "--pprof: Regent has no Go profiler, so no /debug/pprof routes are served"
             );
         }
         if self.tls.as_ref().is_some_and(|t| t.older_version_asked) {
@@ -114,6 +125,9 @@ impl RunConfig {
         }
         if args.max_batch_inputs == 0 {
             bail!("`--max-batch-inputs` must be positive");
+        }
+        if args.v0_compatible {
+            bail!("--v0-compatible: Regent reads Rego v1 only (OPA 1.x's default); rewrite the policies for v1 (`opa fmt --v1-compatible` does it)");
         }
         if args.bundle && args.paths.is_empty() {
             bail!("`--bundle` needs at least one bundle path");
@@ -188,6 +202,16 @@ impl RunConfig {
             auth,
             tls,
             unix_socket_perm,
+            ready_timeout: u64::try_from(args.ready_timeout)
+                .ok()
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
+            log_timestamps: args
+                .log_timestamp_format
+                .as_deref()
+                .filter(|l| !l.is_empty())
+                .map(crate::logging::go_layout),
+            pprof: args.pprof,
         })
     }
 }

@@ -53,7 +53,11 @@ fn exit_status(result: anyhow::Result<bool>) -> ExitCode {
 
 fn run(args: regent::cli::RunArgs) -> anyhow::Result<()> {
     let config = RunConfig::from_args(args)?;
-    regent::logging::init(config.log_level, config.log_format);
+    regent::logging::init(
+        config.log_level,
+        config.log_format,
+        config.log_timestamps.clone(),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

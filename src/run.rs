@@ -173,6 +173,9 @@ pub fn start_background(config: &RunConfig, prepared: Prepared) -> Result<AppSta
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
     config.log_warnings();
     let state = start_background(&config, prepare(&config)?)?;
+    if let Some(timeout) = config.ready_timeout {
+        wait_until_ready(&state, timeout).await?;
+    }
     let snapshot = state.snapshots.load();
     let modules = snapshot.modules().len();
     let revision = snapshot.revision().to_string();
@@ -205,6 +208,26 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     // grace period.
     decision_log.flush(config.shutdown_grace).await;
     served
+}
+
+/// `--ready-timeout`: waits, before listening, until every configured
+/// bundle is activated, as OPA waits for its plugins; not ready in time is
+/// an error (exit 1).
+async fn wait_until_ready(state: &AppState, timeout: std::time::Duration) -> Result<()> {
+    tracing::debug!("Waiting for plugins activation ({timeout:?}).");
+    let statuses = state.store.bundle_statuses();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while statuses.any() && !statuses.all_activated() {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::error!(err = "timeout", "Failed to wait for plugins activation.");
+            anyhow::bail!(
+                "the bundles were not activated within --ready-timeout ({}s)",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -292,3 +292,59 @@ fn configuration_errors_exit_non_zero_before_binding() {
     let stderr = run_expect_failure(&["run", "--server", "--max-json-depth", "0"]);
     assert!(stderr.contains("--max-json-depth"), "{stderr}");
 }
+
+#[test]
+fn opa_run_flags_of_other_deployments_are_understood() {
+    // --ready-timeout: not listening until the bundles are active; a bundle
+    // that never comes is exit 1 once the time is up.
+    let stderr = run_expect_failure(&[
+        "run",
+        "--server",
+        "--addr",
+        "127.0.0.1:0",
+        "--ready-timeout=1",
+        "--set=services.s.url=http://127.0.0.1:1",
+        "--set=bundles.b.service=s",
+    ]);
+    assert!(stderr.contains("--ready-timeout (1s)"), "{stderr}");
+    assert!(
+        stderr.contains("Failed to wait for plugins activation."),
+        "{stderr}"
+    );
+
+    let stderr = run_expect_failure(&["run", "--server", "--v0-compatible"]);
+    assert!(stderr.contains("Rego v1 only"), "{stderr}");
+
+    // Flags of OPA's that change nothing here are accepted; the timestamp
+    // layout is Go's.
+    let dir = write_tree(&[
+        (".manifest", r#"{"roots": ["fb"]}"#),
+        ("fb/p.rego", "package fb\n\nallow := true\n"),
+    ]);
+    let resource = format!("--set=bundles.fb.resource=file://{}", dir.path().display());
+    let daemon = Daemon::start(
+        dir.path(),
+        &[
+            &resource,
+            "--ready-timeout=5",
+            "--v1-compatible",
+            "--skip-known-schema-check",
+            "-H",
+            "history",
+            "-f",
+            "json",
+            "-m",
+            "5",
+            "--pprof",
+            "--log-timestamp-format=2006-01-02 15:04:05 Z07:00",
+        ],
+    );
+    let stamp = daemon.init["timestamp"].as_str().unwrap().to_string();
+    let shape: String = stamp
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999-99-99 99:99:99 Z", "{stamp}");
+    let reply = http_get(daemon.addr, "/v1/data/fb/allow");
+    assert!(reply.ends_with("{\"result\":true}\n"), "{reply}");
+}

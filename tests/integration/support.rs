@@ -53,6 +53,9 @@ pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
         auth: Default::default(),
         tls: None,
         unix_socket_perm: 0o755,
+        ready_timeout: None,
+        log_timestamps: None,
+        pprof: false,
     }
 }
 
