@@ -206,11 +206,19 @@ impl RunConfig {
                 .ok()
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs),
-            log_timestamps: args
-                .log_timestamp_format
-                .as_deref()
-                .filter(|l| !l.is_empty())
-                .map(crate::logging::go_layout),
+            log_timestamps: match args.log_timestamp_format.as_deref() {
+                Some(layout) if !layout.is_empty() => {
+                    let strftime = crate::logging::go_layout(layout);
+                    if chrono::format::StrftimeItems::new(&strftime)
+                        .parse()
+                        .is_err()
+                    {
+                        bail!("invalid --log-timestamp-format `{layout}`");
+                    }
+                    Some(strftime)
+                }
+                _ => None,
+            },
             pprof: args.pprof,
         })
     }

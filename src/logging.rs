@@ -44,28 +44,35 @@ pub fn init(level: LogLevel, format: LogFormat, timestamps: Option<String>) {
         (LogFormat::Json | LogFormat::JsonPretty, Some(layout)) => builder
             .json()
             .flatten_event(true)
-            .with_timer(Layout(layout))
+            .with_timer(Layout(
+                chrono::format::StrftimeItems::new(&layout)
+                    .parse_to_owned()
+                    .unwrap_or_default(),
+            ))
             .init(),
     }
 }
 
-/// Timestamps in a strftime layout, in UTC.
-struct Layout(String);
+/// Timestamps in a strftime layout (parsed once), in UTC.
+struct Layout(Vec<chrono::format::Item<'static>>);
 
 impl tracing_subscriber::fmt::time::FormatTime for Layout {
     fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
-        write!(w, "{}", chrono::Utc::now().format(&self.0))
+        write!(w, "{}", chrono::Utc::now().format_with_items(self.0.iter()))
     }
 }
 
 /// A Go time layout (`--log-timestamp-format`, as OPA's) as a strftime
 /// layout for chrono, read as Go's `time.Format` reads it: `2006-01-02`,
-/// `15:04:05`, `Jan`, `Mon`, `PM`, `.000` (fractions of 3, 6 or 9 digits;
-/// other lengths are rounded up to those), `Z07:00` (`Z`: the logs are in
-/// UTC); anything else is literal.
+/// `15:04:05`, `Jan`, `Mon`, `PM`, `.000` or `,000` (fractions of 3, 6 or 9
+/// digits; other lengths are rounded up to those, and Go's `.999` form,
+/// which drops trailing zeros, keeps them here), `Z07:00` (`Z`: the logs are
+/// in UTC); anything else is literal.
 pub fn go_layout(layout: &str) -> String {
     // Longest first where one token starts another, as Go matches them.
-    const TOKENS: [(&str, &str); 33] = [
+    const TOKENS: [(&str, &str); 34] = [
+        // Go: a literal `_`, then the year.
+        ("_2006", "_%Y"),
         ("January", "%B"),
         ("Jan", "%b"),
         ("Monday", "%A"),
@@ -111,7 +118,9 @@ pub fn go_layout(layout: &str) -> String {
             } else {
                 9
             };
-            out.push_str(&format!("%.{shown}f"));
+            // The separator as written (`.` or `,`), then the digits.
+            out.push(c);
+            out.push_str(&format!("%{shown}f"));
             rest = &rest[1 + digits..];
             continue;
         }
@@ -155,16 +164,17 @@ mod tests {
         assert_eq!(go_layout("2006-01-02T15:04:05Z07:00"), "%Y-%m-%dT%H:%M:%SZ");
         assert_eq!(
             go_layout("2006-01-02T15:04:05.999999999Z07:00"),
-            "%Y-%m-%dT%H:%M:%S%.9fZ"
+            "%Y-%m-%dT%H:%M:%S.%9fZ"
         );
+        assert_eq!(go_layout("15:04:05,000 _2006"), "%H:%M:%S,%3f _%Y");
         assert_eq!(go_layout("3:04PM"), "%-I:%M%p");
         assert_eq!(
             go_layout("Mon Jan _2 15:04:05.000 MST 2006 at %"),
-            "%a %b %e %H:%M:%S%.3f %Z %Y at %%"
+            "%a %b %e %H:%M:%S.%3f %Z %Y at %%"
         );
         assert_eq!(
             go_layout("2006-01-02 15:04:05.00 -0700"),
-            "%Y-%m-%d %H:%M:%S%.3f %z"
+            "%Y-%m-%d %H:%M:%S.%3f %z"
         );
         let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T08:05:09.123456Z").unwrap();
         assert_eq!(

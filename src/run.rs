@@ -216,9 +216,10 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
 async fn wait_until_ready(state: &AppState, timeout: std::time::Duration) -> Result<()> {
     tracing::debug!("Waiting for plugins activation ({timeout:?}).");
     let statuses = state.store.bundle_statuses();
-    let deadline = tokio::time::Instant::now() + timeout;
+    // A deadline past what the clock holds is no deadline.
+    let deadline = tokio::time::Instant::now().checked_add(timeout);
     while statuses.any() && !statuses.all_activated() {
-        if tokio::time::Instant::now() >= deadline {
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             tracing::error!(err = "timeout", "Failed to wait for plugins activation.");
             anyhow::bail!(
                 "the bundles were not activated within --ready-timeout ({}s)",

@@ -68,6 +68,10 @@ pub async fn read(req: Request<Body>, limits: &Limits, context: &str) -> Result<
         Either::Left(incoming) => incoming,
         // Only the authorizer makes these, and it marks them `AlreadyRead`.
         Either::Right(full) => {
+            debug_assert!(
+                false,
+                "a body built by the authorizer is read by `AlreadyRead`"
+            );
             let Ok(collected) = full.collect().await;
             return Ok(collected.to_bytes());
         }

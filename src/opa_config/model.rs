@@ -172,12 +172,20 @@ impl BundleConfig {
             .map(Duration::from_secs)
     }
 
-    /// The file a `file://` resource names, as Go reads the URL's path (a
-    /// host part is ignored: `file:///srv/b.tar.gz` is `/srv/b.tar.gz`);
-    /// `None` for a resource of a service.
+    /// The file a `file:` resource names, as Go's `url.Parse` reads its path
+    /// (scheme in any case; a host part, a query and a fragment are left
+    /// out: `file:///srv/b.tar.gz` and `file:/srv/b.tar.gz` are
+    /// `/srv/b.tar.gz`); `None` for a resource of a service.
     pub fn file_path(&self) -> Option<PathBuf> {
-        let rest = self.resource.as_deref()?.strip_prefix("file://")?;
-        let path = rest.find('/').map_or("", |slash| &rest[slash..]);
+        let resource = self.resource.as_deref()?;
+        if !resource.get(..5)?.eq_ignore_ascii_case("file:") {
+            return None;
+        }
+        let rest = resource[5..].split(['?', '#']).next().unwrap_or("");
+        let path = match rest.strip_prefix("//") {
+            Some(authority) => authority.find('/').map_or("", |slash| &authority[slash..]),
+            None => rest,
+        };
         let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
         Some(PathBuf::from(path.as_ref()))
     }

@@ -618,3 +618,28 @@ fn decision_log_uploads_get_opas_defaults_and_checks() {
         "invalid trigger mode \"often\"",
     );
 }
+
+#[test]
+fn file_bundles_need_no_service_and_are_not_downloaded() {
+    let config = set(&[
+        "services.s.url=http://x",
+        "bundles.a.resource=file:///srv/a.tar.gz",
+        "bundles.b.resource=FILE:/srv/b?x=1#y",
+        "bundles.c.resource=file://host/srv/c%20d",
+        "bundles.d.resource=/bundles/d",
+    ])
+    .unwrap();
+    let path = |name: &str| config.bundles[name].file_path();
+    assert_eq!(path("a"), Some(PathBuf::from("/srv/a.tar.gz")));
+    assert_eq!(path("b"), Some(PathBuf::from("/srv/b")));
+    assert_eq!(path("c"), Some(PathBuf::from("/srv/c d")));
+    assert_eq!(path("d"), None);
+    // Only `d` gets a downloader; the others are read from disk.
+    let sources = crate::bundle::configured::bundle_sources(&config).unwrap();
+    let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["d"]);
+    let files = crate::bundle::configured::file_sources(&config).unwrap();
+    assert_eq!(files.len(), 3);
+    // Without any service configured, a file bundle is still fine.
+    set(&["bundles.a.resource=file:///srv/a.tar.gz"]).unwrap();
+}

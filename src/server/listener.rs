@@ -176,12 +176,12 @@ fn bind_abstract(_name: &str) -> std::io::Result<UnixListener> {
     ))
 }
 
-/// Reads `--unix-socket-perm`: an octal mode such as `755`.
+/// Reads `--unix-socket-perm`: an octal mode such as `755`; as Go's
+/// `os.Chmod`, only the permission bits (`0o777`) are applied.
 pub fn unix_socket_perm(text: &str) -> Result<u32> {
     u32::from_str_radix(text, 8)
-        .ok()
-        .filter(|mode| *mode <= 0o7777)
-        .ok_or_else(|| anyhow!("invalid --unix-socket-perm `{text}`: an octal mode such as 755"))
+        .map(|mode| mode & 0o777)
+        .map_err(|_| anyhow!("invalid --unix-socket-perm `{text}`: an octal mode such as 755"))
 }
 
 /// Resolves `host:port` (host optional) to one socket address, preferring IPv4
@@ -232,6 +232,7 @@ mod tests {
     fn socket_permissions_are_octal() {
         assert_eq!(unix_socket_perm("755").unwrap(), 0o755);
         assert_eq!(unix_socket_perm("0660").unwrap(), 0o660);
+        assert_eq!(unix_socket_perm("4755").unwrap(), 0o755);
         assert!(unix_socket_perm("9").is_err());
         assert!(unix_socket_perm("rw").is_err());
     }

@@ -872,17 +872,8 @@ async fn file_bundles_are_read_from_disk_once_without_a_service() {
         status["result"]["bundles"]["fb"]["active_revision"], "r1",
         "{status}"
     );
-    // Read once: a change on disk is not picked up (OPA's file loader does not poll).
-    std::fs::write(
-        &tarball,
-        raw_tarball(&[("fb/p.rego", b"package fb\n\nallow := false\n")]),
-    )
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        server.get("/v1/data/fb/allow").await.json(),
-        json!({"result": true})
-    );
+    // Read once, as OPA's file loader: nothing polls it afterwards
+    // (`bundle_sources` leaves it out; see the configuration tests).
     server.stop().await.unwrap();
 
     // A file that is not there: the server runs, never ready, the status says why.
@@ -900,4 +891,40 @@ async fn file_bundles_are_read_from_disk_once_without_a_service() {
         "{status}"
     );
     server.stop().await.unwrap();
+}
+
+#[test]
+fn ready_timeout_holds_the_listeners_until_the_bundle_is_active() {
+    // A bundle that does not load at first; the good one comes 1.5 s later.
+    let service = BundleService::start("/b", b"not a bundle".to_vec(), "\"1\"");
+    let good = cvat_bundle(&[("probe.rego", PROBE_V1)]);
+    let cwd = tempfile::tempdir().unwrap();
+    let url = format!("--set=services.s.url={}", service.url());
+    let started = Instant::now();
+    let daemon = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(1500));
+            service.set(good, "\"2\"");
+        });
+        Daemon::start(
+            cwd.path(),
+            &[
+                &url,
+                "--set=bundles.b.service=s",
+                "--set=bundles.b.resource=/b",
+                "--set=bundles.b.polling.min_delay_seconds=1",
+                "--set=bundles.b.polling.max_delay_seconds=1",
+                "--ready-timeout=15",
+            ],
+        )
+    });
+    // Not listening before the bundle was active; ready at once after.
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(http_get(daemon.addr, "/health?bundles").starts_with("HTTP/1.1 200"));
+    let reply = http_post(
+        daemon.addr,
+        "/v1/data/cvat_probe/allow",
+        r#"{"input": {"user": "alice"}}"#,
+    );
+    assert!(reply.ends_with("{\"result\":true}\n"), "{reply}");
 }
