@@ -152,16 +152,13 @@ impl Server {
                     let state = Arc::clone(&self.state);
                     let peer = Peer { addr: accepted.peer, identity: None };
                     let tls = self.tls.clone().filter(|_| accepted.https);
+                    let serves = accepted.serves;
                     match (accepted.stream, tls) {
                         (Stream::Unix(stream), _) => {
-                            let service = service(state, peer, accepted.serves);
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            tokio::spawn(finish(graceful.watch(conn)));
+                            spawn_plain(&builder, &graceful, stream, state, peer, serves);
                         }
                         (Stream::Tcp(stream), None) => {
-                            let service = service(state, peer, accepted.serves);
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            tokio::spawn(finish(graceful.watch(conn)));
+                            spawn_plain(&builder, &graceful, stream, state, peer, serves);
                         }
                         (Stream::Tcp(stream), Some(tls)) => {
                             let handshake = Handshake {
@@ -170,7 +167,7 @@ impl Server {
                                 watcher: graceful.watcher(),
                                 stopping: stopping.subscribe(),
                             };
-                            tokio::spawn(handshake.serve(stream, state, peer, accepted.serves));
+                            tokio::spawn(handshake.serve(stream, state, peer, serves));
                         }
                     }
                 }
@@ -267,6 +264,21 @@ fn service(
             Ok::<_, std::convert::Infallible>(response)
         }
     })
+}
+
+/// Serves a plain (not TLS) connection on its own task, watched by the drain.
+fn spawn_plain<I>(
+    builder: &http1::Builder,
+    graceful: &GracefulShutdown,
+    io: I,
+    state: Arc<AppState>,
+    peer: Peer,
+    serves: Serves,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection(TokioIo::new(io), service(state, peer, serves));
+    tokio::spawn(finish(graceful.watch(conn)));
 }
 
 /// Waits for a connection to end.
