@@ -134,9 +134,8 @@ async fn input(
         Value::from("path"),
         Value::from(path.into_iter().map(Value::from).collect::<Vec<_>>()),
     );
-    let mut input = object(fields);
     if !expects_body {
-        return Ok((input, req));
+        return Ok((Value::from(fields), req));
     }
     let (parts, body) = req.into_parts();
     let mut reading = Request::new(body);
@@ -148,13 +147,11 @@ async fn input(
         let parsed = wire::parse_raw_input(&read, &state.keys).map_err(|e| {
             ApiError::BadRequest(format!("body contains malformed input document: {}", e.0))
         })?;
-        if let Ok(fields) = input.as_object_mut() {
-            fields.insert(Value::from("body"), parsed.clone());
-        }
+        fields.insert(Value::from("body"), parsed.clone());
         req.extensions_mut().insert(ParsedBody(parsed));
     }
     req.extensions_mut().insert(AlreadyRead(read));
-    Ok((input, req))
+    Ok((Value::from(fields), req))
 }
 
 /// Who is calling, by `--authentication`.
@@ -231,14 +228,10 @@ fn params(query: Option<&str>) -> Value {
 /// An object of names to lists of strings, as Go's `url.Values` and
 /// `http.Header` are.
 fn lists(map: BTreeMap<String, Vec<Value>>) -> Value {
-    object(
-        map.into_iter()
-            .map(|(name, values)| (Value::from(name), Value::from(values)))
-            .collect(),
-    )
-}
-
-fn object(fields: BTreeMap<Value, Value>) -> Value {
+    let fields: BTreeMap<Value, Value> = map
+        .into_iter()
+        .map(|(name, values)| (Value::from(name), Value::from(values)))
+        .collect();
     Value::from(fields)
 }
 
