@@ -20,8 +20,9 @@ use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
+
+use crate::policy::watch;
 
 /// The lowest TLS version served (`--min-tls-version`). rustls serves TLS
 /// 1.2 and 1.3 only, so OPA's `1.0` and `1.1` serve 1.2 and up.
@@ -178,17 +179,11 @@ impl ServerTls {
             });
             return Ok(());
         }
-        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok_and(|e| crate::policy::watch::is_change(&e.kind)) {
-                    let _ = tx.send(());
-                }
-            })
-            .context("failed to create tls path watcher")?;
+        let (mut watcher, mut rx) =
+            watch::changes().context("failed to create tls path watcher")?;
         // The directories, not the files: a Kubernetes secret is updated by
         // swapping a symlink, which a watch on the old file never sees.
-        let mut dirs: Vec<PathBuf> = self.files().map(parent).collect();
+        let mut dirs: Vec<PathBuf> = self.files().map(watch::parent_dir).collect();
         dirs.sort();
         dirs.dedup();
         for dir in &dirs {
@@ -197,9 +192,7 @@ impl ServerTls {
         }
         tokio::spawn(async move {
             let _watcher = watcher;
-            while rx.recv().await.is_some() {
-                let debounce = crate::policy::watch::DEBOUNCE;
-                while let Ok(Some(())) = tokio::time::timeout(debounce, rx.recv()).await {}
+            while watch::next_burst(&mut rx).await {
                 tls.reload_logged(5).await;
             }
         });
@@ -239,12 +232,6 @@ impl ServerTls {
         .into_iter()
         .flatten()
     }
-}
-
-fn parent(file: &Path) -> PathBuf {
-    file.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 fn hashes(settings: &TlsSettings) -> Result<[Option<[u8; 32]>; 3]> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use notify::event::{AccessKind, AccessMode, ModifyKind};
-use notify::{EventKind, RecursiveMode, Watcher};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::store::PolicyStore;
@@ -43,23 +43,13 @@ pub fn spawn(
     paths: Vec<String>,
     watched: Watched,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| is_change(&e.kind)) {
-            let _ = tx.send(());
-        }
-    })
-    .context("starting the file watcher")?;
+    let (mut watcher, mut rx) = changes().context("starting the file watcher")?;
     for arg in &paths {
         let path = strip_prefix(arg);
         let (target, mode) = if path.is_dir() {
             (path.to_path_buf(), RecursiveMode::Recursive)
         } else {
-            let parent = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            (parent, RecursiveMode::NonRecursive)
+            (parent_dir(path), RecursiveMode::NonRecursive)
         };
         watcher
             .watch(&target, mode)
@@ -68,9 +58,7 @@ pub fn spawn(
     tracing::info!(paths = ?paths, "watching for changes");
     Ok(tokio::spawn(async move {
         let _watcher = watcher;
-        while rx.recv().await.is_some() {
-            // Wait for the burst to end.
-            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+        while next_burst(&mut rx).await {
             let (store, paths, watched) = (store.clone(), paths.clone(), watched.clone());
             let reload = tokio::task::spawn_blocking(move || match watched {
                 Watched::Files { ignore } => store.reload_files(&paths, &ignore).is_ok(),
@@ -89,12 +77,41 @@ pub fn spawn(
     }))
 }
 
+/// A watcher (nothing watched yet) that sends `()` on the returned channel
+/// for every event that [`is_change`]; events stop when it is dropped.
+pub(crate) fn changes() -> notify::Result<(RecommendedWatcher, mpsc::UnboundedReceiver<()>)> {
+    let (tx, rx) = mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| is_change(&e.kind)) {
+            let _ = tx.send(());
+        }
+    })?;
+    Ok((watcher, rx))
+}
+
+/// Waits for the next burst of changes to end (quiet for [`DEBOUNCE`]);
+/// `false` once the watcher is gone.
+pub(crate) async fn next_burst(rx: &mut mpsc::UnboundedReceiver<()>) -> bool {
+    if rx.recv().await.is_none() {
+        return false;
+    }
+    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+    true
+}
+
+/// The directory a file is watched through (`.` for a bare name).
+pub(crate) fn parent_dir(file: &Path) -> PathBuf {
+    file.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
 /// Whether an event can change what a reload reads. Opening, reading and
 /// closing a file unwritten do not (a reload opens every watched file, so
 /// counting them would make each reload start the next); nor do metadata
 /// changes (OPA's watcher ignores `chmod` too). Writes, creations, removals
 /// and renames do; so does anything notify cannot classify.
-pub(crate) fn is_change(kind: &EventKind) -> bool {
+fn is_change(kind: &EventKind) -> bool {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
