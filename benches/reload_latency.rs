@@ -8,10 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use regent::api::Limits;
-use regent::cache::CacheConfig;
 use regent::config::RunConfig;
-use regent::logging::{LogFormat, LogLevel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const V1: &str =
@@ -38,32 +35,17 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("app.rego");
     std::fs::write(&file, V1).unwrap();
-    let config = RunConfig {
-        addrs: vec!["127.0.0.1:0".into()],
-        diagnostic_addrs: Vec::new(),
-        log_level: LogLevel::Error,
-        log_format: LogFormat::Text,
-        shutdown_grace: Duration::from_secs(1),
-        shutdown_wait: Duration::ZERO,
-        limits: Limits::default(),
-        cache: CacheConfig::default(),
-        max_batch_inputs: 10,
-        eval_timeout: None,
-        watch: true,
-        ignore: Default::default(),
-        paths: vec![dir.path().to_string_lossy().into_owned()],
-        bundle: false,
-        local_verification: None,
-        skip_verify: false,
-        opa: Default::default(),
-        default_decision: "system/main".into(),
-        auth: Default::default(),
-        tls: None,
-        unix_socket_perm: 0o755,
-        ready_timeout: None,
-        log_timestamps: None,
-        pprof: false,
-    };
+    let path = dir.path().to_string_lossy().into_owned();
+    let config = RunConfig::from_command_line(&[
+        "--addr=127.0.0.1:0",
+        "--log-level=error",
+        "--log-format=text",
+        "--shutdown-grace-period=1",
+        "--eval-timeout=0",
+        "--watch",
+        &path,
+    ])
+    .unwrap();
     let state =
         regent::run::start_background(&config, regent::run::prepare(&config).unwrap()).unwrap();
     let server = regent::server::Server::bind(&config.addrs, state, None)

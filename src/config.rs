@@ -6,13 +6,14 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use clap::Parser;
 
 use crate::api::authz::{Auth, Authentication, Authorization};
 use crate::api::Limits;
 use crate::bundle::configured::local_verification;
 use crate::bundle::signing::Verification;
 use crate::cache::CacheConfig;
-use crate::cli::RunArgs;
+use crate::cli::{Cli, Command, RunArgs};
 use crate::logging::{LogFormat, LogLevel};
 use crate::opa_config::{self, OpaConfig};
 use crate::policy::DataPath;
@@ -99,6 +100,18 @@ impl RunConfig {
 }
 
 impl RunConfig {
+    /// The configuration `regent run --server ARGS...` runs with: the
+    /// command line read as `main` reads it (environment included), for
+    /// tests and benchmarks that start a server in-process.
+    pub fn from_command_line(args: &[&str]) -> Result<RunConfig> {
+        let mut argv = vec!["regent", "run", "--server"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(args) => RunConfig::from_args(*args),
+            _ => bail!("not a run command"),
+        }
+    }
+
     pub fn from_args(args: RunArgs) -> Result<RunConfig> {
         if !args.server {
             bail!("`regent run` needs `--server`: Regent has no interactive shell");
@@ -263,16 +276,11 @@ mod tests {
 
     use super::RunConfig;
     use crate::api::authz::Authentication;
-    use crate::cli::{Cli, Command};
+    use crate::cli::Cli;
     use crate::policy::DataPath;
 
     fn run_config(args: &[&str]) -> anyhow::Result<RunConfig> {
-        let mut argv = vec!["regent", "run", "--server"];
-        argv.extend_from_slice(args);
-        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
-            panic!("not a run command");
-        };
-        RunConfig::from_args(*args)
+        RunConfig::from_command_line(args)
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -12,9 +11,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use regent::api::Limits;
-use regent::cache::CacheConfig;
 use regent::config::RunConfig;
-use regent::logging::{LogFormat, LogLevel};
 use regent::server::Server;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -30,33 +27,19 @@ pub fn write_tree(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// `regent run --server` on 127.0.0.1:0 over `paths`, with `limits`; every
+/// other setting as the command line defaults it.
 pub fn config(paths: Vec<String>, limits: Limits) -> RunConfig {
-    RunConfig {
-        addrs: vec!["127.0.0.1:0".into()],
-        diagnostic_addrs: Vec::new(),
-        log_level: LogLevel::Error,
-        log_format: LogFormat::Text,
-        shutdown_grace: Duration::from_secs(5),
-        shutdown_wait: Duration::ZERO,
-        limits,
-        cache: CacheConfig::default(),
-        max_batch_inputs: 10_000,
-        eval_timeout: Some(Duration::from_secs(30)),
-        watch: false,
-        ignore: Default::default(),
-        paths,
-        bundle: false,
-        local_verification: None,
-        skip_verify: false,
-        opa: Default::default(),
-        default_decision: "system/main".into(),
-        auth: Default::default(),
-        tls: None,
-        unix_socket_perm: 0o755,
-        ready_timeout: None,
-        log_timestamps: None,
-        pprof: false,
-    }
+    let mut config = RunConfig::from_command_line(&[
+        "--addr=127.0.0.1:0",
+        "--log-level=error",
+        "--log-format=text",
+        "--shutdown-grace-period=5",
+    ])
+    .unwrap();
+    config.paths = paths;
+    config.limits = limits;
+    config
 }
 
 /// A running server and the temp dir its policies live in.
