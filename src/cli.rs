@@ -457,6 +457,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub pprof: bool,
 
+    /// Also serve HTTP/2 with prior knowledge (h2c) on `http` and unix
+    /// socket listeners, as OPA's `--h2c`.
+    #[arg(long, env = "REGENT_H2C")]
+    pub h2c: bool,
+
     /// Reload the paths when files under them change.
     #[arg(short = 'w', long, env = "REGENT_WATCH")]
     pub watch: bool,

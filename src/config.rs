@@ -65,6 +65,8 @@ pub struct RunConfig {
     pub log_timestamps: Option<String>,
     /// `--pprof` was asked for (a warning: there is none).
     pub pprof: bool,
+    /// `--h2c`: plain listeners also serve HTTP/2 with prior knowledge.
+    pub h2c: bool,
 }
 
 impl RunConfig {
@@ -233,6 +235,7 @@ impl RunConfig {
                 _ => None,
             },
             pprof: args.pprof,
+            h2c: args.h2c,
         })
     }
 }

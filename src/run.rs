@@ -191,7 +191,8 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     let server = Server::bind_with(&config.addrs, state, tls, config.unix_socket_perm)
         .await?
         .with_diagnostic(&config.diagnostic_addrs)
-        .await?;
+        .await?
+        .with_h2c(config.h2c);
     let addrs = server.shown_addrs();
     let diagnostic_addrs = server.shown_diagnostic_addrs();
     tracing::info!(addrs = ?addrs, diagnostic_addrs = ?diagnostic_addrs, modules, revision = %revision, "Initializing server.");

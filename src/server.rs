@@ -1,5 +1,6 @@
 //! The accept loop: binds the listeners, serves HTTP/1.1 with keep-alive on
-//! every connection (over TLS on an `https` listener, `crate::tls`), and on
+//! every connection (over TLS on an `https` listener, `crate::tls`; with
+//! `--h2c`, plain listeners also take HTTP/2 with prior knowledge), and on
 //! shutdown stops accepting, lets in-flight requests finish within the grace
 //! period, and reports whether they all did. A listener (`listener.rs`: TCP
 //! or unix socket) serves the whole API, or only the diagnostic routes
@@ -20,7 +21,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -37,6 +39,8 @@ pub struct Server {
     tls: Option<Arc<ServerTls>>,
     /// The mode of unix socket files (`--unix-socket-perm`).
     unix_perm: u32,
+    /// `--h2c`: plain listeners also serve HTTP/2 with prior knowledge.
+    h2c: bool,
 }
 
 /// OPA's default `--unix-socket-perm`.
@@ -79,6 +83,7 @@ impl Server {
             state: Arc::new(state),
             tls,
             unix_perm,
+            h2c: false,
         };
         server.listen(addrs, Serves::Api).await?;
         Ok(server)
@@ -89,6 +94,15 @@ impl Server {
     pub async fn with_diagnostic<S: AsRef<str>>(mut self, addrs: &[S]) -> Result<Server> {
         self.listen(addrs, Serves::Diagnostic).await?;
         Ok(self)
+    }
+
+    /// With `on`, plain (`http` and unix socket) listeners also serve
+    /// HTTP/2 to clients that open with its connection preface (prior
+    /// knowledge), as OPA's `--h2c`. HTTPS listeners stay HTTP/1.1: OPA's
+    /// TLS configuration offers no ALPN protocols either.
+    pub fn with_h2c(mut self, on: bool) -> Server {
+        self.h2c = on;
+        self
     }
 
     async fn listen<S: AsRef<str>>(&mut self, addrs: &[S], serves: Serves) -> Result<()> {
@@ -142,6 +156,11 @@ impl Server {
 
         let graceful = GracefulShutdown::new();
         let builder = http1::Builder::new();
+        let plain = if self.h2c {
+            Plain::Auto(auto::Builder::new(TokioExecutor::new()))
+        } else {
+            Plain::Http1(builder.clone())
+        };
         // Tells TLS handshakes still under way that the server is stopping.
         let (stopping, _) = watch::channel(false);
         tokio::pin!(shutdown);
@@ -155,10 +174,10 @@ impl Server {
                     let serves = accepted.serves;
                     match (accepted.stream, tls) {
                         (Stream::Unix(stream), _) => {
-                            spawn_plain(&builder, &graceful, stream, state, peer, serves);
+                            plain.spawn(&graceful, stream, state, peer, serves);
                         }
                         (Stream::Tcp(stream), None) => {
-                            spawn_plain(&builder, &graceful, stream, state, peer, serves);
+                            plain.spawn(&graceful, stream, state, peer, serves);
                         }
                         (Stream::Tcp(stream), Some(tls)) => {
                             let handshake = Handshake {
@@ -266,19 +285,39 @@ fn service(
     })
 }
 
-/// Serves a plain (not TLS) connection on its own task, watched by the drain.
-fn spawn_plain<I>(
-    builder: &http1::Builder,
-    graceful: &GracefulShutdown,
-    io: I,
-    state: Arc<AppState>,
-    peer: Peer,
-    serves: Serves,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let conn = builder.serve_connection(TokioIo::new(io), service(state, peer, serves));
-    tokio::spawn(finish(graceful.watch(conn)));
+/// How plain (not TLS) connections are served.
+enum Plain {
+    /// HTTP/1.1 only (the default).
+    Http1(http1::Builder),
+    /// `--h2c`: HTTP/2 when the client opens with the HTTP/2 connection
+    /// preface, HTTP/1.1 otherwise.
+    Auto(auto::Builder<TokioExecutor>),
+}
+
+impl Plain {
+    /// Serves a connection on its own task, watched by the drain.
+    fn spawn<I>(
+        &self,
+        graceful: &GracefulShutdown,
+        io: I,
+        state: Arc<AppState>,
+        peer: Peer,
+        serves: Serves,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service(state, peer, serves);
+        match self {
+            Plain::Http1(builder) => {
+                let conn = builder.serve_connection(TokioIo::new(io), service);
+                tokio::spawn(finish(graceful.watch(conn)));
+            }
+            Plain::Auto(builder) => {
+                let conn = builder.serve_connection(TokioIo::new(io), service);
+                tokio::spawn(finish(graceful.watch(conn.into_owned())));
+            }
+        }
+    }
 }
 
 /// Waits for a connection to end.

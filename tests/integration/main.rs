@@ -14,6 +14,7 @@ mod default_suite;
 mod delta_bundles;
 mod differential;
 mod errors;
+mod h2c;
 mod health_policies;
 mod log_service;
 mod policy_writes;

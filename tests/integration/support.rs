@@ -92,7 +92,10 @@ impl TestServer {
         if let Some(tls) = &tls {
             tls.spawn_reloader().unwrap();
         }
-        let server = Server::bind(&config.addrs, state, tls).await.unwrap();
+        let server = Server::bind(&config.addrs, state, tls)
+            .await
+            .unwrap()
+            .with_h2c(config.h2c);
         let addr = server.local_addrs()[0];
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(

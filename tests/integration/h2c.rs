@@ -1,0 +1,195 @@
+//! `--h2c`: plain listeners (TCP and unix sockets) also serve HTTP/2 to
+//! clients with prior knowledge, as OPA's flag does; HTTP/1.1 clients on the
+//! same port are unaffected, and without the flag HTTP/2 is refused.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper::{Request, StatusCode, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use regent::api::Limits;
+use regent::server::Server;
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::process::Daemon;
+use crate::support::{config, path_string, write_tree, Conn, Reply, TestServer};
+
+const POLICY: &str = "package app\n\nallow := input.user == \"alice\"\n";
+
+/// An HTTP/2 connection opened with prior knowledge (no upgrade, no ALPN).
+async fn h2<I>(io: I) -> hyper::Result<SendRequest<Full<Bytes>>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+async fn h2_post(
+    sender: &mut SendRequest<Full<Bytes>>,
+    path: &str,
+    body: &'static str,
+) -> hyper::Result<(Version, Reply)> {
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://localhost{path}"))
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap();
+    sender.ready().await?;
+    let resp = sender.send_request(req).await?;
+    let (version, status, headers) = (resp.version(), resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    let body = String::from_utf8(bytes.to_vec()).unwrap();
+    Ok((
+        version,
+        Reply {
+            status,
+            headers,
+            body,
+        },
+    ))
+}
+
+#[tokio::test]
+async fn with_h2c_http2_and_http1_clients_share_a_port() {
+    let server = TestServer::start_configured(&[("app.rego", POLICY)], |c| c.h2c = true).await;
+    let mut sender = h2(TcpStream::connect(server.addr).await.unwrap())
+        .await
+        .unwrap();
+
+    // Several streams on one connection at once, each with its own answer.
+    let mut streams = Vec::new();
+    for (user, expected) in [("alice", "true"), ("bob", "false")].repeat(4) {
+        let mut sender = sender.clone();
+        let body: &'static str = if user == "alice" {
+            r#"{"input": {"user": "alice"}}"#
+        } else {
+            r#"{"input": {"user": "bob"}}"#
+        };
+        streams.push(tokio::spawn(async move {
+            let (version, reply) = h2_post(&mut sender, "/v1/data/app/allow", body)
+                .await
+                .unwrap();
+            assert_eq!(version, Version::HTTP_2);
+            assert_eq!(reply.status, StatusCode::OK);
+            assert_eq!(reply.body, format!("{{\"result\":{expected}}}\n"));
+        }));
+    }
+    for stream in streams {
+        stream.await.unwrap();
+    }
+    // The second ask of the same question is a cache hit, over HTTP/2 too.
+    let (_, reply) = h2_post(
+        &mut sender,
+        "/v1/data/app/allow",
+        r#"{"input": {"user": "alice"}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.headers["x-regent-decision-cache"], "hit");
+    // Errors keep OPA's shape.
+    let (_, reply) = h2_post(&mut sender, "/v1/data/app/allow", "{")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json()["code"], "invalid_parameter");
+
+    // HTTP/1.1 on the same port, as before.
+    let mut conn = Conn::open(server.addr).await;
+    let reply = conn
+        .send(
+            "POST",
+            "/v1/data/app/allow",
+            &[],
+            Bytes::from_static(br#"{"input": {"user": "alice"}}"#),
+        )
+        .await;
+    assert_eq!(reply.body, "{\"result\":true}\n");
+
+    // An open HTTP/2 connection does not hold the drain: it is told to go
+    // away (GOAWAY) and closes.
+    tokio::time::timeout(Duration::from_secs(10), server.stop())
+        .await
+        .expect("the drain waited on an idle HTTP/2 connection")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn without_h2c_http2_is_refused() {
+    let server = TestServer::start(&[("app.rego", POLICY)]).await;
+    let refused = async {
+        let mut sender = h2(TcpStream::connect(server.addr).await.unwrap()).await?;
+        h2_post(
+            &mut sender,
+            "/v1/data/app/allow",
+            r#"{"input": {"user": "alice"}}"#,
+        )
+        .await
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(10), refused)
+        .await
+        .expect("an HTTP/2 client hung instead of being refused");
+    assert!(outcome.is_err(), "HTTP/2 served without --h2c: {outcome:?}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_h2c_unix_sockets_serve_http2() {
+    let dir = write_tree(&[("app.rego", POLICY)]);
+    let socket = dir.path().join("regent.sock");
+    let mut config = config(vec![path_string(dir.path())], Limits::default());
+    config.addrs = vec![format!("unix://{}", socket.display())];
+    let prepared = regent::run::prepare(&config).unwrap();
+    let state = regent::run::start_background(&config, prepared).unwrap();
+    let server = Server::bind(&config.addrs, state, None)
+        .await
+        .unwrap()
+        .with_h2c(true);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(
+        async move {
+            let _ = rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+    let mut sender = h2(UnixStream::connect(&socket).await.unwrap())
+        .await
+        .unwrap();
+    let (version, reply) = h2_post(
+        &mut sender,
+        "/v1/data/app/allow",
+        r#"{"input": {"user": "alice"}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (version, reply.status, reply.body.as_str()),
+        (Version::HTTP_2, StatusCode::OK, "{\"result\":true}\n")
+    );
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_binary_takes_the_h2c_flag() {
+    let dir = write_tree(&[("app.rego", POLICY)]);
+    let daemon = Daemon::start(dir.path(), &["--h2c", &path_string(dir.path())]);
+    let mut sender = h2(TcpStream::connect(daemon.addr).await.unwrap())
+        .await
+        .unwrap();
+    let (version, reply) = h2_post(
+        &mut sender,
+        "/v1/data/app/allow",
+        r#"{"input": {"user": "alice"}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (version, reply.body.as_str()),
+        (Version::HTTP_2, "{\"result\":true}\n")
+    );
+}
