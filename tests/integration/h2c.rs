@@ -17,6 +17,7 @@ use crate::process::Daemon;
 use crate::support::{config, path_string, write_tree, Conn, Reply, TestServer};
 
 const POLICY: &str = "package app\n\nallow := input.user == \"alice\"\n";
+const ALICE: &str = r#"{"input": {"user": "alice"}}"#;
 
 /// An HTTP/2 connection opened with prior knowledge (no upgrade, no ALPN).
 async fn h2<I>(io: I) -> hyper::Result<SendRequest<Full<Bytes>>>
@@ -27,6 +28,17 @@ where
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await?;
     tokio::spawn(conn);
     Ok(sender)
+}
+
+/// Opens an HTTP/2 connection over `io` and asks whether alice may.
+async fn ask_for_alice<I>(io: I) -> (Version, Reply)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut sender = h2(io).await.unwrap();
+    h2_post(&mut sender, "/v1/data/app/allow", ALICE)
+        .await
+        .unwrap()
 }
 
 async fn h2_post(
@@ -66,7 +78,7 @@ async fn with_h2c_http2_and_http1_clients_share_a_port() {
     for (user, expected) in [("alice", "true"), ("bob", "false")].repeat(4) {
         let mut sender = sender.clone();
         let body: &'static str = if user == "alice" {
-            r#"{"input": {"user": "alice"}}"#
+            ALICE
         } else {
             r#"{"input": {"user": "bob"}}"#
         };
@@ -83,13 +95,9 @@ async fn with_h2c_http2_and_http1_clients_share_a_port() {
         stream.await.unwrap();
     }
     // The second ask of the same question is a cache hit, over HTTP/2 too.
-    let (_, reply) = h2_post(
-        &mut sender,
-        "/v1/data/app/allow",
-        r#"{"input": {"user": "alice"}}"#,
-    )
-    .await
-    .unwrap();
+    let (_, reply) = h2_post(&mut sender, "/v1/data/app/allow", ALICE)
+        .await
+        .unwrap();
     assert_eq!(reply.headers["x-regent-decision-cache"], "hit");
     // Errors keep OPA's shape.
     let (_, reply) = h2_post(&mut sender, "/v1/data/app/allow", "{")
@@ -123,12 +131,7 @@ async fn without_h2c_http2_is_refused() {
     let server = TestServer::start(&[("app.rego", POLICY)]).await;
     let refused = async {
         let mut sender = h2(TcpStream::connect(server.addr).await.unwrap()).await?;
-        h2_post(
-            &mut sender,
-            "/v1/data/app/allow",
-            r#"{"input": {"user": "alice"}}"#,
-        )
-        .await
+        h2_post(&mut sender, "/v1/data/app/allow", ALICE).await
     };
     let outcome = tokio::time::timeout(Duration::from_secs(10), refused)
         .await
@@ -156,16 +159,7 @@ async fn with_h2c_unix_sockets_serve_http2() {
         },
         Duration::from_secs(5),
     ));
-    let mut sender = h2(UnixStream::connect(&socket).await.unwrap())
-        .await
-        .unwrap();
-    let (version, reply) = h2_post(
-        &mut sender,
-        "/v1/data/app/allow",
-        r#"{"input": {"user": "alice"}}"#,
-    )
-    .await
-    .unwrap();
+    let (version, reply) = ask_for_alice(UnixStream::connect(&socket).await.unwrap()).await;
     assert_eq!(
         (version, reply.status, reply.body.as_str()),
         (Version::HTTP_2, StatusCode::OK, "{\"result\":true}\n")
@@ -178,16 +172,7 @@ async fn with_h2c_unix_sockets_serve_http2() {
 async fn the_binary_takes_the_h2c_flag() {
     let dir = write_tree(&[("app.rego", POLICY)]);
     let daemon = Daemon::start(dir.path(), &["--h2c", &path_string(dir.path())]);
-    let mut sender = h2(TcpStream::connect(daemon.addr).await.unwrap())
-        .await
-        .unwrap();
-    let (version, reply) = h2_post(
-        &mut sender,
-        "/v1/data/app/allow",
-        r#"{"input": {"user": "alice"}}"#,
-    )
-    .await
-    .unwrap();
+    let (version, reply) = ask_for_alice(TcpStream::connect(daemon.addr).await.unwrap()).await;
     assert_eq!(
         (version, reply.body.as_str()),
         (Version::HTTP_2, "{\"result\":true}\n")
