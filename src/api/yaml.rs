@@ -16,10 +16,17 @@
 //! Plain scalars resolve as goyaml v2 resolves them: `y`/`yes`/`on` and
 //! `n`/`no`/`off` (in their three cases) are booleans, `~`/`null`/empty are
 //! null, integers may have `_`, `0x`, `0o`, `0b` or a leading `0` (octal);
-//! quoted scalars are strings. Refused with a clear error: merge keys (`<<`),
-//! tags other than the core ones, null, `uint64`, float and non-scalar
-//! mapping keys, NaN and infinities (no JSON form), aliases to an enclosing
-//! node, and YAML bodies over [`MAX_YAML_BYTES`]. Timestamps stay strings
+//! quoted scalars are strings. Merge keys (`<<: *base`, `<<: [*a, *b]`,
+//! `<<: {k: v}`) merge as goyaml v2 merges them into a map: in place, so an
+//! explicit key after the merge wins over a merged one and a merged one wins
+//! over an explicit key before it; a list merges last to first (earlier
+//! mappings take precedence). The merged entries are written where the `<<`
+//! stood and every reader of the JSON (Regent's input parser, the decision
+//! log, the configuration) takes the last of duplicate keys, as Go does.
+//! Refused with a clear error: tags other than the core ones, null,
+//! `uint64`, float and non-scalar mapping keys, NaN and infinities (no JSON
+//! form), aliases to an enclosing node, merge values that are not mappings,
+//! and YAML bodies over [`MAX_YAML_BYTES`]. Timestamps stay strings
 //! (goyaml v2 would make `2001-12-14` a time). Only the first document of a
 //! stream is read, as goyaml's `Unmarshal` does.
 
@@ -91,16 +98,33 @@ fn convert(text: &str, max_bytes: usize, max_depth: usize) -> Result<Vec<u8>, Ya
     .run()
 }
 
-/// An open sequence or mapping, and where its JSON text starts (for its anchor).
+/// An open sequence or mapping, and where its JSON text starts (for its
+/// anchor, and for a merge to take it back).
 struct Frame {
     mapping: bool,
     /// No item (or entry) written yet.
     first: bool,
     /// In a mapping: the next node is a key.
     key_next: bool,
+    /// In a mapping: the next node is the value of a `<<` key.
+    merge_next: bool,
+    role: Role,
     anchor: usize,
     start: usize,
 }
+
+/// What an open node is to its parent.
+enum Role {
+    /// A value like any other.
+    Node,
+    /// The value of a `<<` key: a mapping whose entries join the parent's.
+    MergeMap,
+    /// The value of a `<<` key: a sequence of mappings, merged last to first;
+    /// where each item's JSON text starts, from the frame's start.
+    MergeList(Vec<usize>),
+}
+
+const WANT_MAP: &str = "map merge requires map or sequence of maps as the value";
 
 /// What an anchor stands for: a scalar (usable as a key) or a node's JSON.
 enum Anchor {
@@ -177,11 +201,18 @@ impl Converter<'_> {
         anchor: usize,
         tag: Option<&Tag>,
     ) -> Result<bool, YamlError> {
+        if self.key_next() && is_merge_key(value, style, tag) {
+            if let Some(frame) = self.frames.last_mut() {
+                frame.key_next = false;
+                frame.merge_next = true;
+            }
+            return Ok(false);
+        }
+        if self.merge_source_next() {
+            return malformed(WANT_MAP.into());
+        }
         let scalar = resolve(value, style, tag)?;
         if self.key_next() {
-            if value == "<<" && style == TScalarStyle::Plain {
-                return malformed("YAML merge keys (<<) are not supported".into());
-            }
             self.key(&scalar.key_text()?)?;
         } else {
             self.value_separator()?;
@@ -198,6 +229,20 @@ impl Converter<'_> {
         let Some(anchor) = self.anchors.get(&id) else {
             return malformed("an alias refers to a node that encloses it".into());
         };
+        if self.merge_source_next()
+            && !matches!(anchor, Anchor::Node(json) if json.starts_with(b"{"))
+        {
+            return malformed(WANT_MAP.into());
+        }
+        if let (Some(frame), Anchor::Node(json)) = (self.frames.last_mut(), anchor) {
+            if frame.merge_next {
+                frame.merge_next = false;
+                frame.key_next = true;
+                let json = json.clone();
+                self.splice(&json)?;
+                return Ok(false);
+            }
+        }
         match anchor {
             Anchor::Scalar(scalar) if self.key_next() => {
                 let text = scalar.key_text()?;
@@ -230,6 +275,20 @@ impl Converter<'_> {
         if self.key_next() {
             return malformed("a mapping key must be a scalar".into());
         }
+        if !mapping && self.in_merge_list() {
+            return malformed(WANT_MAP.into());
+        }
+        let role = match self.frames.last_mut() {
+            Some(frame) if frame.merge_next => {
+                frame.merge_next = false;
+                if mapping {
+                    Role::MergeMap
+                } else {
+                    Role::MergeList(Vec::new())
+                }
+            }
+            _ => Role::Node,
+        };
         if self.frames.len() >= self.max_depth {
             return malformed(format!("exceeded max depth of {}", self.max_depth));
         }
@@ -240,6 +299,8 @@ impl Converter<'_> {
             mapping,
             first: true,
             key_next: mapping,
+            merge_next: false,
+            role,
             anchor,
             start,
         });
@@ -258,7 +319,53 @@ impl Converter<'_> {
             self.keep(json.len())?;
             self.anchors.insert(frame.anchor, Anchor::Node(json));
         }
+        match frame.role {
+            Role::Node => {}
+            Role::MergeMap => {
+                let json = self.out.split_off(frame.start);
+                self.splice(&json)?;
+            }
+            Role::MergeList(starts) => {
+                let json = self.out.split_off(frame.start);
+                // `[A,B,C]`: an item ends where the `,` before the next one
+                // is, the last one before the `]`.
+                let ends = starts.iter().skip(1).map(|next| next - 1);
+                let items: Vec<_> = starts.iter().zip(ends.chain([json.len() - 1])).collect();
+                for (&start, end) in items.into_iter().rev() {
+                    self.splice(&json[start..end])?;
+                }
+            }
+        }
         Ok(self.frames.is_empty())
+    }
+
+    /// The next node is what a `<<` key merges: the key's value, or an item
+    /// of the list that value is.
+    fn merge_source_next(&self) -> bool {
+        self.frames.last().is_some_and(|f| f.merge_next) || self.in_merge_list()
+    }
+
+    fn in_merge_list(&self) -> bool {
+        self.frames
+            .last()
+            .is_some_and(|f| matches!(f.role, Role::MergeList(_)))
+    }
+
+    /// Writes the entries of `json`, a mapping's JSON text, as entries of
+    /// the open mapping.
+    fn splice(&mut self, json: &[u8]) -> Result<(), YamlError> {
+        let entries = &json[1..json.len() - 1];
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let first = self
+            .frames
+            .last_mut()
+            .is_some_and(|f| std::mem::replace(&mut f.first, false));
+        if !first {
+            self.write(b",")?;
+        }
+        self.write(entries)
     }
 
     fn key_next(&self) -> bool {
@@ -294,6 +401,15 @@ impl Converter<'_> {
         if !first {
             self.write(b",")?;
         }
+        let at = self.out.len();
+        if let Some(Frame {
+            role: Role::MergeList(starts),
+            start,
+            ..
+        }) = self.frames.last_mut()
+        {
+            starts.push(at - *start);
+        }
         Ok(())
     }
 
@@ -326,6 +442,15 @@ impl Converter<'_> {
         }
         Ok(())
     }
+}
+
+/// A `<<` key: plain and untagged, or tagged `!!merge`, as goyaml v2's `isMerge`.
+fn is_merge_key(value: &str, style: TScalarStyle, tag: Option<&Tag>) -> bool {
+    value == "<<"
+        && match tag {
+            None => style == TScalarStyle::Plain,
+            Some(tag) => core_suffix(tag) == Some("merge"),
+        }
 }
 
 fn with_place(err: YamlError, at: &str) -> YamlError {
@@ -433,6 +558,56 @@ mod tests {
     }
 
     #[test]
+    fn merge_keys_merge_as_goyaml_v2_merges_them() {
+        let base = "b: &b {x: 1, v: 2}\nq: &q {x: 3, z: 4}\nscalar: &s 5\nempty: &e {}\n";
+        let merged = |yaml: &str| convert(&format!("{base}m: {yaml}\n")).unwrap()["m"].clone();
+        // In place: a key after the merge wins, a key before it loses.
+        assert_eq!(merged("{<<: *b, v: 9}"), json!({"x": 1, "v": 9}));
+        assert_eq!(merged("{v: 9, <<: *b}"), json!({"x": 1, "v": 2}));
+        // A list: earlier mappings take precedence.
+        assert_eq!(merged("{<<: [*b, *q]}"), json!({"x": 1, "v": 2, "z": 4}));
+        assert_eq!(
+            merged("{<<: [*q, *b], z: 0}"),
+            json!({"x": 3, "v": 2, "z": 0})
+        );
+        // Inline mappings, in a list too; empty ones add nothing.
+        assert_eq!(merged("{<<: {k: v}, j: 1}"), json!({"k": "v", "j": 1}));
+        assert_eq!(
+            merged("{<<: [{k: 1}, *q, {}]}"),
+            json!({"k": 1, "x": 3, "z": 4})
+        );
+        assert_eq!(merged("{<<: *e}"), json!({}));
+        assert_eq!(merged("{a: 1, <<: *e, <<: {}}"), json!({"a": 1}));
+        assert_eq!(merged("{<<: []}"), json!({}));
+        // Block style, a tagged key, and a quoted `<<` (an ordinary key).
+        assert_eq!(
+            merged("\n  !!merge <<: *b\n  w: 0"),
+            json!({"x": 1, "v": 2, "w": 0})
+        );
+        assert_eq!(merged("{\"<<\": *b}"), json!({"<<": {"x": 1, "v": 2}}));
+        // A merged mapping can be anchored, and itself merge.
+        let doc = convert("a: &a {<<: {p: 1}, q: 2}\nb: {<<: *a, r: 3}\nc: *a\n").unwrap();
+        assert_eq!(doc["b"], json!({"p": 1, "q": 2, "r": 3}));
+        assert_eq!(doc["c"], json!({"p": 1, "q": 2}));
+        let doc = convert("a: {<<: &i {p: 1}}\nb: *i\n").unwrap();
+        assert_eq!(doc, json!({"a": {"p": 1}, "b": {"p": 1}}));
+        // Only mappings merge.
+        for bad in ["1", "*s", "[1]", "[*s]", "[[1]]", "[x]", "", "[*b, 2]"] {
+            let message = error(&format!("{base}m: {{<<: {bad}}}\n"));
+            assert!(message.contains(WANT_MAP), "{bad}: {message}");
+        }
+        // Merged entries count against the budget as any alias does.
+        let least_budget = |doc: String| {
+            (0..4096)
+                .find(|&budget| to_json(doc.as_bytes(), budget, 64).is_ok())
+                .unwrap()
+        };
+        let plain = least_budget(format!("{base}m: {{}}\n"));
+        let merging = least_budget(format!("{base}m: {{<<: *b}}\n"));
+        assert_eq!(merging - plain, r#""x":1,"v":2"#.len());
+    }
+
+    #[test]
     fn what_has_no_json_form_is_refused() {
         let deep = format!("x: {}1{}", "[".repeat(70), "]".repeat(70));
         assert!(error(&deep).contains("exceeded max depth of 64"));
@@ -449,7 +624,6 @@ mod tests {
         assert!(error("x: [1").contains("line"));
         assert!(error("x: *nope").contains("unknown anchor"));
         assert!(error("a: &a [1, *a]").contains("encloses it"));
-        assert!(error("base: &b {x: 1}\nc:\n  <<: *b\n").contains("merge keys"));
         assert!(error("x: !custom 1").contains("unsupported YAML tag"));
         assert!(error("x: !!binary aGk=").contains("unsupported YAML tag"));
         assert!(error("x: !!int abc").contains("!!int"));

@@ -194,6 +194,29 @@ fn yaml_1_1_booleans_are_booleans() {
     assert!(!config.bundles["b"].persist);
 }
 
+/// Anchors and merge keys, as goyaml v2 reads them: a common way to share
+/// settings between bundles.
+#[test]
+fn merge_keys_share_settings() {
+    let config = yaml(
+        "services:\n  s:\n    url: http://x\n\
+         bundles:\n  a: &defaults\n    service: s\n    persist: true\n    resource: a.tar.gz\n\
+         \x20   polling: {min_delay_seconds: 7, max_delay_seconds: 9}\n\
+         \x20 b:\n    <<: *defaults\n    resource: b.tar.gz\n    persist: false\n",
+    );
+    let config = config.unwrap();
+    let (a, b) = (&config.bundles["a"], &config.bundles["b"]);
+    assert!(a.persist);
+    assert_eq!(b.service.as_deref(), Some("s"));
+    assert_eq!(b.resource.as_deref(), Some("b.tar.gz"));
+    assert!(!b.persist);
+    assert_eq!(b.min_delay(), std::time::Duration::from_secs(7));
+    assert_err(
+        yaml("services:\n  <<: [1]\n"),
+        "map merge requires map or sequence of maps",
+    );
+}
+
 #[test]
 fn set_overrides_the_file() {
     let file = "services:\n  cvat:\n    url: http://old\n    headers: {A: a}\nbundles:\n  b:\n    persist: true\n";

@@ -250,6 +250,15 @@ async fn yaml_bodies_are_read_as_yaml_within_the_limits() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["responses"]["a"]["result"], true);
+    // Anchors and merge keys, as goyaml v2 merges them (a later key wins).
+    let r = yaml(
+        "/v1/batch/data/authz/allow",
+        "common: &c {user: alice, role: x}\ninputs:\n  a: {<<: *c}\n  b: {<<: *c, user: bob}\n",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["responses"]["a"]["result"], true);
+    assert_eq!(r.json()["responses"]["b"]["result"], false);
     // Not YAML: OPA's 400 with the parser's complaint.
     let r = yaml("/v1/data/authz/allow", "input: [alice\n").await;
     assert_eq!(r.status, 400, "{}", r.body);
