@@ -35,13 +35,44 @@ const PARALLEL_MIN_ITEMS: usize = 32;
 
 mod inputs;
 
-#[derive(Deserialize)]
+/// The request's two fields, read as Go's decoder reads a struct: names in
+/// any case, the last of duplicate fields wins, unknown fields ignored (a
+/// derived `Deserialize` refuses duplicates, which a YAML merge key makes).
+#[derive(Default)]
 struct BatchRequest<'a> {
     /// Read by [`inputs::read`], under the batch-size limit.
-    #[serde(borrow)]
     inputs: Option<&'a RawValue>,
-    #[serde(borrow)]
     common_input: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for BatchRequest<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(BatchRequestVisitor)
+    }
+}
+
+struct BatchRequestVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BatchRequestVisitor {
+    type Value = BatchRequest<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut request = BatchRequest::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key.eq_ignore_ascii_case("inputs") {
+                request.inputs = map.next_value()?;
+            } else if key.eq_ignore_ascii_case("common_input") {
+                request.common_input = map.next_value()?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(request)
+    }
 }
 
 /// One item's answer: its HTTP status, compact JSON object bytes, and the

@@ -90,6 +90,7 @@ fn convert(text: &str, max_bytes: usize, max_depth: usize) -> Result<Vec<u8>, Ya
         parser: Parser::new_from_str(text),
         out: Vec::new(),
         kept: 0,
+        moved: 0,
         max_bytes,
         max_depth,
         frames: Vec::new(),
@@ -137,6 +138,10 @@ struct Converter<'a> {
     out: Vec<u8>,
     /// Bytes kept in `anchors`, counted against the budget with `out`.
     kept: usize,
+    /// Bytes merge lists have moved (each is rewritten in reverse order),
+    /// bounded by the budget too: nested lists would otherwise move the
+    /// same bytes once per level.
+    moved: usize,
     max_bytes: usize,
     max_depth: usize,
     frames: Vec<Frame>,
@@ -321,11 +326,12 @@ impl Converter<'_> {
         }
         match frame.role {
             Role::Node => {}
-            Role::MergeMap => {
-                let json = self.out.split_off(frame.start);
-                self.splice(&json)?;
-            }
+            Role::MergeMap => self.splice_in_place(frame.start),
             Role::MergeList(starts) => {
+                self.moved += self.out.len() - frame.start;
+                if self.moved > self.max_bytes {
+                    return Err(YamlError::TooLarge);
+                }
                 let json = self.out.split_off(frame.start);
                 // `[A,B,C]`: an item ends where the `,` before the next one
                 // is, the last one before the `]`.
@@ -349,6 +355,23 @@ impl Converter<'_> {
         self.frames
             .last()
             .is_some_and(|f| matches!(f.role, Role::MergeList(_)))
+    }
+
+    /// Makes the mapping just written at `start` (the value of a `<<` key)
+    /// part of the open mapping without moving it: its `{` becomes the `,`
+    /// after the open mapping's last entry (a space when there is none) and
+    /// its `}` goes.
+    fn splice_in_place(&mut self, start: usize) {
+        if self.out.len() - start == 2 {
+            self.out.truncate(start);
+            return;
+        }
+        self.out.pop();
+        let first = self
+            .frames
+            .last_mut()
+            .is_some_and(|f| std::mem::replace(&mut f.first, false));
+        self.out[start] = if first { b' ' } else { b',' };
     }
 
     /// Writes the entries of `json`, a mapping's JSON text, as entries of
@@ -605,6 +628,20 @@ mod tests {
         let plain = least_budget(format!("{base}m: {{}}\n"));
         let merging = least_budget(format!("{base}m: {{<<: *b}}\n"));
         assert_eq!(merging - plain, r#""x":1,"v":2"#.len());
+        // Merged mappings stay where they were written; a list is moved
+        // once per level, and what lists move counts against the budget.
+        let inner = format!("{{k: {}}}", "x".repeat(200));
+        let nested = |levels: usize, open: &str, close: &str| {
+            format!(
+                "m: {}{inner}{}\n",
+                open.repeat(levels),
+                close.repeat(levels)
+            )
+        };
+        let maps = least_budget(nested(8, "{<<: ", "}"));
+        assert!(maps < 300, "{maps}");
+        let lists = least_budget(nested(8, "{<<: [", "]}"));
+        assert!(lists >= 8 * 200, "{lists}");
     }
 
     #[test]

@@ -110,6 +110,16 @@ async fn common_input_is_merged_under_each_item() {
         reply.json(),
         serde_json::json!({"responses": {"inherits": {"result": true}, "overrides": {}}})
     );
+    // Fields are read as Go's decoder reads them: any case, the last of
+    // duplicates wins.
+    let reply = server
+        .post(
+            "/v1/batch/data/p/only_for_bob",
+            r#"{"common_input": {"user": "eve"}, "Common_Input": {"user": "bob"}, "INPUTS": {"a": {}}}"#,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["responses"]["a"]["result"], true);
     server.stop().await.unwrap();
 }
 
