@@ -1,11 +1,12 @@
-//! The accept loop: binds the listeners, serves HTTP/1.1 with keep-alive on
-//! every connection (over TLS on an `https` listener, `crate::tls`; with
-//! `--h2c`, plain listeners also take HTTP/2 with prior knowledge), and on
+//! The accept loop: binds the listeners, hands each accepted connection to
+//! `conn.rs` (HTTP/1.1 with keep-alive; over TLS on an `https` listener,
+//! `crate::tls`; with `--h2c`, HTTP/2 too on plain listeners), and on
 //! shutdown stops accepting, lets in-flight requests finish within the grace
 //! period, and reports whether they all did. A listener (`listener.rs`: TCP
 //! or unix socket) serves the whole API, or only the diagnostic routes
 //! (`--diagnostic-addr`).
 
+mod conn;
 mod listener;
 
 pub use listener::unix_socket_perm;
@@ -16,19 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use http_body_util::Either;
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::net::TcpStream;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{mpsc, watch};
 
-use crate::api::{self, AppState, Peer};
+use crate::api::{AppState, Peer};
 use crate::tls::ServerTls;
+use conn::{Handshake, Plain};
 use listener::{Listener, Stream};
 
 /// Bound listeners and the state they serve; nothing is accepted until [`Server::serve`].
@@ -45,9 +40,6 @@ pub struct Server {
 
 /// OPA's default `--unix-socket-perm`.
 pub const DEFAULT_UNIX_SOCKET_PERM: u32 = 0o755;
-
-/// How long a client may take over its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a listener answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,11 +148,7 @@ impl Server {
 
         let graceful = GracefulShutdown::new();
         let builder = http1::Builder::new();
-        let plain = if self.h2c {
-            Plain::Auto(auto::Builder::new(TokioExecutor::new()))
-        } else {
-            Plain::Http1(builder.clone())
-        };
+        let plain = Plain::new(self.h2c, &builder);
         // Tells TLS handshakes still under way that the server is stopping.
         let (stopping, _) = watch::channel(false);
         tokio::pin!(shutdown);
@@ -174,10 +162,10 @@ impl Server {
                     let serves = accepted.serves;
                     match (accepted.stream, tls) {
                         (Stream::Unix(stream), _) => {
-                            plain.spawn(&graceful, stream, state, peer, serves);
+                            plain.spawn(&graceful, &stopping, stream, state, peer, serves);
                         }
                         (Stream::Tcp(stream), None) => {
-                            plain.spawn(&graceful, stream, state, peer, serves);
+                            plain.spawn(&graceful, &stopping, stream, state, peer, serves);
                         }
                         (Stream::Tcp(stream), Some(tls)) => {
                             let handshake = Handshake {
@@ -214,116 +202,6 @@ impl Server {
                 "failed to shutdown server gracefully: requests still in flight after {grace:?}"
             ),
         }
-    }
-}
-
-/// A TLS connection before its handshake.
-struct Handshake {
-    tls: Arc<ServerTls>,
-    builder: http1::Builder,
-    watcher: Watcher,
-    stopping: watch::Receiver<bool>,
-}
-
-impl Handshake {
-    /// Completes the handshake (given up after [`HANDSHAKE_TIMEOUT`], or
-    /// when the server stops, so that a silent client cannot hold the
-    /// drain), names the client by its certificate, then serves.
-    async fn serve(mut self, stream: TcpStream, state: Arc<AppState>, peer: Peer, serves: Serves) {
-        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tls.acceptor().accept(stream));
-        let stream = tokio::select! {
-            done = handshake => match done {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => {
-                    tracing::debug!(error = %err, peer = ?peer.addr, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(peer = ?peer.addr, "TLS handshake timed out");
-                    return;
-                }
-            },
-            _ = self.stopping.wait_for(|stopping| *stopping) => return,
-        };
-        let identity = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .and_then(|cert| crate::tls::subject::identity(cert))
-            .map(Arc::from);
-        let peer = Peer { identity, ..peer };
-        let service = service(state, peer, serves);
-        let conn = self.builder.serve_connection(TokioIo::new(stream), service);
-        finish(self.watcher.watch(conn)).await;
-    }
-}
-
-/// The service answering one connection's requests.
-fn service(
-    state: Arc<AppState>,
-    peer: Peer,
-    serves: Serves,
-) -> impl hyper::service::Service<
-    Request<Incoming>,
-    Response = api::HttpResponse,
-    Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<api::HttpResponse, std::convert::Infallible>> + Send,
-> {
-    let peer = Arc::new(peer);
-    service_fn(move |req: Request<Incoming>| {
-        let state = Arc::clone(&state);
-        let peer = Arc::clone(&peer);
-        let req = req.map(Either::Left);
-        async move {
-            let response = match serves {
-                Serves::Api => api::handle(&state, req, &peer).await,
-                Serves::Diagnostic => api::handle_diagnostic(&state, req, &peer).await,
-            };
-            Ok::<_, std::convert::Infallible>(response)
-        }
-    })
-}
-
-/// How plain (not TLS) connections are served.
-enum Plain {
-    /// HTTP/1.1 only (the default).
-    Http1(http1::Builder),
-    /// `--h2c`: HTTP/2 when the client opens with the HTTP/2 connection
-    /// preface, HTTP/1.1 otherwise.
-    Auto(auto::Builder<TokioExecutor>),
-}
-
-impl Plain {
-    /// Serves a connection on its own task, watched by the drain.
-    fn spawn<I>(
-        &self,
-        graceful: &GracefulShutdown,
-        io: I,
-        state: Arc<AppState>,
-        peer: Peer,
-        serves: Serves,
-    ) where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let service = service(state, peer, serves);
-        match self {
-            Plain::Http1(builder) => {
-                let conn = builder.serve_connection(TokioIo::new(io), service);
-                tokio::spawn(finish(graceful.watch(conn)));
-            }
-            Plain::Auto(builder) => {
-                let conn = builder.serve_connection(TokioIo::new(io), service);
-                tokio::spawn(finish(graceful.watch(conn.into_owned())));
-            }
-        }
-    }
-}
-
-/// Waits for a connection to end.
-async fn finish<E: std::fmt::Display>(conn: impl Future<Output = Result<(), E>>) {
-    if let Err(err) = conn.await {
-        tracing::debug!(error = %err, "connection ended with an error");
     }
 }
 

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::header::{AUTHORIZATION, HOST, TRANSFER_ENCODING};
-use hyper::{HeaderMap, Method, Request};
+use hyper::header::{AUTHORIZATION, COOKIE, HOST, TRANSFER_ENCODING};
+use hyper::{HeaderMap, Method, Request, Version};
 use regorus::Value;
 
 use super::body::{self, AlreadyRead};
@@ -126,7 +126,10 @@ async fn input(
         Value::from(req.method().as_str().to_uppercase()),
     );
     fields.insert(Value::from("params"), params(req.uri().query()));
-    fields.insert(Value::from("headers"), headers(req.headers()));
+    fields.insert(
+        Value::from("headers"),
+        headers(req.headers(), req.version()),
+    );
     if let Some(identity) = identity(state, req.headers(), peer) {
         fields.insert(Value::from("identity"), Value::from(identity));
     }
@@ -237,11 +240,15 @@ fn lists(map: BTreeMap<String, Vec<Value>>) -> Value {
 
 /// The headers as Go's `http.Header`: canonical names, each with all its
 /// values in order. Go's server moves `Host` and `Transfer-Encoding` out of
-/// the header map, so they are not here either.
-fn headers(headers: &HeaderMap) -> Value {
+/// the header map, so they are not here either. Over HTTP/2 a client may
+/// split `Cookie` into several fields; Go's server joins them with `; `.
+fn headers(headers: &HeaderMap, version: Version) -> Value {
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for (name, value) in headers {
         if name == HOST || name == TRANSFER_ENCODING {
+            continue;
+        }
+        if name == COOKIE && version == Version::HTTP_2 {
             continue;
         }
         out.entry(canonical_header(name.as_str()))
@@ -249,6 +256,14 @@ fn headers(headers: &HeaderMap) -> Value {
             .push(Value::from(
                 String::from_utf8_lossy(value.as_bytes()).into_owned(),
             ));
+    }
+    if version == Version::HTTP_2 && headers.contains_key(COOKIE) {
+        let cookies: Vec<_> = headers
+            .get_all(COOKIE)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .collect();
+        out.insert("Cookie".into(), vec![Value::from(cookies.join("; "))]);
     }
     lists(out)
 }
@@ -331,6 +346,30 @@ mod tests {
         assert_eq!(canonical_header("x-custom-2"), "X-Custom-2");
         assert_eq!(canonical_header("content-type"), "Content-Type");
         assert_eq!(canonical_header("custom-header-3?"), "custom-header-3?");
+    }
+
+    #[test]
+    fn http2_cookie_fields_are_joined_as_go_joins_them() {
+        let mut map = HeaderMap::new();
+        map.append(COOKIE, "a=1".parse().unwrap());
+        map.append(COOKIE, "b=2".parse().unwrap());
+        map.append("x-one", "1".parse().unwrap());
+        let cookie = |version| {
+            let value = headers(&map, version);
+            (value["Cookie"].clone(), value["X-One"].clone())
+        };
+        let one = Value::from(vec![Value::from("1")]);
+        assert_eq!(
+            cookie(Version::HTTP_2),
+            (Value::from(vec![Value::from("a=1; b=2")]), one.clone())
+        );
+        assert_eq!(
+            cookie(Version::HTTP_11),
+            (
+                Value::from(vec![Value::from("a=1"), Value::from("b=2")]),
+                one
+            )
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use hyper::{Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use regent::api::Limits;
 use regent::server::Server;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::process::Daemon;
@@ -39,6 +40,28 @@ where
     h2_post(&mut sender, "/v1/data/app/allow", ALICE)
         .await
         .unwrap()
+}
+
+async fn h2_send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+) -> hyper::Result<Reply> {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("http://localhost{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    sender.ready().await?;
+    let resp = sender.send_request(req).await?;
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    let body = String::from_utf8(bytes.to_vec()).unwrap();
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 async fn h2_post(
@@ -106,6 +129,27 @@ async fn with_h2c_http2_and_http1_clients_share_a_port() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.json()["code"], "invalid_parameter");
 
+    // HEAD: the GET's status and length, and no body (an HTTP/2 client
+    // refuses DATA on a HEAD stream).
+    let get = h2_send(&mut sender, "GET", "/health").await.unwrap();
+    let head = h2_send(&mut sender, "HEAD", "/health").await.unwrap();
+    assert_eq!((head.status, head.body.as_str()), (StatusCode::OK, ""));
+    assert_eq!(
+        head.headers["content-length"],
+        get.body.len().to_string().as_str()
+    );
+    // Headers as large as HTTP/1.1 takes: a 20 KB input in the query.
+    let input = format!(r#"{{"user":"alice","pad":"{}"}}"#, "x".repeat(20_000));
+    let query: String = url_escape(&input);
+    let reply = h2_send(
+        &mut sender,
+        "GET",
+        &format!("/v1/data/app/allow?input={query}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.body, "{\"result\":true}\n");
+
     // HTTP/1.1 on the same port, as before.
     let mut conn = Conn::open(server.addr).await;
     let reply = conn
@@ -124,6 +168,44 @@ async fn with_h2c_http2_and_http1_clients_share_a_port() {
         .await
         .expect("the drain waited on an idle HTTP/2 connection")
         .unwrap();
+}
+
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A client that opened HTTP/2 and then went silent (a crashed host, a
+/// dropped NAT entry) never acknowledges the drain's GOAWAY; the server
+/// closes its idle connection instead of waiting out the grace period.
+#[tokio::test]
+async fn a_silent_http2_client_does_not_hold_the_drain() {
+    let server = TestServer::start_configured(&[("app.rego", POLICY)], |c| {
+        c.h2c = true;
+        c.shutdown_grace = Duration::from_secs(30);
+    })
+    .await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    // The client preface and an empty SETTINGS frame; nothing is read after.
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    // The server has taken the connection as HTTP/2 once it answers a
+    // second client; then the drain starts.
+    let (_, reply) = ask_for_alice(TcpStream::connect(server.addr).await.unwrap()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), server.stop())
+        .await
+        .expect("the drain waited on a silent HTTP/2 client")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    drop(silent);
 }
 
 #[tokio::test]
