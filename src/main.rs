@@ -8,7 +8,7 @@ use regent::cli::{Cli, Command};
 use regent::config::RunConfig;
 
 /// jemalloc rather than glibc's malloc: with 100k cached decisions the daemon
-/// holds ~8 MiB less (glibc kept ~4.6 MiB of freed memory in its arenas, and
+/// holds 4-11 MiB less (glibc kept ~4.6 MiB of freed memory in its arenas, and
 /// its chunk headers add up over the cache's small allocations), and decisions
 /// over HTTP are ~4-6% faster (BENCHMARKS.md). The library and its benches
 /// keep the system allocator; this is the daemon's choice.
