@@ -79,17 +79,19 @@ impl Handshake {
             .and_then(|cert| crate::tls::subject::identity(cert))
             .map(Arc::from);
         let peer = Peer { identity, ..peer };
-        let service = service(state, peer, serves);
+        let service = service(state, peer, serves, None);
         let conn = self.builder.serve_connection(TokioIo::new(stream), service);
         finish(self.watcher.watch(conn)).await;
     }
 }
 
-/// The service answering one connection's requests.
+/// The service answering one connection's requests; with `active`, each
+/// request holds a count there while it is under way.
 fn service(
     state: Arc<AppState>,
     peer: Peer,
     serves: Serves,
+    active: Option<Arc<AtomicUsize>>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = api::HttpResponse,
@@ -100,10 +102,15 @@ fn service(
     service_fn(move |req: Request<Incoming>| {
         let state = Arc::clone(&state);
         let peer = Arc::clone(&peer);
+        // Counted here, inside the request's own future: wrapping that
+        // (large) future in another one copied it, ~10k instructions a
+        // request.
+        let active = active.as_ref().map(Active::hold);
         // HTTP/1.1 sends no body for a HEAD; hyper's HTTP/2 would.
         let head_h2 = req.method() == Method::HEAD && req.version() == Version::HTTP_2;
         let req = req.map(Either::Left);
         async move {
+            let _active = active;
             let response = match serves {
                 Serves::Api => api::handle(&state, req, &peer).await,
                 Serves::Diagnostic => api::handle_diagnostic(&state, req, &peer).await,
@@ -129,40 +136,20 @@ fn without_body(response: api::HttpResponse) -> api::HttpResponse {
     Response::from_parts(parts, Full::new(Bytes::new()))
 }
 
-/// Counts a connection's requests under way (`--h2c` connections, see
-/// [`H2_IDLE_CLOSE`]).
-struct Counted<S> {
-    inner: S,
-    active: Arc<AtomicUsize>,
-}
-
-/// Holds one count while a request is under way, cancelled or not.
+/// Holds one count while a request is under way, cancelled or not
+/// (`--h2c` connections, see [`H2_IDLE_CLOSE`]).
 struct Active(Arc<AtomicUsize>);
+
+impl Active {
+    fn hold(count: &Arc<AtomicUsize>) -> Active {
+        count.fetch_add(1, Ordering::AcqRel);
+        Active(Arc::clone(count))
+    }
+}
 
 impl Drop for Active {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl<S> hyper::service::Service<Request<Incoming>> for Counted<S>
-where
-    S: hyper::service::Service<Request<Incoming>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.active.fetch_add(1, Ordering::AcqRel);
-        let active = Active(Arc::clone(&self.active));
-        let answer = self.inner.call(req);
-        Box::pin(async move {
-            let response = answer.await;
-            drop(active);
-            response
-        })
     }
 }
 
@@ -218,18 +205,15 @@ impl Plain {
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let service = service(state, peer, serves);
         match self {
             Plain::Http1(builder) => {
+                let service = service(state, peer, serves, None);
                 let conn = builder.serve_connection(TokioIo::new(io), service);
                 tokio::spawn(finish(graceful.watch(conn)));
             }
             Plain::Auto(builder) => {
                 let active = Arc::new(AtomicUsize::new(0));
-                let service = Counted {
-                    inner: service,
-                    active: Arc::clone(&active),
-                };
+                let service = service(state, peer, serves, Some(Arc::clone(&active)));
                 let conn = builder.serve_connection(TokioIo::new(io), service);
                 let watched = graceful.watch(conn.into_owned());
                 let idle = idle_after_stop(stopping.subscribe(), active);
