@@ -14,7 +14,7 @@ use crate::bundle::configured::local_verification;
 use crate::bundle::signing::Verification;
 use crate::cache::CacheConfig;
 use crate::cli::{Cli, Command, RunArgs};
-use crate::logging::{LogFormat, LogLevel};
+use crate::logging::{Layout, LogFormat, LogLevel};
 use crate::opa_config::{self, OpaConfig};
 use crate::policy::DataPath;
 use crate::tls::{MinVersion, TlsSettings};
@@ -61,8 +61,8 @@ pub struct RunConfig {
     pub unix_socket_perm: u32,
     /// `--ready-timeout`: wait this long for the bundles before listening.
     pub ready_timeout: Option<Duration>,
-    /// `--log-timestamp-format`, as a strftime layout.
-    pub log_timestamps: Option<String>,
+    /// `--log-timestamp-format`, parsed.
+    pub log_timestamps: Option<Layout>,
     /// `--pprof` was asked for (a warning: there is none).
     pub pprof: bool,
     /// `--h2c`: plain listeners also serve HTTP/2 with prior knowledge.
@@ -222,16 +222,7 @@ impl RunConfig {
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs),
             log_timestamps: match args.log_timestamp_format.as_deref() {
-                Some(layout) if !layout.is_empty() => {
-                    let strftime = crate::logging::go_layout(layout);
-                    if chrono::format::StrftimeItems::new(&strftime)
-                        .parse()
-                        .is_err()
-                    {
-                        bail!("invalid --log-timestamp-format `{layout}`");
-                    }
-                    Some(strftime)
-                }
+                Some(layout) if !layout.is_empty() => Some(Layout::from_go(layout)?),
                 _ => None,
             },
             pprof: args.pprof,

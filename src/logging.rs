@@ -21,9 +21,9 @@ pub enum LogFormat {
 }
 
 /// Installs the process-wide subscriber. Called once, from `main`.
-/// `timestamps`: a strftime layout for JSON lines' timestamps (see
-/// [`go_layout`]); `None`: RFC 3339 with microseconds.
-pub fn init(level: LogLevel, format: LogFormat, timestamps: Option<String>) {
+/// `timestamps`: the layout of JSON lines' timestamps; `None`: RFC 3339
+/// with microseconds.
+pub fn init(level: LogLevel, format: LogFormat, timestamps: Option<Layout>) {
     let filter = match level {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Info => LevelFilter::INFO,
@@ -41,20 +41,27 @@ pub fn init(level: LogLevel, format: LogFormat, timestamps: Option<String>) {
         (LogFormat::Json | LogFormat::JsonPretty, None) => {
             builder.json().flatten_event(true).init();
         }
-        (LogFormat::Json | LogFormat::JsonPretty, Some(layout)) => builder
-            .json()
-            .flatten_event(true)
-            .with_timer(Layout(
-                chrono::format::StrftimeItems::new(&layout)
-                    .parse_to_owned()
-                    .unwrap_or_default(),
-            ))
-            .init(),
+        (LogFormat::Json | LogFormat::JsonPretty, Some(layout)) => {
+            builder.json().flatten_event(true).with_timer(layout).init()
+        }
     }
 }
 
-/// Timestamps in a strftime layout (parsed once), in UTC.
-struct Layout(Vec<chrono::format::Item<'static>>);
+/// Timestamps in a Go time layout (`--log-timestamp-format`), parsed once,
+/// in UTC.
+#[derive(Clone, Debug)]
+pub struct Layout(Vec<chrono::format::Item<'static>>);
+
+impl Layout {
+    /// Reads a Go layout (see [`go_layout`]); one chrono cannot write is an
+    /// error.
+    pub fn from_go(layout: &str) -> anyhow::Result<Layout> {
+        chrono::format::StrftimeItems::new(&go_layout(layout))
+            .parse_to_owned()
+            .map(Layout)
+            .map_err(|_| anyhow::anyhow!("invalid --log-timestamp-format `{layout}`"))
+    }
+}
 
 impl tracing_subscriber::fmt::time::FormatTime for Layout {
     fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
