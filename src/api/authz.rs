@@ -218,22 +218,25 @@ fn unescape_segment(segment: &str) -> Result<String, ApiError> {
 
 /// The query as Go's `url.Values`: each name with all its values.
 fn params(query: Option<&str>) -> Value {
-    let mut params: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         params
             .entry(name.into_owned())
             .or_default()
-            .push(Value::from(value.into_owned()));
+            .push(value.into_owned());
     }
     lists(params)
 }
 
 /// An object of names to lists of strings, as Go's `url.Values` and
 /// `http.Header` are.
-fn lists(map: BTreeMap<String, Vec<Value>>) -> Value {
+fn lists(map: BTreeMap<String, Vec<String>>) -> Value {
     let fields: BTreeMap<Value, Value> = map
         .into_iter()
-        .map(|(name, values)| (Value::from(name), Value::from(values)))
+        .map(|(name, values)| {
+            let values: Vec<Value> = values.into_iter().map(Value::from).collect();
+            (Value::from(name), Value::from(values))
+        })
         .collect();
     Value::from(fields)
 }
@@ -243,27 +246,20 @@ fn lists(map: BTreeMap<String, Vec<Value>>) -> Value {
 /// the header map, so they are not here either. Over HTTP/2 a client may
 /// split `Cookie` into several fields; Go's server joins them with `; `.
 fn headers(headers: &HeaderMap, version: Version) -> Value {
-    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in headers {
         if name == HOST || name == TRANSFER_ENCODING {
             continue;
         }
-        if name == COOKIE && version == Version::HTTP_2 {
-            continue;
+        let value = String::from_utf8_lossy(value.as_bytes());
+        let values = out.entry(canonical_header(name.as_str())).or_default();
+        match values.last_mut() {
+            Some(cookies) if name == COOKIE && version == Version::HTTP_2 => {
+                cookies.push_str("; ");
+                cookies.push_str(&value);
+            }
+            _ => values.push(value.into_owned()),
         }
-        out.entry(canonical_header(name.as_str()))
-            .or_default()
-            .push(Value::from(
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            ));
-    }
-    if version == Version::HTTP_2 && headers.contains_key(COOKIE) {
-        let cookies: Vec<_> = headers
-            .get_all(COOKIE)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-            .collect();
-        out.insert("Cookie".into(), vec![Value::from(cookies.join("; "))]);
     }
     lists(out)
 }
