@@ -42,26 +42,13 @@ where
         .unwrap()
 }
 
+/// A `GET` or `HEAD` (no body) over an HTTP/2 connection.
 async fn h2_send(
     sender: &mut SendRequest<Full<Bytes>>,
     method: &str,
     path: &str,
 ) -> hyper::Result<Reply> {
-    let req = Request::builder()
-        .method(method)
-        .uri(format!("http://localhost{path}"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    sender.ready().await?;
-    let resp = sender.send_request(req).await?;
-    let (status, headers) = (resp.status(), resp.headers().clone());
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    let body = String::from_utf8(bytes.to_vec()).unwrap();
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
+    Ok(h2_request(sender, method, path, "").await?.1)
 }
 
 async fn h2_post(
@@ -69,8 +56,18 @@ async fn h2_post(
     path: &str,
     body: &'static str,
 ) -> hyper::Result<(Version, Reply)> {
+    h2_request(sender, "POST", path, body).await
+}
+
+/// One request over an HTTP/2 connection: the answer's version and reply.
+async fn h2_request(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+    body: &'static str,
+) -> hyper::Result<(Version, Reply)> {
     let req = Request::builder()
-        .method("POST")
+        .method(method)
         .uri(format!("http://localhost{path}"))
         .body(Full::new(Bytes::from_static(body.as_bytes())))
         .unwrap();
