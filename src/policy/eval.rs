@@ -291,6 +291,38 @@ mod tests {
         Evaluator::build([("p.rego", rego)], Value::new_object()).unwrap()
     }
 
+    /// However regorus words a conflict (across definitions, several values
+    /// of one body, a function's several outputs), it is OPA's conflict.
+    #[test]
+    fn every_conflict_is_opas_conflict_error() {
+        let e = evaluator(
+            "package p\nx := input.c[_]\nf(a) := b if some b in input.c\ny := f(1)\n\
+             z := 1 if input.c\nz := 2 if input.c\n",
+        );
+        let input = Value::from_json_str(r#"{"c": [1, 2]}"#).unwrap();
+        for (rule, message) in [
+            ("p/x", "complete rules must not produce multiple outputs"),
+            (
+                "p/y",
+                "functions must not produce multiple outputs for same inputs",
+            ),
+            ("p/z", "complete rules must not produce multiple outputs"),
+        ] {
+            let err = e
+                .evaluate(
+                    &DataPath::parse(rule),
+                    Some(input.clone()),
+                    EvalOptions::default(),
+                )
+                .unwrap_err();
+            assert_eq!(
+                (err.code, err.message.as_str()),
+                (EvalErrorCode::Conflict, message),
+                "{rule}"
+            );
+        }
+    }
+
     #[test]
     fn conflicts_are_classified_with_their_location() {
         let e = evaluator("package p\nx := 1\nx := 2 if input.y\n");

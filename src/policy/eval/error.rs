@@ -112,7 +112,11 @@ impl EvalError {
                 .and_then(|at| crate::policy::diagnostic::called_at(&text, at))
                 .filter(|name| regorus::unstable::BUILTINS.contains_key(name.as_str())),
         };
-        let (code, message) = if raw.contains("conflicts with") {
+        // regorus words a conflict several ways: `rule conflicts with rule
+        // at ...`, `rules must not produce multiple outputs`, `complete rules
+        // should not ...`, `function produced multiple outputs ...`.
+        let (code, message) = if raw.contains("conflicts with") || raw.contains("multiple outputs")
+        {
             let message = if raw.contains("function") {
                 "functions must not produce multiple outputs for same inputs"
             } else {
