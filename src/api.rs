@@ -3,7 +3,8 @@
 //! `data.rs`: it reads the current snapshot (never waiting on a reload),
 //! looks the request up in the decision cache, parses the input, evaluates
 //! (`offload.rs`), and encodes the answer; with the decision log on, each
-//! decision is logged (`logged.rs`). Batches are in `batch.rs`; health,
+//! decision is logged (`logged.rs`). Batches are in `batch.rs`, ad-hoc
+//! queries (`/v1/query`) in `query.rs`; health,
 //! status, metrics and the write APIs in `manage.rs`. Every request is first
 //! authorized when `--authorization=basic` asks for it (`authz.rs`). Every
 //! failure is an [`ApiError`], mapped to HTTP in `error.rs`.
@@ -16,6 +17,7 @@ pub mod error;
 mod logged;
 mod manage;
 pub mod offload;
+mod query;
 pub mod wire;
 pub mod yaml;
 
@@ -200,6 +202,12 @@ async fn route(
         return match method {
             Method::POST => batch::handle(state, req, &data_path, &params, caller).await,
             _ => Err(allow("POST")),
+        };
+    }
+    if path == "/v1/query" {
+        return match method {
+            Method::GET | Method::POST => query::v1_query(state, req, &params, caller).await,
+            _ => Err(allow("GET, POST")),
         };
     }
     if path == "/v1/status" {

@@ -49,6 +49,8 @@ pub struct Record<'a> {
     pub requested_by: Option<SocketAddr>,
     /// The query path as requested, without `data` (`tasks/allow`).
     pub path: &'a str,
+    /// An ad-hoc query (`/v1/query`), as sent; empty for a decision.
+    pub query: &'a str,
     /// The active bundles' revisions, by name.
     pub bundles: &'a BTreeMap<String, String>,
     /// The input document as JSON text, if the request had one.
@@ -219,6 +221,8 @@ struct Event<'a> {
     bundles: &'a BTreeMap<&'a str, BundleInfo<'a>>,
     #[serde(skip_serializing_if = "str::is_empty")]
     path: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    query: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     input: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -241,6 +245,7 @@ fn render_event(fields: &Fields<'_>) -> Vec<u8> {
         batch_decision_id: fields.record.batch_decision_id,
         bundles: &fields.bundles,
         path: fields.record.path,
+        query: fields.record.query,
         input: fields.input.as_deref(),
         result: fields.result.as_deref(),
         error: fields.error.as_ref(),
@@ -286,6 +291,8 @@ struct Line<'a> {
     msg: &'static str,
     #[serde(skip_serializing_if = "str::is_empty")]
     path: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    query: &'a str,
     #[serde(skip_serializing_if = "is_zero")]
     req_id: u64,
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -330,6 +337,7 @@ fn render(fields: &Fields<'_>) -> Vec<u8> {
         metrics: record.metrics,
         msg: "Decision Log",
         path: record.path,
+        query: record.query,
         req_id: record.req_id,
         requested_by: &fields.requested_by,
         result: fields.result.as_deref(),
@@ -464,6 +472,7 @@ mod tests {
             req_id: 3,
             requested_by: Some("127.0.0.1:5000".parse().unwrap()),
             path: "tasks/allow",
+            query: "",
             bundles: &bundles,
             input: Some("{\n \"scope\": \"view\"\n}"),
             result: None,
@@ -519,6 +528,7 @@ mod tests {
             req_id: 3,
             requested_by: Some("127.0.0.1:5000".parse().unwrap()),
             path: "tasks/allow",
+            query: "",
             bundles: &bundles,
             input: Some("{ \"scope\" : \"view\" }"),
             result: Some(" true "),

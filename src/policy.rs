@@ -25,7 +25,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 pub use diagnostic::Diagnostic;
-pub use eval::{EvalError, EvalErrorCode, EvalOptions, Evaluator, Location, Outcome};
+pub use eval::{EvalError, EvalErrorCode, EvalOptions, Evaluator, Location, Outcome, QueryError};
 pub use path::DataPath;
 pub use source::{Module, Sources};
 

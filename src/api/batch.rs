@@ -209,6 +209,7 @@ pub(crate) async fn handle(
                 state,
                 snapshot: &snapshot,
                 path,
+                query: "",
                 caller,
                 input: Input::Raw(input),
                 batch: batch_id.as_deref(),

@@ -47,6 +47,7 @@ pub(super) async fn v1_data(
         state,
         snapshot: &snapshot,
         path,
+        query: "",
         caller,
         input: match (&body, &params.input) {
             (Some(body), _) => Input::Body(body),
@@ -253,6 +254,7 @@ pub(super) async fn v0_data(
         state,
         snapshot: &snapshot,
         path,
+        query: "",
         caller,
         input: std::str::from_utf8(&body).map_or(Input::None, Input::Raw),
         batch: None,

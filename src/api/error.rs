@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use super::wire::to_json;
-use crate::policy::{Diagnostic, EvalError, Location};
+use crate::policy::{Diagnostic, EvalError, Location, QueryError};
 
 /// OPA's message for a request that failed in evaluation.
 const MSG_EVALUATION_ERROR: &str = "error(s) occurred while evaluating query";
@@ -31,10 +31,12 @@ pub enum ApiError {
     /// A failed health check: OPA answers these with `{"error": ...}`.
     Unhealthy(String),
     /// 400: a written module does not parse or compile, or what a deleted
-    /// one leaves does not compile. The code is OPA's for the operation
-    /// (`invalid_parameter` for a write, `invalid_operation` for a delete);
-    /// each error has its own (`rego_parse_error`, `rego_compile_error`).
-    Compile(&'static str, Vec<(&'static str, Diagnostic)>),
+    /// one leaves does not compile, or an ad-hoc query does neither. The
+    /// code and message are OPA's for the operation (`invalid_parameter`
+    /// for a write or a query, `invalid_operation` for a delete; see
+    /// [`MSG_COMPILE_ERROR`]); each error has its own (`rego_parse_error`,
+    /// `rego_compile_error`).
+    Compile(&'static str, &'static str, Vec<(&'static str, Diagnostic)>),
     /// 500 `internal_error`: a task serving the request failed, or the
     /// authorization policy gave no decision.
     Internal(String),
@@ -43,7 +45,10 @@ pub enum ApiError {
 }
 
 /// OPA's message for a policy write that does not compile.
-const MSG_COMPILE_ERROR: &str = "error(s) occurred while compiling module(s)";
+pub const MSG_COMPILE_ERROR: &str = "error(s) occurred while compiling module(s)";
+/// OPA's messages for an ad-hoc query that does not parse, or compile.
+pub const MSG_PARSE_QUERY_ERROR: &str = "error(s) occurred while parsing query";
+pub const MSG_COMPILE_QUERY_ERROR: &str = "error(s) occurred while compiling query";
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -124,7 +129,7 @@ impl ApiError {
             }
             ApiError::Internal(m) => error_body("internal_error", m, vec![], pretty),
             ApiError::Unauthorized(m) => error_body("unauthorized", m, vec![], pretty),
-            ApiError::Compile(code, errors) => {
+            ApiError::Compile(code, message, errors) => {
                 let details = errors
                     .iter()
                     .map(|(code, d)| ErrorDetail {
@@ -133,7 +138,7 @@ impl ApiError {
                         location: d.location.as_ref(),
                     })
                     .collect();
-                error_body(code, MSG_COMPILE_ERROR, details, pretty)
+                error_body(code, message, details, pretty)
             }
             ApiError::Undefined(m) => error_body("undefined_document", m, vec![], pretty),
             ApiError::NotFound(m) => error_body("resource_not_found", m, vec![], pretty),
@@ -150,6 +155,28 @@ impl ApiError {
 impl From<EvalError> for ApiError {
     fn from(err: EvalError) -> ApiError {
         ApiError::Eval(err)
+    }
+}
+
+impl From<QueryError> for ApiError {
+    /// As OPA's query API answers: a query that does not parse or compile is
+    /// the client's error (400), an empty one a server error (OPA reaches
+    /// its evaluator with it), a failed evaluation as for a decision.
+    fn from(err: QueryError) -> ApiError {
+        match err {
+            QueryError::Empty => ApiError::Internal("cannot evaluate empty query".into()),
+            QueryError::Parse(d) => ApiError::Compile(
+                "invalid_parameter",
+                MSG_PARSE_QUERY_ERROR,
+                vec![("rego_parse_error", d)],
+            ),
+            QueryError::Compile(code, d) => ApiError::Compile(
+                "invalid_parameter",
+                MSG_COMPILE_QUERY_ERROR,
+                vec![(code, d)],
+            ),
+            QueryError::Eval(e) => ApiError::Eval(e),
+        }
     }
 }
 

@@ -34,11 +34,14 @@ pub(super) enum Answer<'a> {
     None,
 }
 
-/// One decision of the data API, ready to be logged.
+/// One decision of the data API (or ad-hoc query), ready to be logged.
 pub(super) struct Logged<'a> {
     pub state: &'a AppState,
     pub snapshot: &'a Snapshot,
     pub path: &'a DataPath,
+    /// An ad-hoc query (`/v1/query`, whose `path` is the root), as sent;
+    /// empty for a decision of the data API.
+    pub query: &'a str,
     pub caller: Caller,
     pub input: Input<'a>,
     /// For a batch item, the batch's id.
@@ -89,6 +92,7 @@ impl Logged<'_> {
             req_id: self.caller.req_id,
             requested_by: self.caller.peer,
             path: &path,
+            query: self.query,
             bundles: self.snapshot.bundle_revisions(),
             input,
             result,

@@ -281,7 +281,9 @@ pub(super) async fn delete_policy(state: &AppState, id: &str) -> Result<HttpResp
         .map_err(|e| ApiError::Internal(format!("policy write failed: {e}")))?
         .map_err(|e| match write_error(e, None) {
             // OPA's code when what the delete leaves does not compile.
-            ApiError::Compile(_, errors) => ApiError::Compile("invalid_operation", errors),
+            ApiError::Compile(_, message, errors) => {
+                ApiError::Compile("invalid_operation", message, errors)
+            }
             other => other,
         })?;
     Ok(json_response(b"{}\n".to_vec(), false))
@@ -307,7 +309,11 @@ fn write_error(err: WriteError, written: Option<(&str, &str)>) -> ApiError {
                 Some((id, text)) if !crate::policy::parses(id, text) => "rego_parse_error",
                 _ => diagnostic.compile_code(),
             };
-            ApiError::Compile("invalid_parameter", vec![(code, diagnostic)])
+            ApiError::Compile(
+                "invalid_parameter",
+                super::error::MSG_COMPILE_ERROR,
+                vec![(code, diagnostic)],
+            )
         }
     }
 }

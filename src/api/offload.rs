@@ -22,7 +22,9 @@ use regorus::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
-use crate::policy::{DataPath, EvalError, EvalErrorCode, EvalOptions, Outcome, Snapshot};
+use crate::policy::{
+    DataPath, EvalError, EvalErrorCode, EvalOptions, Outcome, QueryError, Snapshot,
+};
 
 /// How long a decision may run on a request worker before it is moved.
 /// The default policies' decisions take about ten microseconds, the slowest
@@ -109,6 +111,40 @@ impl Evaluation {
         })
         .await
         .map_err(|err| internal(&format!("evaluation task failed: {err}")))?
+    }
+
+    /// Evaluates an ad-hoc query (`/v1/query`): on the blocking pool, in a
+    /// turn as a slow decision takes one, and within `--eval-timeout`. A
+    /// query is compiled per request, and its author may have written
+    /// anything: it never runs on a request worker.
+    pub async fn query(
+        &self,
+        snapshot: &Arc<Snapshot>,
+        text: String,
+        input: Option<Value>,
+    ) -> Result<Vec<Value>, QueryError> {
+        let deadline = self.deadline();
+        let Some(turn) = self.turn_by(deadline).await.map_err(QueryError::Eval)? else {
+            return Err(QueryError::Eval(self.over_time()));
+        };
+        let this = self.clone();
+        let snapshot = Arc::clone(snapshot);
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let options = EvalOptions {
+                time_limit: this.left(deadline).map_err(QueryError::Eval)?,
+                ..EvalOptions::default()
+            };
+            snapshot
+                .evaluator()
+                .query(&text, input, options)
+                .map_err(|err| match err {
+                    QueryError::Eval(e) if e.is_time_limit() => QueryError::Eval(this.over_time()),
+                    other => other,
+                })
+        })
+        .await
+        .map_err(|err| QueryError::Eval(internal(&format!("query task failed: {err}"))))?
     }
 
     /// A turn on the blocking pool, held while evaluating there; `None` when

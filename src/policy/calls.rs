@@ -95,29 +95,61 @@ const OPA_PLAIN_BUILTINS: &[&str] = &[
     "walk",
 ];
 
-/// The first call to an undefined function, in module order: its name as
-/// OPA reports it, and where it is.
-pub fn first_undefined_call(engine: &mut Engine) -> Option<(String, Location)> {
-    let modules = engine.get_modules();
-    let mut functions: HashSet<Vec<String>> = HashSet::new();
-    for module in modules.iter() {
-        let Some(package) = ref_segments(&module.package.refr) else {
-            continue;
-        };
-        for rule in &module.policy {
-            let refr = match rule.as_ref() {
-                Rule::Spec {
-                    head: RuleHead::Func { refr, .. },
-                    ..
-                } => refr,
-                Rule::Default { refr, args, .. } if !args.is_empty() => refr,
-                _ => continue,
+/// The paths of every function the modules define (`data.lib.f`), as
+/// segments.
+#[derive(Debug, Default)]
+pub struct Functions(HashSet<Vec<String>>);
+
+impl Functions {
+    pub fn of(engine: &mut Engine) -> Functions {
+        let mut functions: HashSet<Vec<String>> = HashSet::new();
+        for module in engine.get_modules().iter() {
+            let Some(package) = ref_segments(&module.package.refr) else {
+                continue;
             };
-            if let (path, true) = static_path(refr) {
-                functions.insert(absolute(&package, &path));
+            for rule in &module.policy {
+                let refr = match rule.as_ref() {
+                    Rule::Spec {
+                        head: RuleHead::Func { refr, .. },
+                        ..
+                    } => refr,
+                    Rule::Default { refr, args, .. } if !args.is_empty() => refr,
+                    _ => continue,
+                };
+                if let (path, true) = static_path(refr) {
+                    functions.insert(absolute(&package, &path));
+                }
             }
         }
+        Functions(functions)
     }
+}
+
+/// The first call in an ad-hoc query (`/v1/query`) to a function nothing
+/// defines. A query has no package and no imports: a plain name must be a
+/// built-in, a dotted one under `data` a defined function.
+pub fn undefined_call_in_query(
+    functions: &Functions,
+    query: &regorus::unstable::Query,
+) -> Option<(String, Location)> {
+    let mut calls = Calls {
+        package: &[],
+        aliases: &HashMap::new(),
+        functions: &functions.0,
+        found: None,
+    };
+    calls.query(query);
+    calls.found
+}
+
+/// The first call to an undefined function, in module order: its name as
+/// OPA reports it, and where it is.
+pub fn first_undefined_call(
+    engine: &mut Engine,
+    functions: &Functions,
+) -> Option<(String, Location)> {
+    let functions = &functions.0;
+    let modules = engine.get_modules();
     for module in modules.iter() {
         let Some(package) = ref_segments(&module.package.refr) else {
             continue;
@@ -139,7 +171,7 @@ pub fn first_undefined_call(engine: &mut Engine) -> Option<(String, Location)> {
         let mut calls = Calls {
             package: &package,
             aliases: &aliases,
-            functions: &functions,
+            functions,
             found: None,
         };
         for rule in &module.policy {

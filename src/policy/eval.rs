@@ -13,8 +13,11 @@ use anyhow::{anyhow, Result};
 use regorus::{Engine, Value};
 
 mod error;
+mod query;
 pub use error::{EvalError, EvalErrorCode, Location};
+pub use query::QueryError;
 
+use super::calls::Functions;
 use super::fast::{FastFailure, FastPath};
 use super::path::DataPath;
 use super::resolve::resolve_imports;
@@ -94,6 +97,8 @@ pub struct Evaluator {
     data: Value,
     rules: RuleIndex,
     fast: Option<Arc<FastPath>>,
+    /// The functions the modules define, for checking ad-hoc queries.
+    functions: Arc<Functions>,
 }
 
 impl Evaluator {
@@ -122,7 +127,8 @@ impl Evaluator {
         if let Some((path, at)) = &rules.duplicate_default {
             return Err(at.compile_error(&format!("multiple default rules {path} found")));
         }
-        if let Some((name, at)) = super::calls::first_undefined_call(&mut engine) {
+        let functions = Functions::of(&mut engine);
+        if let Some((name, at)) = super::calls::first_undefined_call(&mut engine, &functions) {
             return Err(at.compile_error(&format!("undefined function {name}")));
         }
         let entries = rules.fast_candidates();
@@ -135,6 +141,7 @@ impl Evaluator {
             data,
             rules,
             fast: fast.map(Arc::new),
+            functions: Arc::new(functions),
         })
     }
 
@@ -234,6 +241,16 @@ impl Evaluator {
         input: Option<Value>,
         options: EvalOptions,
     ) -> Result<Outcome, EvalError> {
+        self.with_interpreter(options, |engine| self.interpret(engine, path, input))
+    }
+
+    /// Runs `run` on a clone of the warmed interpreter, set up for
+    /// `options` (strict built-in errors, the time limit).
+    fn with_interpreter<T, E: From<EvalError>>(
+        &self,
+        options: EvalOptions,
+        run: impl FnOnce(Engine) -> Result<T, E>,
+    ) -> Result<T, E> {
         let started = options.time_limit.map(|_| std::time::Instant::now());
         let mut engine = self.engine.clone();
         if options.strict_builtin_errors {
@@ -242,7 +259,7 @@ impl Evaluator {
         if let Some(limit) = options.time_limit {
             engine.set_execution_timer_config(time_limit(limit));
         }
-        let answer = self.interpret(engine, path, input);
+        let answer = run(engine);
         // How a time limit is recognised: not by its error, which regorus
         // re-creates from its text when it is raised under a function call,
         // and drops when another definition of the function succeeds. The
@@ -250,7 +267,7 @@ impl Evaluator {
         // a time-limit error, whatever it returned.
         match (options.time_limit, started) {
             (Some(limit), Some(started)) if started.elapsed() > limit => {
-                Err(EvalError::time_limit(limit))
+                Err(EvalError::time_limit(limit).into())
             }
             _ => answer,
         }

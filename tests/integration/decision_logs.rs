@@ -127,6 +127,21 @@ fn every_decision_is_logged_under_the_id_its_answer_carries() {
     assert_eq!(line["input"], json!({"user": "bob"}), "{line}");
     assert_eq!(line["result"], false);
 
+    // An ad-hoc query: logged as OPA logs it, with `query` and no `path`;
+    // the answer carries no id (OPA's `QueryResponseV1` has none).
+    let (_, body) = split(&http_post(
+        daemon.addr,
+        "/v1/query",
+        r#"{"query": "data.t.allow; u := input.user", "input": {"user": "alice"}}"#,
+    ));
+    assert_eq!(body, json!({"result": [{"u": "alice"}]}));
+    let line = daemon.next_log("Decision Log");
+    assert_eq!(line["query"], "data.t.allow; u := input.user", "{line}");
+    assert!(line.get("path").is_none(), "{line}");
+    assert!(is_uuid(&line["decision_id"]), "{line}");
+    assert_eq!(line["input"], json!({"user": "alice"}));
+    assert_eq!(line["result"], json!([{"u": "alice"}]));
+
     // A batch: one decision (and one line) per item, duplicates included.
     let reply = http_post(
         daemon.addr,

@@ -19,6 +19,7 @@ mod health_policies;
 mod log_service;
 mod policy_writes;
 mod process;
+mod query;
 mod security;
 mod slow_decisions;
 mod support;

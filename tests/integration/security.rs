@@ -236,8 +236,28 @@ async fn the_authorization_policy_admits_requests_by_token_path_body_and_headers
     let reply = send(&server, "GET", "/health", &[("x-probe", "kubelet")], "").await;
     assert_refused(&reply, refused);
 
-    // The operator's token: everything, the policy API included.
+    // Ad-hoc queries are not decisions under data.app: refused to the app.
+    let reply = send(
+        &server,
+        "GET",
+        "/v1/query?q=data.app.allow",
+        &[("authorization", &app)],
+        "",
+    )
+    .await;
+    assert_refused(&reply, refused);
+
+    // The operator's token: everything, the policy and query APIs included.
     let operator = bearer("operator-secret");
+    let reply = send(
+        &server,
+        "POST",
+        "/v1/query",
+        &[("authorization", &operator)],
+        r#"{"query": "x := data.app.allow", "input": {"user": "alice"}}"#,
+    )
+    .await;
+    assert_eq!(reply.json(), serde_json::json!({"result": [{"x": true}]}));
     let reply = send(
         &server,
         "GET",

@@ -1,0 +1,146 @@
+//! `GET /v1/query?q=<query>` and `POST /v1/query` (`{"query": "...",
+//! "input": ...}`): ad-hoc Rego queries, answered as OPA's query API answers
+//! them, `{"result": [{"x": 1}, ...]}`, one object of variable bindings per
+//! way the query succeeds (no `result` when it fails). The query is
+//! compiled and evaluated per request (`policy/eval/query.rs`), on the
+//! blocking pool within `--eval-timeout` (`offload.rs`); with the decision
+//! log on it is logged as OPA logs it, with `query` in place of `path`.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use hyper::{Method, Request};
+use regorus::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::logged::{Answer, Input, Logged};
+use super::wire::{self, Params};
+use super::{body, json_response, ApiError, AppState, Body, Caller, HttpResponse};
+use crate::policy::{DataPath, QueryError};
+
+/// OPA's `QueryResponseV1`.
+#[derive(Serialize)]
+struct QueryResponse<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<&'a BTreeMap<&'static str, u64>>,
+    #[serde(skip_serializing_if = "<[Value]>::is_empty")]
+    result: &'a [Value],
+}
+
+pub(super) async fn v1_query(
+    state: &AppState,
+    req: Request<Body>,
+    params: &Params,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let parse_started = Instant::now();
+    let body;
+    let (query, input_text) = if req.method() == Method::POST {
+        body = body::read(req, &state.limits, "").await?;
+        body::check_body_depth(&body, &state.limits, "")?;
+        let request: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!("error(s) occurred while decoding request: {e}"))
+        })?;
+        (
+            request.query.unwrap_or_default(),
+            request.input.map(RawValue::get),
+        )
+    } else {
+        // As OPA: the last `q`; a GET query has no input.
+        let query = params.all("q").last().cloned();
+        (
+            query.ok_or_else(|| ApiError::BadRequest("missing parameter 'q'".into()))?,
+            None,
+        )
+    };
+    let input = match input_text {
+        Some(text) => Some(wire::parse_query_input(text, &state.keys).map_err(|e| {
+            ApiError::BadRequest(format!("error(s) occurred while decoding request: {}", e.0))
+        })?),
+        None => None,
+    };
+    let parse_ns = parse_started.elapsed().as_nanos() as u64;
+
+    let snapshot = state.snapshots.load();
+    let eval_started = Instant::now();
+    let evaluated = state
+        .evaluation
+        .query(&snapshot, query.clone(), input)
+        .await;
+    let eval_ns = eval_started.elapsed().as_nanos() as u64;
+    let timers = BTreeMap::from([
+        ("timer_rego_input_parse_ns", parse_ns),
+        ("timer_rego_query_eval_ns", eval_ns),
+        (
+            "timer_server_handler_ns",
+            caller.started.elapsed().as_nanos() as u64,
+        ),
+    ]);
+    let root = DataPath::parse("");
+    let logged = Logged {
+        state,
+        snapshot: &snapshot,
+        path: &root,
+        query: &query,
+        caller,
+        input: input_text.map_or(Input::None, Input::Raw),
+        batch: None,
+    };
+    let results = match evaluated {
+        Ok(results) => results,
+        Err(err) => {
+            if let QueryError::Eval(err) = &err {
+                logged.write(Answer::None, Some(err), Some(&timers)).await;
+            }
+            return Err(err.into());
+        }
+    };
+    let response = QueryResponse {
+        metrics: (params.metrics || params.instrument).then_some(&timers),
+        result: &results,
+    };
+    let bytes = wire::to_json(&response, params.pretty);
+    logged
+        .write(Answer::Wrapped(&bytes), None, Some(&timers))
+        .await;
+    Ok(json_response(bytes, false))
+}
+
+/// OPA's `QueryRequestV1`, read as Go's decoder reads a struct: names in
+/// any case, the last of duplicate fields wins, unknown fields ignored.
+#[derive(Default)]
+struct QueryRequest<'a> {
+    query: Option<String>,
+    input: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for QueryRequest<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(QueryRequestVisitor)
+    }
+}
+
+struct QueryRequestVisitor;
+
+impl<'de> serde::de::Visitor<'de> for QueryRequestVisitor {
+    type Value = QueryRequest<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut request = QueryRequest::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key.eq_ignore_ascii_case("query") {
+                request.query = map.next_value()?;
+            } else if key.eq_ignore_ascii_case("input") {
+                request.input = map.next_value()?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(request)
+    }
+}
