@@ -65,6 +65,8 @@ pub struct AppState {
     pub keys: wire::Keys,
     /// `--authentication`, `--authorization`.
     pub auth: authz::Auth,
+    /// What `GET /v1/config` answers: the configuration, secrets removed.
+    pub config: Arc<serde_json::Value>,
 }
 
 /// A request body: as received, or already read by the authorizer.
@@ -208,6 +210,12 @@ async fn route(
         return match method {
             Method::GET | Method::POST => query::v1_query(state, req, &params, caller).await,
             _ => Err(allow("GET, POST")),
+        };
+    }
+    if path == "/v1/config" {
+        return match method {
+            Method::GET => Ok(manage::config(state, &params)),
+            _ => Err(allow("GET")),
         };
     }
     if path == "/v1/status" {

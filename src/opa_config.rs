@@ -91,9 +91,11 @@ fn assemble(
             .with_context(|| format!("invalid `--set-file` value `{line}`"))?;
     }
     raw::merge(&mut root, overrides);
+    let active = raw::active(&root);
     raw::prepare(&mut root)?;
     let mut config = typed(Value::Object(root))?;
     validate::validate(&mut config)?;
+    config.active = active;
     Ok(config)
 }
 

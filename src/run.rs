@@ -58,6 +58,7 @@ pub fn app_state(config: &RunConfig, sources: Sources) -> Result<AppState> {
             config.opa.decision_logs.as_ref().is_some_and(|d| d.console),
             configured_upload(&config.opa)?,
         ),
+        config: std::sync::Arc::new(config.opa.active_config(&labels)),
         labels,
         keys: crate::api::wire::Keys::default(),
         auth: config.auth.clone(),

@@ -65,6 +65,13 @@ pub(super) fn status(state: &AppState, params: &Params) -> HttpResponse {
     json_response(wire::to_json(&ResultBody { result }, params.pretty), false)
 }
 
+/// `GET /v1/config`: the active configuration, as OPA shows it (service
+/// credentials and key material removed; see `OpaConfig::active_config`).
+pub(super) fn config(state: &AppState, params: &Params) -> HttpResponse {
+    let result = state.config.as_ref();
+    json_response(wire::to_json(&ResultBody { result }, params.pretty), false)
+}
+
 /// `GET /metrics`: Prometheus text exposition.
 pub(super) fn metrics(state: &AppState) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::from(state.metrics.render(&state.cache))));

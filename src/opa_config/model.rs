@@ -40,6 +40,33 @@ pub struct OpaConfig {
     pub decision_logs: Option<DecisionLogsConfig>,
     /// Regent's own section (OPA has none).
     pub decision_cache: DecisionCacheConfig,
+    /// The configuration as `GET /v1/config` shows it, secrets removed
+    /// (`raw::active`); not a key of its own.
+    #[serde(skip)]
+    pub active: serde_json::Map<String, serde_json::Value>,
+}
+
+impl OpaConfig {
+    /// OPA's `ActiveConfig`: [`Self::active`] with the defaults OPA injects
+    /// (`default_decision`, `default_authorization_decision`) and `labels`,
+    /// which are this instance's (with its `id` and `version`).
+    pub fn active_config(&self, labels: &BTreeMap<String, String>) -> serde_json::Value {
+        let mut active = self.active.clone();
+        for (key, default) in [
+            ("default_decision", "/system/main"),
+            ("default_authorization_decision", "/system/authz/allow"),
+        ] {
+            active
+                .entry(key)
+                .or_insert_with(|| serde_json::Value::from(default));
+        }
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect();
+        active.insert("labels".into(), serde_json::Value::Object(labels));
+        serde_json::Value::Object(active)
+    }
 }
 
 impl OpaConfig {

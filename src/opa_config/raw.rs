@@ -109,6 +109,39 @@ pub(super) fn prepare(root: &mut Map<String, Value>) -> Result<()> {
     Ok(())
 }
 
+/// The configuration as OPA's `GET /v1/config` shows it (`ActiveConfig`):
+/// the merged tree as given (nulls dropped, `services` in the form it was
+/// written), without service credentials and key material (`key`,
+/// `private_key`). OPA redacts exactly these.
+pub(super) fn active(root: &Map<String, Value>) -> Map<String, Value> {
+    let mut active = root.clone();
+    for value in active.values_mut() {
+        drop_nulls(value);
+    }
+    active.retain(|_, v| !v.is_null());
+    let remove = |item: &mut Value, keys: &[&str]| {
+        if let Value::Object(item) = item {
+            keys.iter().for_each(|k| {
+                item.remove(*k);
+            });
+        }
+    };
+    match active.get_mut("services") {
+        Some(Value::Object(services)) => services
+            .values_mut()
+            .for_each(|s| remove(s, &["credentials"])),
+        Some(Value::Array(services)) => services
+            .iter_mut()
+            .for_each(|s| remove(s, &["credentials"])),
+        _ => {}
+    }
+    if let Some(Value::Object(keys)) = active.get_mut("keys") {
+        keys.values_mut()
+            .for_each(|k| remove(k, &["key", "private_key"]));
+    }
+    active
+}
+
 fn drop_nulls(value: &mut Value) {
     match value {
         Value::Object(map) => {

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -665,4 +666,50 @@ fn file_bundles_need_no_service_and_are_not_downloaded() {
     assert_eq!(files.len(), 3);
     // Without any service configured, a file bundle is still fine.
     set(&["bundles.a.resource=file:///srv/a.tar.gz"]).unwrap();
+}
+
+/// `GET /v1/config` shows the configuration as given, as OPA's
+/// `ActiveConfig` does: services in their written form without
+/// `credentials`, keys without their material, OPA's injected defaults, the
+/// instance's labels, nulls dropped.
+#[test]
+fn the_active_config_leaves_out_secrets() {
+    let config = yaml(
+        "services:\n  - name: cvat\n    url: http://cvat\n    credentials:\n      bearer:\n        token: s3cret\n\
+         keys:\n  k:\n    algorithm: HS256\n    key: hmac-secret\n\
+         default_decision: app/main\nlabels:\n  team: a\n\
+         bundles:\n  b:\n    service: cvat\n    resource: /b.tar.gz\n    signing:\n      keyid: k\n",
+    )
+    .unwrap();
+    let labels = BTreeMap::from([
+        ("id".to_string(), "i".to_string()),
+        ("team".to_string(), "a".to_string()),
+    ]);
+    let active = config.active_config(&labels);
+    assert_eq!(
+        active,
+        serde_json::json!({
+            "services": [{"name": "cvat", "url": "http://cvat"}],
+            "keys": {"k": {"algorithm": "HS256"}},
+            "default_decision": "app/main",
+            "default_authorization_decision": "/system/authz/allow",
+            "labels": {"id": "i", "team": "a"},
+            "bundles": {"b": {"service": "cvat", "resource": "/b.tar.gz", "signing": {"keyid": "k"}}},
+        })
+    );
+    assert!(!active.to_string().contains("secret"), "{active}");
+    // The map form of `services`, and a null that unsets a key.
+    let config = set(&[
+        "services.s.url=http://s",
+        "services.s.credentials.bearer.token=t0ken",
+        "labels=null",
+    ])
+    .unwrap();
+    let active = config.active_config(&BTreeMap::new());
+    assert_eq!(
+        active["services"],
+        serde_json::json!({"s": {"url": "http://s"}})
+    );
+    assert_eq!(active["default_decision"], "/system/main");
+    assert_eq!(active["labels"], serde_json::json!({}));
 }

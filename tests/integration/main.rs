@@ -7,6 +7,7 @@ mod bundle_service;
 mod bundles;
 mod cache;
 mod commands;
+mod config_api;
 mod data_api;
 mod decision_logs;
 mod default_policies;
