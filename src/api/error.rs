@@ -33,9 +33,10 @@ pub enum ApiError {
     /// 400: a written module does not parse or compile, or what a deleted
     /// one leaves does not compile, or an ad-hoc query does neither. The
     /// code and message are OPA's for the operation (`invalid_parameter`
-    /// for a write or a query, `invalid_operation` for a delete; see
-    /// [`MSG_COMPILE_ERROR`]); each error has its own (`rego_parse_error`,
-    /// `rego_compile_error`).
+    /// for a write or a query, `invalid_operation` for a delete;
+    /// [`MSG_COMPILE_ERROR`] for modules, [`MSG_PARSE_QUERY_ERROR`] or
+    /// [`MSG_COMPILE_QUERY_ERROR`] for a query); each error has its own
+    /// (`rego_parse_error`, `rego_compile_error`...).
     Compile(&'static str, &'static str, Vec<(&'static str, Diagnostic)>),
     /// 500 `internal_error`: a task serving the request failed, or the
     /// authorization policy gave no decision.

@@ -131,17 +131,9 @@ impl Evaluation {
         let snapshot = Arc::clone(snapshot);
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            let options = EvalOptions {
-                time_limit: this.left(deadline).map_err(QueryError::Eval)?,
-                ..EvalOptions::default()
-            };
-            snapshot
-                .evaluator()
-                .query(&text, input, options)
-                .map_err(|err| match err {
-                    QueryError::Eval(e) if e.is_time_limit() => QueryError::Eval(this.over_time()),
-                    other => other,
-                })
+            this.within(deadline, EvalOptions::default(), |options| {
+                snapshot.evaluator().query(&text, input, options)
+            })
         })
         .await
         .map_err(|err| QueryError::Eval(internal(&format!("query task failed: {err}"))))?
@@ -176,16 +168,27 @@ impl Evaluation {
         options: EvalOptions,
         deadline: Option<Instant>,
     ) -> Result<Outcome, EvalError> {
+        self.within(deadline, options, |options| {
+            snapshot.evaluate(path, input, options)
+        })
+    }
+
+    /// Runs `run` with the time left before `deadline` as its limit; its
+    /// time-limit error is then `--eval-timeout`'s.
+    fn within<T, E: From<EvalError> + TimeLimited>(
+        &self,
+        deadline: Option<Instant>,
+        options: EvalOptions,
+        run: impl FnOnce(EvalOptions) -> Result<T, E>,
+    ) -> Result<T, E> {
         let options = EvalOptions {
             time_limit: self.left(deadline)?,
             ..options
         };
-        snapshot
-            .evaluate(path, input, options)
-            .map_err(|err| match err.is_time_limit() {
-                true => self.over_time(),
-                false => err,
-            })
+        run(options).map_err(|err| match err.is_time_limit() {
+            true => self.over_time().into(),
+            false => err,
+        })
     }
 
     /// The time left before `deadline`; the time-limit error once it passed.
@@ -207,6 +210,23 @@ impl Evaluation {
             ),
             location: None,
         }
+    }
+}
+
+/// An evaluation's error, which may be its time limit's.
+trait TimeLimited {
+    fn is_time_limit(&self) -> bool;
+}
+
+impl TimeLimited for EvalError {
+    fn is_time_limit(&self) -> bool {
+        EvalError::is_time_limit(self)
+    }
+}
+
+impl TimeLimited for QueryError {
+    fn is_time_limit(&self) -> bool {
+        matches!(self, QueryError::Eval(err) if err.is_time_limit())
     }
 }
 

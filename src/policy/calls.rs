@@ -213,7 +213,7 @@ fn absolute(package: &[String], path: &[String]) -> Vec<String> {
 
 /// Where a reference starts: the spans of a call and of a `.field` start
 /// at their `(` and `.`.
-fn start(expr: &Expr) -> &regorus::unstable::Span {
+pub(in crate::policy) fn start(expr: &Expr) -> &regorus::unstable::Span {
     match expr {
         Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => start(refr),
         other => other.span(),

@@ -111,6 +111,9 @@ impl Evaluator {
     ) -> Result<Evaluator> {
         let mut engine = Engine::new();
         engine.set_strict_builtin_errors(false);
+        // `print()` output is gathered and logged (`log_prints`), never
+        // written raw to stderr, where the JSON log lines go.
+        engine.set_gather_prints(true);
         for (id, text) in modules {
             let resolved = resolve_imports(id, text)?;
             engine
@@ -249,7 +252,7 @@ impl Evaluator {
     fn with_interpreter<T, E: From<EvalError>>(
         &self,
         options: EvalOptions,
-        run: impl FnOnce(Engine) -> Result<T, E>,
+        run: impl FnOnce(&mut Engine) -> Result<T, E>,
     ) -> Result<T, E> {
         let started = options.time_limit.map(|_| std::time::Instant::now());
         let mut engine = self.engine.clone();
@@ -259,7 +262,8 @@ impl Evaluator {
         if let Some(limit) = options.time_limit {
             engine.set_execution_timer_config(time_limit(limit));
         }
-        let answer = run(engine);
+        let answer = run(&mut engine);
+        log_prints(&mut engine);
         // How a time limit is recognised: not by its error, which regorus
         // re-creates from its text when it is raised under a function call,
         // and drops when another definition of the function succeeds. The
@@ -275,7 +279,7 @@ impl Evaluator {
 
     fn interpret(
         &self,
-        mut engine: Engine,
+        engine: &mut Engine,
         path: &DataPath,
         input: Option<Value>,
     ) -> Result<Outcome, EvalError> {
@@ -300,12 +304,51 @@ impl Evaluator {
     }
 }
 
+/// The `print()` output of an evaluation, as OPA's server logs it: one
+/// `info` line per call, the printed text as its message and the calling
+/// `line` (`file:row`) as a field; not shown below `info`, as OPA enables
+/// print statements only from `info` up. Where no logger is installed (the
+/// command-line tools), the output goes to stderr as regorus writes it.
+fn log_prints(engine: &mut Engine) {
+    let Ok(prints) = engine.take_prints() else {
+        return;
+    };
+    for print in prints {
+        if !tracing::dispatcher::has_been_set() {
+            eprintln!("{print}");
+            continue;
+        }
+        let (line, message) = split_print(&print);
+        tracing::info!(line, "{message}");
+    }
+}
+
+/// regorus's `file:row: text` as (`file:row`, `text`).
+fn split_print(print: &str) -> (&str, &str) {
+    print
+        .match_indices(": ")
+        .map(|(at, _)| at)
+        .find(|&at| {
+            print[..at]
+                .rsplit_once(':')
+                .is_some_and(|(_, row)| !row.is_empty() && row.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map_or(("", print), |at| (&print[..at], &print[at + 2..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn evaluator(rego: &str) -> Evaluator {
         Evaluator::build([("p.rego", rego)], Value::new_object()).unwrap()
+    }
+
+    #[test]
+    fn printed_lines_are_split_into_line_and_text() {
+        assert_eq!(split_print("p.rego:4: a: b"), ("p.rego:4", "a: b"));
+        assert_eq!(split_print("c:/x: y.rego:12: t"), ("c:/x: y.rego:12", "t"));
+        assert_eq!(split_print("no location"), ("", "no location"));
     }
 
     /// However regorus words a conflict (across definitions, several values

@@ -124,6 +124,44 @@ fn serves_the_embedded_default_policies_from_any_directory() {
 /// directories (here a draft that does not parse and a data file that
 /// would clash), and `--ignore=.*`, which deployments pass, is accepted, as
 /// are the telemetry switches.
+/// `print()` in a policy or a query is logged as OPA's server logs it: a
+/// JSON line at info with the printed text and the calling line, never raw
+/// text among the JSON lines on stderr.
+#[test]
+fn print_output_is_logged_as_json_lines() {
+    let dir = write_tree(&[(
+        "pp.rego",
+        "package pp\nimport rego.v1\nallow if {\n  print(\"checking\", input.user)\n  input.user == \"alice\"\n}\n",
+    )]);
+    let daemon = Daemon::start(dir.path(), &[&path_string(dir.path())]);
+    let reply = crate::support::http_post(
+        daemon.addr,
+        "/v1/data/pp/allow",
+        r#"{"input": {"user": "alice"}}"#,
+    );
+    assert!(reply.ends_with("{\"result\":true}\n"), "{reply}");
+    http_get(daemon.addr, "/v1/query?q=print(%22forged%5Cn%7B%7D%22)");
+    let mut printed = Vec::new();
+    while printed.len() < 2 {
+        let line = daemon
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no print log line");
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}"));
+        if value["level"] == "INFO" && value.get("line").is_some() {
+            printed.push(value);
+        }
+    }
+    assert_eq!(printed[0]["message"], "checking alice");
+    assert!(
+        printed[0]["line"].as_str().unwrap().ends_with("pp.rego:4"),
+        "{}",
+        printed[0]
+    );
+    assert_eq!(printed[1]["message"], "forged\n{}");
+}
+
 #[test]
 fn ignored_names_are_not_loaded() {
     let dir = write_tree(&[

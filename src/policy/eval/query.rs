@@ -8,21 +8,26 @@
 //! true`, `x := 1; not true`, a false `every`) and reports a lone `false`
 //! as a value, where OPA's query fails. Its rule bodies and comprehensions
 //! evaluate correctly, so the query runs as the body of an array
-//! comprehension whose term is the object of the query's output variables,
-//! `__regent_query_results__ := [{"x": x} |` on the first line and the
-//! query, as sent, from the second; an array comprehension keeps the order
-//! and the duplicates of OPA's result set.
+//! comprehension that collects the object of the query's output variables:
+//!
+//! ```text
+//! __regent_query_results__ := [__regent_binding__ |
+//! <the query, as sent>
+//! __regent_binding__ := {"x": x, ...}
+//! ]
+//! ```
+//!
+//! An array comprehension keeps the order and the duplicates of OPA's result
+//! set, and the query keeps its own line numbers, one line down.
 
-use std::collections::BTreeSet;
+mod check;
 
-use regorus::unstable::{Expr, Literal, Parser, Query};
+use regorus::unstable::{Lexer, Parser, TokenKind};
 use regorus::{Source, Value};
 
 use super::{EvalError, EvalErrorCode, EvalOptions, Evaluator, Location};
 use crate::policy::calls::undefined_call_in_query;
 use crate::policy::diagnostic::Diagnostic;
-use crate::policy::fold::ast::children;
-use crate::policy::resolve::tokens;
 
 /// Why an ad-hoc query has no answer, in OPA's terms.
 #[derive(Debug, PartialEq)]
@@ -32,7 +37,8 @@ pub enum QueryError {
     /// The query does not parse (`rego_parse_error`).
     Parse(Diagnostic),
     /// It parses but does not compile: OPA's code (`rego_compile_error`,
-    /// `rego_type_error` for a call to an undefined function) and the error.
+    /// `rego_unsafe_var_error`, `rego_type_error` for a call to an
+    /// undefined function) and the error.
     Compile(&'static str, Diagnostic),
     /// Evaluation failed (a conflict, a built-in error, the time limit).
     Eval(EvalError),
@@ -44,8 +50,12 @@ impl From<EvalError> for QueryError {
     }
 }
 
+/// The prefix of the names the wrapping uses; a query may not use it.
+const RESERVED: &str = "__regent_";
 /// The variable the comprehension is bound to.
 const RESULTS: &str = "__regent_query_results__";
+/// The variable holding one answer's bindings.
+const BINDING: &str = "__regent_binding__";
 /// The name regorus gives a query's source in its errors.
 const QUERY_SOURCE: &str = "<query.rego>";
 
@@ -61,7 +71,8 @@ impl Evaluator {
         let parse_error = |e: anyhow::Error| QueryError::Parse(Diagnostic::from_regorus(&e));
         // Named as OPA names a query's source: no file.
         let source = Source::from_contents(String::new(), text.to_string()).map_err(parse_error)?;
-        if tokens(&source).map_err(parse_error)?.is_empty() {
+        let first = Lexer::new(&source).next_token().map_err(parse_error)?;
+        if matches!(first.0, TokenKind::Eof) {
             return Err(QueryError::Empty);
         }
         let query = Parser::new(&source)
@@ -70,19 +81,24 @@ impl Evaluator {
                 parser.parse_user_query()
             })
             .map_err(parse_error)?;
+        check::check(&query)?;
         if let Some((name, at)) = undefined_call_in_query(&self.functions, &query) {
             return Err(undefined_function(&name, Some(at)));
         }
-        let term = output_vars(&query)
+        let fields = check::output_vars(&query)
             .iter()
             .map(|var| format!("\"{var}\": {var}"))
             .collect::<Vec<_>>()
-            .join(", ");
-        let wrapped = format!("{RESULTS} := [{{{term}}} |\n{text}\n]");
+            .join(",\n");
+        let wrapped =
+            format!("{RESULTS} := [{BINDING} |\n{text}\n{BINDING} := {{\n{fields}\n}}\n]");
+        let lines = text.lines().count().max(1);
 
-        let results = self.with_interpreter(options, |mut engine| {
+        let results = self.with_interpreter(options, |engine: &mut regorus::Engine| {
             engine.set_input(input.unwrap_or(Value::Undefined));
-            engine.eval_query(wrapped, false).map_err(|e| classify(&e))
+            engine
+                .eval_query(wrapped, false)
+                .map_err(|e| classify(&e, lines))
         })?;
         let bindings = results.result.into_iter().next().map(|r| r.bindings);
         match bindings.as_ref().map(|b| &b[RESULTS]) {
@@ -92,78 +108,62 @@ impl Evaluator {
     }
 }
 
-/// The variables a query binds: those its statements name outside
-/// comprehensions, `not`, `every` and `with` (which bind their own, or
-/// only read variables bound elsewhere), and outside call names; `input`,
-/// `data` and `_` are not variables.
-fn output_vars(query: &Query) -> BTreeSet<String> {
-    let mut vars = BTreeSet::new();
-    for stmt in &query.stmts {
-        match &stmt.literal {
-            Literal::SomeVars { vars: declared, .. } => {
-                for var in declared {
-                    add_var(var.text(), &mut vars);
-                }
-            }
-            Literal::SomeIn {
-                key,
-                value,
-                collection,
-                ..
-            } => {
-                for expr in key.iter().chain([value, collection]) {
-                    collect_vars(expr, &mut vars);
-                }
-            }
-            Literal::Expr { expr, .. } => collect_vars(expr, &mut vars),
-            Literal::NotExpr { .. } | Literal::Every { .. } => {}
-        }
-    }
-    vars
-}
-
-fn collect_vars(expr: &Expr, vars: &mut BTreeSet<String>) {
-    match expr {
-        Expr::Var { span, .. } => add_var(span.text(), vars),
-        Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. } => {}
-        Expr::Call { params, .. } => params.iter().for_each(|p| collect_vars(p, vars)),
-        other => children(other)
-            .into_iter()
-            .for_each(|child| collect_vars(child, vars)),
-    }
-}
-
-fn add_var(name: &str, vars: &mut BTreeSet<String>) {
-    if !matches!(name, "_" | "input" | "data") {
-        vars.insert(name.to_string());
-    }
-}
-
-/// A regorus error of the wrapped query, in OPA's terms: what it reports in
-/// the query itself and is not an evaluation error (an unsafe variable, a
-/// shadowed `input`, an unknown function) is the query's compile error. A
-/// location in the query is moved back to the query as sent (one line up).
-fn classify(err: &anyhow::Error) -> QueryError {
+/// A regorus error of the wrapped query (whose `lines` lines start on its
+/// second), in OPA's terms: what it reports in the query and is not an
+/// evaluation error (an unsafe variable, a shadowed `input`, an unknown
+/// function) is the query's compile error. A location in the query is moved
+/// back to the query as sent; one in the wrapping is dropped.
+fn classify(err: &anyhow::Error, lines: usize) -> QueryError {
     let mut error = EvalError::from_regorus(err);
-    let in_query = match &mut error.location {
-        Some(at) if at.file == QUERY_SOURCE => {
+    let in_query = matches!(&error.location, Some(at) if at.file == QUERY_SOURCE);
+    if in_query {
+        error.location = error.location.take().and_then(|mut at| {
             at.file = String::new();
-            at.row = at.row.saturating_sub(1).max(1);
-            true
-        }
-        _ => false,
-    };
+            at.row = at.row.checked_sub(1).filter(|&row| row >= 1)?;
+            (usize::try_from(at.row).ok()? <= lines).then_some(at)
+        });
+    }
     if !in_query || error.code != EvalErrorCode::Internal {
         return QueryError::Eval(error);
     }
     if let Some(name) = error.message.strip_prefix("could not find function ") {
         return undefined_function(name, error.location);
     }
+    // regorus: "use of undefined variable `y` is unsafe", or "var y is
+    // unsafe (path ..., scopes ...)"; OPA: "var y is unsafe".
+    let message = error.message.as_str();
+    let unsafe_var = message
+        .strip_prefix("use of undefined variable `")
+        .and_then(|rest| rest.strip_suffix("` is unsafe"))
+        .or_else(|| {
+            let (var, _) = message.strip_prefix("var ")?.split_once(" is unsafe")?;
+            Some(var)
+        });
+    if let Some(var) = unsafe_var {
+        return QueryError::Compile(
+            "rego_unsafe_var_error",
+            Diagnostic {
+                message: format!("var {var} is unsafe"),
+                location: error.location,
+            },
+        );
+    }
     QueryError::Compile(
         "rego_compile_error",
         Diagnostic {
             location: error.location,
             message: error.message,
+        },
+    )
+}
+
+/// OPA's `rego_compile_error` at `at`.
+fn compile_error(at: Location, message: String) -> QueryError {
+    QueryError::Compile(
+        "rego_compile_error",
+        Diagnostic {
+            location: Some(at),
+            message,
         },
     )
 }
@@ -249,6 +249,28 @@ mod tests {
         }
     }
 
+    /// The wrapping puts each binding on a line of its own: many long
+    /// variable names do not make a line longer than regorus reads (1024
+    /// columns), and the query keeps its line numbers.
+    #[test]
+    fn many_variables_are_answered() {
+        let query = (0..60)
+            .map(|i| format!("a_rather_long_variable_name_number_{i:02} := {i}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let results = evaluator()
+            .query(&query, None, EvalOptions::default())
+            .unwrap();
+        let Some(Value::Object(bindings)) = results.first() else {
+            panic!("no answer: {results:?}")
+        };
+        assert_eq!(
+            bindings.get(&Value::from("a_rather_long_variable_name_number_59")),
+            Some(&Value::from(59u64))
+        );
+        assert_eq!(bindings.len(), 60);
+    }
+
     #[test]
     fn errors_are_opas() {
         assert_eq!(run(""), Err(QueryError::Empty));
@@ -264,10 +286,50 @@ mod tests {
         let Err(QueryError::Compile(code, d)) = run("x := 1\ny") else {
             panic!("not a compile error")
         };
-        assert_eq!(code, "rego_compile_error");
-        assert!(d.message.contains("unsafe"), "{}", d.message);
+        assert_eq!(
+            (code, d.message.as_str()),
+            ("rego_unsafe_var_error", "var y is unsafe")
+        );
         let at = d.location.unwrap();
         assert_eq!((at.file.as_str(), at.row, at.col), ("", 2, 1));
+        // OPA's compile errors the wrapping would hide or regorus would miss.
+        for (query, message, col) in [
+            ("some x; true", "declared var x unused", 6),
+            (
+                "x := 1; __regent_binding__ := 2",
+                "var __regent_binding__ is reserved",
+                9,
+            ),
+            (
+                "x := numbers.range(1, 1000000000000)",
+                "unsafe built-in function calls in expression: numbers.range",
+                6,
+            ),
+            (
+                "http.send({})",
+                "unsafe built-in function calls in expression: http.send",
+                1,
+            ),
+            (
+                "y := [x | x := net.cidr_expand(\"0.0.0.0/0\")[_]]",
+                "unsafe built-in function calls in expression: net.cidr_expand",
+                16,
+            ),
+        ] {
+            let Err(QueryError::Compile(code, d)) = run(query) else {
+                panic!("{query}: not a compile error")
+            };
+            assert_eq!(
+                (code, d.message.as_str()),
+                ("rego_compile_error", message),
+                "{query}"
+            );
+            assert_eq!(
+                d.location.map(|l| (l.row, l.col)),
+                Some((1, col)),
+                "{query}"
+            );
+        }
         for (query, name) in [("nosuch(1)", "nosuch"), ("data.p.g(1)", "data.p.g")] {
             let Err(QueryError::Compile(code, d)) = run(query) else {
                 panic!("{query}: not a compile error")
@@ -288,7 +350,7 @@ mod tests {
             let source = Source::from_contents(String::new(), text.to_string()).unwrap();
             let mut parser = Parser::new(&source).unwrap();
             parser.enable_rego_v1().unwrap();
-            output_vars(&parser.parse_user_query().unwrap())
+            check::output_vars(&parser.parse_user_query().unwrap())
                 .into_iter()
                 .collect::<Vec<_>>()
         };
