@@ -38,7 +38,7 @@ use wire::Params;
 
 use crate::cache::DecisionCache;
 use crate::decision_log::DecisionLog;
-use crate::metrics::Metrics;
+use crate::metrics::{Handler, Metrics};
 use crate::policy::store::PolicyStore;
 use crate::policy::{DataPath, SnapshotHandle};
 
@@ -122,6 +122,8 @@ async fn respond(
         req_id: state.decision_log.request_id(),
         started,
     };
+    // OPA's `handler` label of the route that answers, if one does.
+    let mut handler = None;
     let routed = async {
         // Boxed: the request path without authorization does not carry the
         // authorizer's state in its own.
@@ -137,16 +139,28 @@ async fn respond(
                 req.method()
             )));
         }
-        route(state, req, caller).await
+        route(state, req, caller, &mut handler).await
     };
     let response = match routed.await {
         Ok(response) => response,
-        Err(err) => err.into_response(),
+        Err(err) => {
+            if let ApiError::MethodNotAllowed { .. } = err {
+                // OPA's catch-all routes answer these.
+                handler = Some(Handler::Catchall);
+            }
+            err.into_response()
+        }
     };
+    let elapsed = started.elapsed();
+    if let Some(handler) = handler {
+        state
+            .metrics
+            .observe_request(handler, &method, response.status(), elapsed);
+    }
     tracing::debug!(
         req_method = %method,
         resp_status = response.status().as_u16(),
-        resp_duration_us = started.elapsed().as_micros() as u64,
+        resp_duration_us = elapsed.as_micros() as u64,
         "Sent response."
     );
     response
@@ -161,10 +175,14 @@ pub(crate) struct Caller {
     pub started: Instant,
 }
 
+/// Answers `req` by its route, naming the route in `handler` with OPA's
+/// label for `http_request_duration_seconds` (`/metrics`, and paths no route
+/// takes, are not instrumented in OPA either).
 async fn route(
     state: &AppState,
     req: Request<Body>,
     caller: Caller,
+    handler: &mut Option<Handler>,
 ) -> Result<HttpResponse, ApiError> {
     let raw_path = req.uri().path();
     // Decoded for routing only (borrowed when nothing is escaped); data
@@ -185,6 +203,7 @@ async fn route(
     };
 
     if let Some(rest) = sub_path(&path, "/v1/data") {
+        *handler = Some(Handler::V1Data);
         let data_path = data_path(raw_path, "/v1/data", rest)?;
         return match method {
             Method::POST | Method::GET => {
@@ -200,6 +219,7 @@ async fn route(
         };
     }
     if let Some(rest) = sub_path(&path, "/v1/batch/data") {
+        *handler = Some(Handler::V1BatchData);
         let data_path = data_path(raw_path, "/v1/batch/data", rest)?;
         return match method {
             Method::POST => batch::handle(state, req, &data_path, &params, caller).await,
@@ -207,18 +227,21 @@ async fn route(
         };
     }
     if path == "/v1/query" {
+        *handler = Some(Handler::V1Query);
         return match method {
             Method::GET | Method::POST => query::v1_query(state, req, &params, caller).await,
             _ => Err(allow("GET, POST")),
         };
     }
     if path == "/v1/config" {
+        *handler = Some(Handler::V1Config);
         return match method {
             Method::GET => Ok(manage::config(state, &params)),
             _ => Err(allow("GET")),
         };
     }
     if path == "/v1/status" {
+        *handler = Some(Handler::V1Status);
         return match method {
             Method::GET => Ok(manage::status(state, &params)),
             _ => Err(allow("GET")),
@@ -231,6 +254,7 @@ async fn route(
         };
     }
     if let Some(rest) = sub_path(&path, "/v0/data") {
+        *handler = Some(Handler::V0Data);
         let data_path = data_path(raw_path, "/v0/data", rest)?;
         return match method {
             Method::POST => data::v0_data(state, req, &data_path, &params, caller).await,
@@ -238,6 +262,7 @@ async fn route(
         };
     }
     if path == "/" {
+        *handler = Some(Handler::Index);
         return match method {
             Method::POST => {
                 data::v0_data(state, req, &state.default_decision, &params, caller).await
@@ -246,24 +271,28 @@ async fn route(
         };
     }
     if path == "/health" {
+        *handler = Some(Handler::Health);
         return match method {
             Method::GET => manage::health(state, &params),
             _ => Err(allow("GET")),
         };
     }
     if let Some(check) = path.strip_prefix("/health/") {
+        *handler = Some(Handler::Health);
         return match method {
             Method::GET => manage::health_policy(state, check).await,
             _ => Err(allow("GET")),
         };
     }
     if path == "/v1/policies" {
+        *handler = Some(Handler::V1Policies);
         return match method {
             Method::GET => manage::list_policies(state, &params),
             _ => Err(allow("GET")),
         };
     }
     if let Some(id) = path.strip_prefix("/v1/policies/") {
+        *handler = Some(Handler::V1Policies);
         let id = &id.to_owned(); // `path` borrows `req`, which PUT takes
         return match method {
             Method::GET => manage::get_policy(state, id, &params),

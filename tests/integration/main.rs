@@ -18,6 +18,7 @@ mod errors;
 mod h2c;
 mod health_policies;
 mod log_service;
+mod metrics;
 mod policy_writes;
 mod process;
 mod query;
