@@ -145,8 +145,15 @@ async fn respond(
         Ok(response) => response,
         Err(err) => {
             if let ApiError::MethodNotAllowed { .. } = err {
-                // OPA's catch-all routes answer these.
-                handler = Some(Handler::Catchall);
+                // OPA's catch-all routes answer these under the data,
+                // policy and query APIs; Go's router answers the others,
+                // uncounted.
+                handler = match handler {
+                    Some(
+                        Handler::V1Data | Handler::V0Data | Handler::V1Policies | Handler::V1Query,
+                    ) => Some(Handler::Catchall),
+                    _ => None,
+                };
             }
             err.into_response()
         }

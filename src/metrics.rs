@@ -33,7 +33,24 @@ pub struct Metrics {
     /// Its series for answers with status 200, by handler and method (in
     /// [`METHODS`]'s order), each made when first observed: the request
     /// path then skips hashing its labels.
-    ok_durations: Arc<[[OnceLock<Histogram>; METHODS.len()]; Handler::ALL.len()]>,
+    ok_durations: Arc<[[OnceLock<Histogram>; METHODS.len()]; Handler::COUNT]>,
+}
+
+/// A method as Go's `promhttp` labels it: the standard ones in lower case,
+/// any other `unknown` (a client cannot add series by making up methods).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "get",
+        Method::POST => "post",
+        Method::PUT => "put",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        Method::HEAD => "head",
+        Method::OPTIONS => "options",
+        Method::CONNECT => "connect",
+        Method::TRACE => "trace",
+        _ => "unknown",
+    }
 }
 
 /// The methods with a series in [`Metrics::ok_durations`].
@@ -66,7 +83,11 @@ pub enum Handler {
 }
 
 impl Handler {
-    const ALL: [Handler; 10] = [
+    /// How many there are: `Catchall` is the last.
+    const COUNT: usize = Handler::Catchall as usize + 1;
+
+    #[cfg(test)]
+    const ALL: [Handler; Handler::COUNT] = [
         Handler::V1Data,
         Handler::V0Data,
         Handler::V1BatchData,
@@ -195,9 +216,11 @@ impl Metrics {
     }
 
     fn series(&self, status: StatusCode, handler: Handler, method: &Method) -> Histogram {
-        let method = method.as_str().to_ascii_lowercase();
-        self.http_durations
-            .with_label_values(&[status.as_str(), handler.label(), &method])
+        self.http_durations.with_label_values(&[
+            status.as_str(),
+            handler.label(),
+            method_label(method),
+        ])
     }
 
     /// The text exposition format, with cache gauges refreshed first.
@@ -236,12 +259,20 @@ mod tests {
         metrics.observe_request(Handler::Catchall, &Method::POST, StatusCode::OK, tick);
         metrics.observe_request(Handler::Health, &Method::OPTIONS, StatusCode::OK, tick);
         metrics.observe_request(Handler::V1Data, &Method::POST, StatusCode::NOT_FOUND, tick);
+        let made_up = Method::from_bytes(b"FOO123").unwrap();
+        metrics.observe_request(
+            Handler::Catchall,
+            &made_up,
+            StatusCode::METHOD_NOT_ALLOWED,
+            tick,
+        );
         let text =
             String::from_utf8(metrics.render(&DecisionCache::new(Default::default()))).unwrap();
         for series in [
             r#"{code="200",handler="catchall",method="post"} 2"#,
             r#"{code="200",handler="health",method="options"} 1"#,
             r#"{code="404",handler="v1/data",method="post"} 1"#,
+            r#"{code="405",handler="catchall",method="unknown"} 1"#,
         ] {
             let line = format!("http_request_duration_seconds_count{series}");
             assert!(text.contains(&line), "{line} not in {text}");

@@ -263,16 +263,22 @@ impl Evaluator {
             engine.set_execution_timer_config(time_limit(limit));
         }
         let answer = run(&mut engine);
-        log_prints(&mut engine);
+        let timed_out = options
+            .time_limit
+            .zip(started)
+            .is_some_and(|(limit, started)| started.elapsed() > limit);
+        // An evaluation stopped by its limit is evaluated again (or fails):
+        // its prints would be logged twice, or for nothing.
+        if !timed_out {
+            log_prints(&mut engine);
+        }
         // How a time limit is recognised: not by its error, which regorus
         // re-creates from its text when it is raised under a function call,
         // and drops when another definition of the function succeeds. The
         // timer fires only past the limit: an evaluation that ran past it is
         // a time-limit error, whatever it returned.
-        match (options.time_limit, started) {
-            (Some(limit), Some(started)) if started.elapsed() > limit => {
-                Err(EvalError::time_limit(limit).into())
-            }
+        match (options.time_limit, timed_out) {
+            (Some(limit), true) => Err(EvalError::time_limit(limit).into()),
             _ => answer,
         }
     }
@@ -306,20 +312,24 @@ impl Evaluator {
 
 /// The `print()` output of an evaluation, as OPA's server logs it: one
 /// `info` line per call, the printed text as its message and the calling
-/// `line` (`file:row`) as a field; not shown below `info`, as OPA enables
-/// print statements only from `info` up. Where no logger is installed (the
-/// command-line tools), the output goes to stderr as regorus writes it.
+/// `line` (`file:row`; the row alone in an ad-hoc query) as a field; not
+/// shown below `info`, as OPA enables print statements only from `info` up.
+/// Where no logger is installed (the command-line tools), the text goes to
+/// stderr as regorus prints it when not gathering.
 fn log_prints(engine: &mut Engine) {
     let Ok(prints) = engine.take_prints() else {
         return;
     };
     for print in prints {
+        let (line, message) = split_print(&print);
         if !tracing::dispatcher::has_been_set() {
-            eprintln!("{print}");
+            eprintln!("{message}");
             continue;
         }
-        let (line, message) = split_print(&print);
-        tracing::info!(line, "{message}");
+        match query::query_row(line) {
+            Some(row) => tracing::info!(line = %row, "{message}"),
+            None => tracing::info!(line, "{message}"),
+        }
     }
 }
 

@@ -33,7 +33,20 @@ async fn request_durations_are_counted_by_code_handler_and_method() {
     request(server.addr, "HEAD", "/health", &[], Bytes::new()).await;
     server.get("/v1/query?q=x%20:=%201").await;
     request(server.addr, "PUT", "/v1/query", &[], Bytes::new()).await; // 405
-    server.get("/nowhere").await; // 404, no route: not counted
+                                                                       // A path no route takes (404): not counted.
+    server.get("/nowhere").await;
+    // 405s outside the data, policy and query APIs: Go's router, not counted.
+    request(server.addr, "POST", "/metrics", &[], Bytes::new()).await;
+    request(server.addr, "POST", "/v1/config", &[], Bytes::new()).await;
+    // A made-up method: `unknown`, as promhttp labels it.
+    request(
+        server.addr,
+        "FOO123",
+        "/v1/data/app/allow",
+        &[],
+        Bytes::new(),
+    )
+    .await;
     server.get("/metrics").await; // not counted
 
     let metrics = server.get("/metrics").await.body;
@@ -47,7 +60,14 @@ async fn request_durations_are_counted_by_code_handler_and_method() {
     assert_eq!(count(&metrics, "200", "health", "head"), 1, "{metrics}");
     assert_eq!(count(&metrics, "200", "v1/query", "get"), 1, "{metrics}");
     assert_eq!(count(&metrics, "405", "catchall", "put"), 1, "{metrics}");
+    assert_eq!(
+        count(&metrics, "405", "catchall", "unknown"),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(count(&metrics, "405", "catchall", "post"), 0, "{metrics}");
     assert!(!metrics.contains("code=\"404\""), "{metrics}");
+    assert!(!metrics.contains("foo123"), "{metrics}");
     // OPA's buckets, from 1 us to 1 s.
     assert!(
         metrics.contains("le=\"0.01\"") && metrics.contains("le=\"1\""),

@@ -120,10 +120,6 @@ fn serves_the_embedded_default_policies_from_any_directory() {
     );
 }
 
-/// `--ignore`, as OPA's: names matching a glob are left out of the loaded
-/// directories (here a draft that does not parse and a data file that
-/// would clash), and `--ignore=.*`, which deployments pass, is accepted, as
-/// are the telemetry switches.
 /// `print()` in a policy or a query is logged as OPA's server logs it: a
 /// JSON line at info with the printed text and the calling line, never raw
 /// text among the JSON lines on stderr.
@@ -160,8 +156,14 @@ fn print_output_is_logged_as_json_lines() {
         printed[0]
     );
     assert_eq!(printed[1]["message"], "forged\n{}");
+    // The query's own line, not the line of the query as Regent wraps it.
+    assert_eq!(printed[1]["line"], "1");
 }
 
+/// `--ignore`, as OPA's: names matching a glob are left out of the loaded
+/// directories (here a draft that does not parse and a data file that
+/// would clash), and `--ignore=.*`, which deployments pass, is accepted, as
+/// are the telemetry switches.
 #[test]
 fn ignored_names_are_not_loaded() {
     let dir = write_tree(&[

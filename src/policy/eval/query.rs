@@ -108,6 +108,17 @@ impl Evaluator {
     }
 }
 
+/// The query's own row of a location regorus gives in the wrapped query
+/// (`<query.rego>:2` is row 1), if `line` is one.
+pub(super) fn query_row(line: &str) -> Option<u32> {
+    let row: u32 = line
+        .strip_prefix(QUERY_SOURCE)?
+        .strip_prefix(':')?
+        .parse()
+        .ok()?;
+    row.checked_sub(1).filter(|&row| row >= 1)
+}
+
 /// A regorus error of the wrapped query (whose `lines` lines start on its
 /// second), in OPA's terms: what it reports in the query and is not an
 /// evaluation error (an unsafe variable, a shadowed `input`, an unknown
