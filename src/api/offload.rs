@@ -41,6 +41,9 @@ pub struct Evaluation {
     /// `--eval-timeout`; `None`: no limit.
     timeout: Option<Duration>,
     turns: Arc<Semaphore>,
+    /// Ad-hoc queries' own turn (one at a time): an operator's queries never
+    /// hold the turns slow decisions need.
+    query_turn: Arc<Semaphore>,
     slow: IntCounter,
     timed_out: IntCounter,
 }
@@ -51,6 +54,7 @@ impl Evaluation {
         Evaluation {
             timeout,
             turns: Arc::new(Semaphore::new(cores)),
+            query_turn: Arc::new(Semaphore::new(1)),
             slow: metrics.slow_decisions.clone(),
             timed_out: metrics.timed_out_decisions.clone(),
         }
@@ -113,10 +117,11 @@ impl Evaluation {
         .map_err(|err| internal(&format!("evaluation task failed: {err}")))?
     }
 
-    /// Evaluates an ad-hoc query (`/v1/query`): on the blocking pool, in a
-    /// turn as a slow decision takes one, and within `--eval-timeout`. A
-    /// query is compiled per request, and its author may have written
-    /// anything: it never runs on a request worker.
+    /// Evaluates an ad-hoc query (`/v1/query`): on the blocking pool, one
+    /// query at a time (not in the decisions' turns), and within
+    /// `--eval-timeout`, the wait for its turn included. A query is compiled
+    /// per request, and its author may have written anything: it never runs
+    /// on a request worker.
     pub async fn query(
         &self,
         snapshot: &Arc<Snapshot>,
@@ -124,7 +129,8 @@ impl Evaluation {
         input: Option<Value>,
     ) -> Result<Vec<Value>, QueryError> {
         let deadline = self.deadline();
-        let Some(turn) = self.turn_by(deadline).await.map_err(QueryError::Eval)? else {
+        let turn = acquire(&self.query_turn, deadline).await;
+        let Some(turn) = turn.map_err(QueryError::Eval)? else {
             return Err(QueryError::Eval(self.over_time()));
         };
         let this = self.clone();
@@ -146,16 +152,7 @@ impl Evaluation {
         &self,
         deadline: Option<Instant>,
     ) -> Result<Option<OwnedSemaphorePermit>, EvalError> {
-        let turn = Arc::clone(&self.turns).acquire_owned();
-        let turn = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), turn).await {
-                Ok(turn) => turn,
-                Err(_) => return Ok(None),
-            },
-            None => turn.await,
-        };
-        turn.map(Some)
-            .map_err(|_| internal("no evaluation turns left"))
+        acquire(&self.turns, deadline).await
     }
 
     /// Evaluates a decision on a thread that may block (the blocking pool,
@@ -211,6 +208,23 @@ impl Evaluation {
             location: None,
         }
     }
+}
+
+/// A turn from `turns`, or `None` when `deadline` passes first.
+async fn acquire(
+    turns: &Arc<Semaphore>,
+    deadline: Option<Instant>,
+) -> Result<Option<OwnedSemaphorePermit>, EvalError> {
+    let turn = Arc::clone(turns).acquire_owned();
+    let turn = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline.into(), turn).await {
+            Ok(turn) => turn,
+            Err(_) => return Ok(None),
+        },
+        None => turn.await,
+    };
+    turn.map(Some)
+        .map_err(|_| internal("no evaluation turns left"))
 }
 
 /// An evaluation's error, which may be its time limit's.

@@ -18,6 +18,8 @@ conflict := input.c[_]
 
 # n * n iterations.
 slow(n) := count([1 | some i in numbers.range(1, n); some j in numbers.range(1, n)])
+
+medium := slow(input.n)
 ";
 
 /// `q` as a URL query parameter.
@@ -234,5 +236,57 @@ async fn a_slow_query_stops_at_the_eval_timeout() {
     // The server answers on.
     let reply = server.get(&q("x := 1")).await;
     assert_eq!(reply.json(), json!({"result": [{"x": 1}]}));
+    server.stop().await.unwrap();
+}
+
+/// Queries take their own turn on the blocking pool: however many slow
+/// queries run (here one per core, each until `--eval-timeout`), a slow
+/// decision still gets a turn of its own, and is answered.
+#[tokio::test]
+async fn slow_queries_hold_no_decision_turn() {
+    let server = TestServer::start_configured(&[("app.rego", POLICY)], |c| {
+        c.eval_timeout = Some(std::time::Duration::from_secs(2));
+    })
+    .await;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let queries: Vec<_> = (0..cores)
+        .map(|_| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                request(
+                    addr,
+                    "GET",
+                    &q("n := data.app.slow(100000)"),
+                    &[],
+                    "".into(),
+                )
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Over the 5 ms inline budget: this decision needs a turn.
+    let started = std::time::Instant::now();
+    let reply = server
+        .post("/v1/data/app/medium", r#"{"input": {"n": 300}}"#)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.json(), json!({"result": 90000}));
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    // It did need a turn: it overran the inline budget.
+    let metrics = server.get("/metrics").await.body;
+    assert!(
+        metrics.contains("regent_slow_decisions_total 1"),
+        "{metrics}"
+    );
+    for query in queries {
+        let reply = query.await.unwrap();
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(reply.json()["errors"][0]["code"], "eval_cancel_error");
+    }
     server.stop().await.unwrap();
 }
