@@ -24,6 +24,11 @@ const KEY_MAX: usize = 64;
 /// Most keys kept in a table (at most ~100 KiB).
 const KEYS: usize = 1024;
 
+/// A table of keys, hashed with foldhash (randomly seeded per table): SipHash
+/// cost more than the rest of a key's lookup. The table's bound caps what
+/// colliding keys could cost.
+type KeyTable = HashSet<Arc<str>, foldhash::fast::RandomState>;
+
 /// Object keys seen in earlier inputs, one bounded table per thread that
 /// parses (keys of at most [`KEY_MAX`] bytes, at most [`KEYS`] of them; a
 /// full table is emptied and refilled from the keys that come next, so keys
@@ -31,7 +36,7 @@ const KEYS: usize = 1024;
 /// out for good). Owned by whoever parses: the server's state, a batch, a
 /// bench. Clones share the tables.
 #[derive(Clone, Default)]
-pub struct Keys(Arc<ThreadLocal<RefCell<HashSet<Arc<str>>>>>);
+pub struct Keys(Arc<ThreadLocal<RefCell<KeyTable>>>);
 
 impl Keys {
     /// Runs `parse` with this thread's table.
@@ -40,7 +45,7 @@ impl Keys {
             Ok(mut table) => parse(InputValue { keys: &mut table }),
             // Only if a parse re-entered itself: a table of its own.
             Err(_) => parse(InputValue {
-                keys: &mut HashSet::new(),
+                keys: &mut KeyTable::default(),
             }),
         }
     }
@@ -48,7 +53,7 @@ impl Keys {
 
 /// Deserializes one JSON value as a `regorus::Value`.
 pub struct InputValue<'t> {
-    keys: &'t mut HashSet<Arc<str>>,
+    keys: &'t mut KeyTable,
 }
 
 impl InputValue<'_> {
@@ -69,7 +74,7 @@ impl<'de> DeserializeSeed<'de> for InputValue<'_> {
 }
 
 struct ValueVisitor<'t> {
-    keys: &'t mut HashSet<Arc<str>>,
+    keys: &'t mut KeyTable,
 }
 
 impl<'de> Visitor<'de> for ValueVisitor<'_> {
@@ -142,7 +147,7 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
 
 /// An object key, from the table when it was seen before.
 struct Key<'t> {
-    keys: &'t mut HashSet<Arc<str>>,
+    keys: &'t mut KeyTable,
 }
 
 impl<'de> DeserializeSeed<'de> for Key<'_> {
