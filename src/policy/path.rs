@@ -73,7 +73,11 @@ impl DataPath {
     }
 
     pub fn from_segments(segments: Vec<String>) -> DataPath {
-        let mut rendered = String::from("data");
+        // Room for `.segment` or `["segment"]` each: one allocation for
+        // the usual path.
+        let room = segments.iter().map(|s| s.len() + 4).sum::<usize>();
+        let mut rendered = String::with_capacity(4 + room);
+        rendered.push_str("data");
         for segment in &segments {
             render_segment(&mut rendered, segment);
         }
