@@ -19,12 +19,13 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use regorus::Value;
-use serde::Deserialize;
+use serde::de::MapAccess;
 use serde_json::value::RawValue;
 
 use super::data::{cache_flags, eval_options};
 use super::logged::{self, Answer, Input, Logged};
 use super::offload::INLINE_BUDGET;
+use super::wire::go_struct::{self, GoStruct};
 use super::wire::{self, DataResponse, Keys, Params};
 use super::{body, ApiError, AppState, Body, Caller};
 use crate::cache::{Key, RequestKind};
@@ -35,9 +36,7 @@ const PARALLEL_MIN_ITEMS: usize = 32;
 
 mod inputs;
 
-/// The request's two fields, read as Go's decoder reads a struct: names in
-/// any case, the last of duplicate fields wins, unknown fields ignored (a
-/// derived `Deserialize` refuses duplicates, which a YAML merge key makes).
+/// The request's two fields, read as Go reads a struct (`wire::go_struct`).
 #[derive(Default)]
 struct BatchRequest<'a> {
     /// Read by [`inputs::read`], under the batch-size limit.
@@ -45,33 +44,15 @@ struct BatchRequest<'a> {
     common_input: Option<&'a RawValue>,
 }
 
-impl<'de> Deserialize<'de> for BatchRequest<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(BatchRequestVisitor)
-    }
-}
+impl<'de> GoStruct<'de> for BatchRequest<'de> {
+    const FIELDS: &'static [&'static str] = &["inputs", "common_input"];
 
-struct BatchRequestVisitor;
-
-impl<'de> serde::de::Visitor<'de> for BatchRequestVisitor {
-    type Value = BatchRequest<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut request = BatchRequest::default();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key.eq_ignore_ascii_case("inputs") {
-                request.inputs = map.next_value()?;
-            } else if key.eq_ignore_ascii_case("common_input") {
-                request.common_input = map.next_value()?;
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
+    fn field<A: MapAccess<'de>>(&mut self, field: usize, map: &mut A) -> Result<(), A::Error> {
+        match field {
+            0 => self.inputs = map.next_value()?,
+            _ => self.common_input = map.next_value()?,
         }
-        Ok(request)
+        Ok(())
     }
 }
 
@@ -88,7 +69,9 @@ pub(crate) async fn handle(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let body = body::read_input(req, &state.limits, "").await?;
     body::check_body_depth(&body, &state.limits, "")?;
-    let request: BatchRequest = serde_json::from_slice(&body)
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let request = go_struct::read(BatchRequest::default(), &mut de)
+        .and_then(|request| de.end().map(|()| request))
         .map_err(|e| ApiError::BadRequest(format!("body contains malformed batch request: {e}")))?;
     let inputs = request.inputs.ok_or_else(|| {
         ApiError::BadRequest(

@@ -11,10 +11,12 @@ use std::time::Instant;
 
 use hyper::{Method, Request};
 use regorus::Value;
-use serde::{Deserialize, Serialize};
+use serde::de::MapAccess;
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::logged::{Answer, Input, Logged};
+use super::wire::go_struct::{self, GoStruct};
 use super::wire::{self, Params};
 use super::{body, json_response, ApiError, AppState, Body, Caller, HttpResponse};
 use crate::policy::{DataPath, QueryError};
@@ -39,7 +41,8 @@ pub(super) async fn v1_query(
     let (query, input_text) = if req.method() == Method::POST {
         body = body::read(req, &state.limits, "").await?;
         body::check_body_depth(&body, &state.limits, "")?;
-        let request: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        let request = go_struct::read(QueryRequest::default(), &mut de).map_err(|e| {
             ApiError::BadRequest(format!("error(s) occurred while decoding request: {e}"))
         })?;
         (
@@ -110,40 +113,26 @@ pub(super) async fn v1_query(
     Ok(json_response(bytes, false))
 }
 
-/// OPA's `QueryRequestV1`, read as Go's decoder reads a struct: names in
-/// any case, the last of duplicate fields wins, unknown fields ignored.
+/// OPA's `QueryRequestV1`, read as Go reads it (`wire::go_struct`).
 #[derive(Default)]
 struct QueryRequest<'a> {
     query: Option<String>,
     input: Option<&'a RawValue>,
 }
 
-impl<'de> Deserialize<'de> for QueryRequest<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(QueryRequestVisitor)
-    }
-}
+impl<'de> GoStruct<'de> for QueryRequest<'de> {
+    const FIELDS: &'static [&'static str] = &["query", "input"];
 
-struct QueryRequestVisitor;
-
-impl<'de> serde::de::Visitor<'de> for QueryRequestVisitor {
-    type Value = QueryRequest<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut request = QueryRequest::default();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key.eq_ignore_ascii_case("query") {
-                request.query = map.next_value()?;
-            } else if key.eq_ignore_ascii_case("input") {
-                request.input = map.next_value()?;
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
+    fn field<A: MapAccess<'de>>(&mut self, field: usize, map: &mut A) -> Result<(), A::Error> {
+        match field {
+            // A Go string: `null` leaves it as it was.
+            0 => {
+                if let Some(query) = map.next_value()? {
+                    self.query = Some(query);
+                }
             }
+            _ => self.input = map.next_value()?,
         }
-        Ok(request)
+        Ok(())
     }
 }

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::io;
 
 use regorus::Value;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-use serde::{Deserializer as _, Serialize};
+use serde::de::{DeserializeSeed, MapAccess};
+use serde::Serialize;
 use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
 
+pub(super) mod go_struct;
 mod value;
+use go_struct::GoStruct;
 use value::InputValue;
 pub use value::Keys;
 
@@ -102,47 +104,31 @@ pub fn parse_data_request(body: &[u8], keys: &Keys) -> Result<Option<Value>, Mal
         )));
     }
     keys.with(|value| {
-        let visitor = RequestVisitor { value };
+        let request = DataRequest { value, input: None };
         match std::str::from_utf8(body) {
-            Ok(text) => serde_json::Deserializer::from_str(text).deserialize_option(visitor),
-            Err(_) => serde_json::Deserializer::from_slice(body).deserialize_option(visitor),
+            Ok(text) => go_struct::read(request, &mut serde_json::Deserializer::from_str(text)),
+            Err(_) => go_struct::read(request, &mut serde_json::Deserializer::from_slice(body)),
         }
+        .map(|request| request.input)
         .map_err(|e| MalformedInput(e.to_string()))
     })
 }
 
-struct RequestVisitor<'t> {
+/// OPA's `DataRequestV1`, its input read straight into a `regorus::Value`.
+struct DataRequest<'t> {
     value: InputValue<'t>,
+    input: Option<Value>,
 }
 
-impl<'de> Visitor<'de> for RequestVisitor<'_> {
-    type Value = Option<Value>;
+impl<'de> GoStruct<'de> for DataRequest<'_> {
+    const FIELDS: &'static [&'static str] = &["input"];
 
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut input = None;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key.eq_ignore_ascii_case("input") {
-                input = match map.next_value_seed(self.value.reborrow())? {
-                    Value::Null => None,
-                    v => Some(v),
-                };
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(input)
+    fn field<A: MapAccess<'de>>(&mut self, _: usize, map: &mut A) -> Result<(), A::Error> {
+        self.input = match map.next_value_seed(self.value.reborrow())? {
+            Value::Null => None,
+            v => Some(v),
+        };
+        Ok(())
     }
 }
 

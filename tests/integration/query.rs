@@ -183,14 +183,32 @@ async fn bad_queries_get_opas_errors() {
     let file = body["errors"][0]["location"]["file"].as_str().unwrap();
     assert!(file.ends_with("app.rego"), "{body}");
 
-    // An empty query reaches OPA's evaluator, which refuses it.
-    for empty in [r#"{"query": "  "}"#, r#"{"input": {}}"#] {
+    // An empty query reaches OPA's evaluator, which refuses it. The body is
+    // read as Go's decoder reads OPA's struct: `null` leaves it empty, and
+    // so does a `null` query.
+    for empty in [
+        r#"{"query": "  "}"#,
+        r#"{"input": {}}"#,
+        "null",
+        r#"{"query": null}"#,
+    ] {
         let reply = server.post("/v1/query", empty).await;
         assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
             reply.json(),
             json!({"code": "internal_error", "message": "cannot evaluate empty query"})
         );
+    }
+
+    // Go's decoder reads the first value only; the last of duplicate
+    // fields wins, unless it is `null` (a Go string keeps its value).
+    for body in [
+        r#"{"query": "x := 1"} trailing"#,
+        r#"{"QUERY": "x := 2", "query": "x := 1", "Query": null}"#,
+    ] {
+        let reply = server.post("/v1/query", body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{body}");
+        assert_eq!(reply.json(), json!({"result": [{"x": 1}]}), "{body}");
     }
 
     for (body, wrong) in [

@@ -1,0 +1,131 @@
+//! Request bodies read as Go's `encoding/json` reads them into OPA's request
+//! structs: field names match in any (ASCII) case, the last of duplicate
+//! fields wins, unknown fields are ignored, and `null` in place of the
+//! object leaves every field as it was. A derived `Deserialize` differs on
+//! all four (it also refuses the duplicates a YAML merge key makes).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+
+/// A request struct with its fields' names and how each is read.
+pub(in crate::api) trait GoStruct<'de> {
+    /// The JSON names of the fields, as Go's struct tags give them.
+    const FIELDS: &'static [&'static str];
+
+    /// Reads the value of field `FIELDS[field]` from `map`.
+    fn field<A: MapAccess<'de>>(&mut self, field: usize, map: &mut A) -> Result<(), A::Error>;
+}
+
+/// Reads `fields` from JSON text or bytes, starting from its values as
+/// given (what stays when the body is `null` or leaves a field out).
+pub(in crate::api) fn read<'de, T, D>(fields: T, d: D) -> Result<T, D::Error>
+where
+    T: GoStruct<'de>,
+    D: de::Deserializer<'de>,
+{
+    d.deserialize_option(GoStructVisitor(fields))
+}
+
+struct GoStructVisitor<T>(T);
+
+impl<'de, T: GoStruct<'de>> Visitor<'de> for GoStructVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<T, E> {
+        Ok(self.0)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_map(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<T, A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match T::FIELDS.iter().position(|f| key.eq_ignore_ascii_case(f)) {
+                Some(field) => self.0.field(field, &mut map)?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two fields of the kinds OPA's structs have: a Go `string` (a `null`
+    /// value leaves it as it was) and a pointer (`null` makes it nil).
+    #[derive(Debug, Default, PartialEq)]
+    struct Request {
+        name: Option<String>,
+        count: Option<u32>,
+    }
+
+    impl<'de> GoStruct<'de> for Request {
+        const FIELDS: &'static [&'static str] = &["name", "count"];
+
+        fn field<A: MapAccess<'de>>(&mut self, field: usize, map: &mut A) -> Result<(), A::Error> {
+            match field {
+                0 => {
+                    if let Some(name) = map.next_value()? {
+                        self.name = Some(name);
+                    }
+                }
+                _ => self.count = map.next_value()?,
+            }
+            Ok(())
+        }
+    }
+
+    fn parse(text: &str) -> Result<Request, String> {
+        read(
+            Request::default(),
+            &mut serde_json::Deserializer::from_str(text),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn fields_are_read_as_go_reads_a_struct() {
+        let both = Request {
+            name: Some("a".into()),
+            count: Some(2),
+        };
+        assert_eq!(parse(r#"{"NaMe": "a", "COUNT": 2}"#), Ok(both));
+        assert_eq!(
+            parse(r#"{"name": "a", "name": "b", "other": [1, {}]}"#),
+            Ok(Request {
+                name: Some("b".into()),
+                count: None
+            })
+        );
+        // `null`: a string keeps its value, a pointer is cleared.
+        assert_eq!(
+            parse(r#"{"name": "a", "name": null, "count": 1, "count": null}"#),
+            Ok(Request {
+                name: Some("a".into()),
+                count: None
+            })
+        );
+        assert_eq!(parse("null"), Ok(Request::default()));
+        assert_eq!(parse("{}"), Ok(Request::default()));
+        // Errors keep their place in the whole text.
+        assert_eq!(
+            parse(r#"{"name": 5}"#).unwrap_err(),
+            "invalid type: integer `5`, expected a string at line 1 column 10"
+        );
+        assert_eq!(
+            parse("[]").unwrap_err(),
+            "invalid type: sequence, expected an object at line 1 column 0"
+        );
+    }
+}
