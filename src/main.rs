@@ -17,6 +17,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     quiet_library_backtraces();
+    log_panics();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(*args),
@@ -33,6 +34,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A panic (regorus has caught ones during evaluation, which become a
+/// request's 500) is logged as one log line when the daemon logs, not as
+/// raw text among its JSON lines; with a backtrace when `RUST_BACKTRACE`
+/// asks for one. Before logging is set up, and in the command-line tools,
+/// Rust's own report.
+fn log_panics() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !tracing::dispatcher::has_been_set() {
+            return report(info);
+        }
+        let backtrace = std::backtrace::Backtrace::capture();
+        match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => {
+                tracing::error!(%backtrace, "{info}")
+            }
+            _ => tracing::error!("{info}"),
+        }
+    }));
 }
 
 /// regorus's parser builds `anyhow` errors while it backtracks; with

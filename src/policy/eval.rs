@@ -14,6 +14,7 @@ use regorus::{Engine, Value};
 
 mod error;
 mod query;
+pub(super) use error::panic_message;
 pub use error::{EvalError, EvalErrorCode, Location};
 pub use query::QueryError;
 
@@ -262,7 +263,12 @@ impl Evaluator {
         if let Some(limit) = options.time_limit {
             engine.set_execution_timer_config(time_limit(limit));
         }
-        let answer = run(&mut engine);
+        // A clone of its own: a panic leaves nothing behind to reuse.
+        let answer =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut engine))) {
+                Ok(answer) => answer,
+                Err(payload) => return Err(EvalError::panicked(&*payload).into()),
+            };
         let timed_out = options
             .time_limit
             .zip(started)

@@ -167,25 +167,28 @@ impl FastPath {
             .programs
             .get(entry.program)
             .ok_or_else(|| FastFailure::Other("no such program".into()))?;
-        let cell = compiled.vms.get_or(|| {
-            let mut vm = RegoVM::new();
-            vm.load_program(Arc::new(private_copy(&compiled.program)));
-            vm.set_max_instructions(MAX_INSTRUCTIONS);
-            // Checked in `build`: the same data loaded into the same program.
-            let _ = vm.set_data(self.data.clone());
-            RefCell::new(vm)
-        });
+        let cell = compiled.vms.get_or(|| RefCell::new(self.new_vm(compiled)));
         let mut vm = cell
             .try_borrow_mut()
             .map_err(|_| FastFailure::Other("vm in use".into()))?;
-        vm.set_execution_timer_config(time_limit.map(super::eval::time_limit));
-        vm.set_input(input);
-        let value = vm
-            .execute_entry_point_by_index(entry.index)
-            .map_err(|e| match e {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            vm.set_execution_timer_config(time_limit.map(super::eval::time_limit));
+            vm.set_input(input);
+            vm.execute_entry_point_by_index(entry.index)
+        }));
+        let value = match run {
+            Ok(result) => result.map_err(|e| match e {
                 VmError::TimeLimitExceeded { .. } => FastFailure::TimeLimit,
                 e => FastFailure::Other(e.to_string()),
-            })?;
+            })?,
+            // Stopped mid-run: the next decision gets a fresh VM, and the
+            // interpreter answers this one (or reports the panic).
+            Err(payload) => {
+                *vm = self.new_vm(compiled);
+                let message = super::eval::panic_message(&*payload);
+                return Err(FastFailure::Other(format!("regorus panicked: {message}")));
+            }
+        };
         // The VM can leave `undefined` inside a collection (a comprehension
         // over a function that is undefined for some element), where OPA drops
         // the element: let the interpreter answer those.
@@ -193,6 +196,16 @@ impl FastPath {
             return Err(FastFailure::Other("result holds an undefined value".into()));
         }
         Ok(value)
+    }
+
+    /// A VM for `compiled`, on a private copy of its program, with the data.
+    fn new_vm(&self, compiled: &Compiled) -> RegoVM {
+        let mut vm = RegoVM::new();
+        vm.load_program(Arc::new(private_copy(&compiled.program)));
+        vm.set_max_instructions(MAX_INSTRUCTIONS);
+        // Checked in `build`: the same data loaded into the same program.
+        let _ = vm.set_data(self.data.clone());
+        vm
     }
 }
 

@@ -153,3 +153,60 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
     let head = request(s.addr, "HEAD", "/v0/data/p", &[], Bytes::new()).await;
     assert_eq!(head.status, 405);
 }
+
+/// regorus panics on some inputs it did not foresee (here a `sprintf`
+/// precision beyond what Rust's formatting takes). The decision is a 500
+/// with the panic's message, on every API, and the server goes on answering:
+/// the fast path's VM that stopped mid-run is replaced.
+#[tokio::test]
+async fn a_panic_in_regorus_is_a_500_and_the_server_goes_on() {
+    let s = TestServer::start(&[(
+        "p.rego",
+        "package p\nimport rego.v1\nx := sprintf(input.f, [1.5])\n",
+    )])
+    .await;
+    let panics = r#"{"input": {"f": "%.100000f"}}"#;
+    // More than one per worker thread: none is left unusable.
+    for _ in 0..4 {
+        let r = s.post("/v1/data/p/x", panics).await;
+        assert_eq!(r.status, 500, "{}", r.body);
+        let e = &r.json()["errors"][0];
+        assert_eq!(e["code"], "eval_internal_error");
+        assert_eq!(
+            e["message"],
+            "evaluation failed: regorus panicked: Formatting argument out of range"
+        );
+    }
+    let fine = r#"{"input": {"f": "%.2f"}}"#;
+    for _ in 0..4 {
+        assert_eq!(
+            s.post("/v1/data/p/x", fine).await.body,
+            "{\"result\":\"1.50\"}\n"
+        );
+    }
+
+    let r = s
+        .post(
+            "/v1/batch/data/p/x",
+            r#"{"inputs": {"a": {"f": "%.100000f"}, "b": {"f": "%.1f"}}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 207, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["responses"]["a"]["http_status_code"], "500");
+    assert_eq!(v["responses"]["b"]["result"], "1.5");
+
+    let r = s
+        .post(
+            "/v1/query",
+            r#"{"query": "y := sprintf(\"%.100000f\", [1.5])"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    let message = r.json()["errors"][0]["message"].clone();
+    assert_eq!(
+        message,
+        "evaluation failed: regorus panicked: Formatting argument out of range"
+    );
+    s.stop().await.unwrap();
+}

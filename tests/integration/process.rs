@@ -160,6 +160,40 @@ fn print_output_is_logged_as_json_lines() {
     assert_eq!(printed[1]["line"], "1");
 }
 
+/// A panic inside regorus (caught: the request is a 500, see `errors.rs`)
+/// is logged as one JSON log line, not as Rust's raw report on stderr.
+#[test]
+fn panics_are_logged_as_json_lines() {
+    let dir = write_tree(&[(
+        "p.rego",
+        "package p\nimport rego.v1\nx := sprintf(input.f, [1.5])\n",
+    )]);
+    let daemon = Daemon::start(dir.path(), &[&path_string(dir.path())]);
+    let reply = crate::support::http_post(
+        daemon.addr,
+        "/v1/data/p/x",
+        r#"{"input": {"f": "%.100000f"}}"#,
+    );
+    assert!(reply.starts_with("HTTP/1.1 500"), "{reply}");
+    let line = loop {
+        let line = daemon
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no panic log line");
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}"));
+        if value["level"] == "ERROR" {
+            break value;
+        }
+    };
+    let message = line["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("panicked at ")
+            && message.ends_with("Formatting argument out of range"),
+        "{line}"
+    );
+}
+
 /// `--ignore`, as OPA's: names matching a glob are left out of the loaded
 /// directories (here a draft that does not parse and a data file that
 /// would clash), and `--ignore=.*`, which deployments pass, is accepted, as

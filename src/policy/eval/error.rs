@@ -76,12 +76,36 @@ impl std::fmt::Display for EvalError {
 
 impl std::error::Error for EvalError {}
 
+/// The text a panic was raised with.
+pub(in crate::policy) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
 impl EvalError {
     /// The evaluation overran its time limit.
     pub fn time_limit(limit: std::time::Duration) -> EvalError {
         EvalError {
             code: EvalErrorCode::Cancel,
             message: format!("query evaluation exceeded its time limit of {limit:?}"),
+            location: None,
+        }
+    }
+
+    /// regorus panicked during the evaluation (an `expect` on input it did
+    /// not foresee, such as a `sprintf` precision beyond what Rust's
+    /// formatting takes): the request is answered with this error rather
+    /// than losing its connection.
+    pub fn panicked(payload: &(dyn std::any::Any + Send)) -> EvalError {
+        EvalError {
+            code: EvalErrorCode::Internal,
+            message: format!(
+                "evaluation failed: regorus panicked: {}",
+                panic_message(payload)
+            ),
             location: None,
         }
     }
