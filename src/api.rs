@@ -1,12 +1,11 @@
 //! OPA's REST API: the shared state, and the wrapper every request passes
 //! through (authorization, the request histogram); the router is
-//! `routes.rs`. The decision routes
-//! (`/v1/data`, `/v0/data`, `POST /`), the request path proper, are in
-//! `data.rs`: it reads the current snapshot (never waiting on a reload),
-//! looks the request up in the decision cache, parses the input, evaluates
-//! (`offload.rs`), and encodes the answer; with the decision log on, each
-//! decision is logged (`logged.rs`). Batches are in `batch.rs`, ad-hoc
-//! queries (`/v1/query`) in `query.rs`; health,
+//! `routes.rs`. The decision routes (`/v1/data`, `/v0/data`, `POST /`), the
+//! request path proper, are in `data.rs`: it reads the current snapshot
+//! (never waiting on a reload), looks the request up in the decision cache,
+//! parses the input, evaluates (`offload.rs`), and encodes the answer; with
+//! the decision log on, each decision is logged (`logged.rs`). Batches are
+//! in `batch.rs`, ad-hoc queries (`/v1/query`) in `query.rs`; health,
 //! status, metrics and the write APIs in `manage.rs`. Every request is first
 //! authorized when `--authorization=basic` asks for it (`authz.rs`). Every
 //! failure is an [`ApiError`], mapped to HTTP in `error.rs`.

@@ -15,7 +15,7 @@
 //! entry a weight of at least `max_size_bytes / max_entries`; an optional TTL.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,36 +64,17 @@ pub enum RequestKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Key([u8; 32]);
 
-/// The table's hash of a key is its first 8 bytes: a SHA-256 digest is
-/// already uniform, and callers cannot choose it (hashing it again with
-/// SipHash cost ~270 instructions a lookup).
+/// A key is hashed as its first 8 bytes, a `u64` that the table's hasher
+/// (foldhash, randomly seeded per cache) mixes once: hashing all 32 bytes
+/// again with SipHash, moka's default, cost ~270 instructions a lookup. The
+/// seed matters: the digest's input (the snapshot's digest, the path, the
+/// body) is known to a client, who could otherwise grind bodies whose keys
+/// share the table's buckets or the frequency sketch's counters.
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
         let mut first = [0u8; 8];
         first.copy_from_slice(&self.0[..8]);
         state.write_u64(u64::from_le_bytes(first));
-    }
-}
-
-/// Passes on the one `u64` a [`Key`] hashes to.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `Key` is hashed here, with `write_u64`; anything else is
-        // still hashed (FNV-1a), not dropped.
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
@@ -125,7 +106,7 @@ impl Key {
 /// nothing is stored.
 #[derive(Clone)]
 pub struct DecisionCache {
-    inner: Option<Cache<Key, Bytes, BuildHasherDefault<KeyHasher>>>,
+    inner: Option<Cache<Key, Bytes, foldhash::fast::RandomState>>,
     config: CacheConfig,
     shared: Arc<Mutex<HashSet<&'static [u8]>>>,
 }
@@ -155,7 +136,7 @@ impl DecisionCache {
             builder = builder.time_to_live(ttl);
         }
         DecisionCache {
-            inner: Some(builder.build_with_hasher(BuildHasherDefault::default())),
+            inner: Some(builder.build_with_hasher(foldhash::fast::RandomState::default())),
             config,
             shared: Arc::default(),
         }

@@ -1,5 +1,6 @@
 //! The `regent` binary: parse the command line, set up logging, run. Errors
-//! are printed with their whole chain and exit non-zero.
+//! are printed with their whole chain and exit non-zero; panics are logged
+//! as log lines once logging is set up.
 
 use std::process::ExitCode;
 
@@ -47,12 +48,15 @@ fn log_panics() {
         if !tracing::dispatcher::has_been_set() {
             return report(info);
         }
-        let backtrace = std::backtrace::Backtrace::capture();
-        match backtrace.status() {
-            std::backtrace::BacktraceStatus::Captured => {
-                tracing::error!(%backtrace, "{info}")
-            }
-            _ => tracing::error!("{info}"),
+        // `Backtrace::capture` would read `RUST_LIB_BACKTRACE`, which
+        // `quiet_library_backtraces` turns off: panics follow
+        // `RUST_BACKTRACE` alone, as Rust's own report does.
+        let wanted = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+        if wanted {
+            let backtrace = std::backtrace::Backtrace::force_capture();
+            tracing::error!(%backtrace, "{info}")
+        } else {
+            tracing::error!("{info}")
         }
     }));
 }

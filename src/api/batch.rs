@@ -19,7 +19,7 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use regorus::Value;
-use serde::de::MapAccess;
+use serde::de::{IgnoredAny, MapAccess};
 use serde_json::value::RawValue;
 
 use super::data::{cache_flags, eval_options};
@@ -47,10 +47,13 @@ struct BatchRequest<'a> {
 impl<'de> GoStruct<'de> for BatchRequest<'de> {
     const FIELDS: &'static [&'static str] = &["inputs", "common_input"];
 
-    fn field<A: MapAccess<'de>>(&mut self, field: usize, map: &mut A) -> Result<(), A::Error> {
-        match field {
-            0 => self.inputs = map.next_value()?,
-            _ => self.common_input = map.next_value()?,
+    fn field<A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<(), A::Error> {
+        match name {
+            "inputs" => self.inputs = map.next_value()?,
+            "common_input" => self.common_input = map.next_value()?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
         }
         Ok(())
     }

@@ -6,9 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::MapAccess;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::wire::go_struct::{self, GoStruct};
 use super::{AppState, Caller};
 use crate::decision_log::Record;
 use crate::policy::{DataPath, EvalError, Snapshot};
@@ -123,15 +125,24 @@ pub(super) fn handler_metrics(caller: Caller) -> BTreeMap<&'static str, u64> {
 
 /// The `input` member of a `/v1/data` request body, as JSON text.
 fn input_of_body(body: &[u8]) -> Option<&str> {
-    #[derive(Deserialize)]
-    struct Body<'a> {
-        #[serde(borrow)]
-        input: Option<&'a RawValue>,
-    }
-    serde_json::from_slice::<Body<'_>>(body)
+    let mut de = serde_json::Deserializer::from_slice(body);
+    go_struct::read(LoggedInput(None), &mut de)
         .ok()?
-        .input
+        .0
         .map(RawValue::get)
+}
+
+/// The `input` of a `/v1/data` body, read as the decision's input was
+/// (`wire::go_struct`: `INPUT` is `input` too, the last one counts).
+struct LoggedInput<'a>(Option<&'a RawValue>);
+
+impl<'de> GoStruct<'de> for LoggedInput<'de> {
+    const FIELDS: &'static [&'static str] = &["input"];
+
+    fn field<A: MapAccess<'de>>(&mut self, _: &str, map: &mut A) -> Result<(), A::Error> {
+        self.0 = map.next_value()?;
+        Ok(())
+    }
 }
 
 /// The `result` member of a `/v1/data` answer, as JSON text.
@@ -220,6 +231,11 @@ mod tests {
             Some(r#"{"a": 1}"#)
         );
         assert_eq!(input_of_body(br#"{"x": 2}"#), None);
+        // The input the decision was evaluated with: any case, the last one.
+        assert_eq!(
+            input_of_body(br#"{"input": 1, "INPUT": {"b": 2}} "#),
+            Some(r#"{"b": 2}"#)
+        );
         assert_eq!(result_of_answer(b"{\"result\":[true]}\n"), Some("[true]"));
         assert_eq!(result_of_answer(b"{}\n"), None);
     }

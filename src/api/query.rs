@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use hyper::{Method, Request};
 use regorus::Value;
-use serde::de::MapAccess;
+use serde::de::{IgnoredAny, MapAccess};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -123,15 +123,18 @@ struct QueryRequest<'a> {
 impl<'de> GoStruct<'de> for QueryRequest<'de> {
     const FIELDS: &'static [&'static str] = &["query", "input"];
 
-    fn field<A: MapAccess<'de>>(&mut self, field: usize, map: &mut A) -> Result<(), A::Error> {
-        match field {
+    fn field<A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<(), A::Error> {
+        match name {
             // A Go string: `null` leaves it as it was.
-            0 => {
+            "query" => {
                 if let Some(query) = map.next_value()? {
                     self.query = Some(query);
                 }
             }
-            _ => self.input = map.next_value()?,
+            "input" => self.input = map.next_value()?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
         }
         Ok(())
     }

@@ -123,7 +123,7 @@ struct DataRequest<'t> {
 impl<'de> GoStruct<'de> for DataRequest<'_> {
     const FIELDS: &'static [&'static str] = &["input"];
 
-    fn field<A: MapAccess<'de>>(&mut self, _: usize, map: &mut A) -> Result<(), A::Error> {
+    fn field<A: MapAccess<'de>>(&mut self, _: &str, map: &mut A) -> Result<(), A::Error> {
         self.input = match map.next_value_seed(self.value.reborrow())? {
             Value::Null => None,
             v => Some(v),

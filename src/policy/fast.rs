@@ -14,7 +14,10 @@
 //! Whatever cannot run here is answered by the interpreter instead, per
 //! entry point at compile time (a `with`, an unsupported construct; logged
 //! with the reason) and per decision at run time (instruction limit, any VM
-//! error: the interpreter then gives the OPA-shaped answer or error).
+//! error: the interpreter then gives the OPA-shaped answer or error). A
+//! panic inside the VM is caught the same way, and its VM replaced; the
+//! interpreter then answers (or panics too, caught and reported there: the
+//! second evaluation is the price of an answer when only the VM panics).
 
 use std::cell::RefCell;
 use std::collections::HashMap;

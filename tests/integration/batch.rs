@@ -130,6 +130,9 @@ async fn malformed_and_oversized_batches_are_rejected() {
     for (body, needle) in [
         ("{bad", "malformed batch request"),
         (r#"{"input": {}}"#, "missing `inputs`"),
+        // Read as Go reads a struct: `null` is an empty request.
+        ("null", "missing `inputs`"),
+        (r#"{"inputs": {}} trailing"#, "trailing characters"),
         (r#"{"inputs": [1, 2]}"#, "malformed batch request"),
         (
             r#"{"inputs": {"a": {}, "b": {}, "c": {}, "d": {}}}"#,

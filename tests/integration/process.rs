@@ -20,7 +20,17 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(cwd: &std::path::Path, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(cwd, extra, &[])
+    }
+
+    /// As [`Daemon::start`], with these environment variables set.
+    pub(crate) fn start_with_env(
+        cwd: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut child = Command::new(regent_bin())
+            .envs(env.iter().copied())
             .args([
                 "run",
                 "--server",
@@ -161,37 +171,49 @@ fn print_output_is_logged_as_json_lines() {
 }
 
 /// A panic inside regorus (caught: the request is a 500, see `errors.rs`)
-/// is logged as one JSON log line, not as Rust's raw report on stderr.
+/// is logged as one JSON log line, not as Rust's raw report on stderr, with
+/// a backtrace when `RUST_BACKTRACE` asks for one.
 #[test]
 fn panics_are_logged_as_json_lines() {
     let dir = write_tree(&[(
         "p.rego",
         "package p\nimport rego.v1\nx := sprintf(input.f, [1.5])\n",
     )]);
-    let daemon = Daemon::start(dir.path(), &[&path_string(dir.path())]);
-    let reply = crate::support::http_post(
-        daemon.addr,
-        "/v1/data/p/x",
-        r#"{"input": {"f": "%.100000f"}}"#,
-    );
-    assert!(reply.starts_with("HTTP/1.1 500"), "{reply}");
-    let line = loop {
-        let line = daemon
-            .lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("no panic log line");
-        let value: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}"));
-        if value["level"] == "ERROR" {
-            break value;
+    for wanted in ["0", "1"] {
+        let daemon = Daemon::start_with_env(
+            dir.path(),
+            &[&path_string(dir.path())],
+            &[("RUST_BACKTRACE", wanted)],
+        );
+        let reply = crate::support::http_post(
+            daemon.addr,
+            "/v1/data/p/x",
+            r#"{"input": {"f": "%.100000f"}}"#,
+        );
+        assert!(reply.starts_with("HTTP/1.1 500"), "{reply}");
+        let line = loop {
+            let line = daemon
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("no panic log line");
+            let value: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}"));
+            if value["level"] == "ERROR" {
+                break value;
+            }
+        };
+        let message = line["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("panicked at ")
+                && message.ends_with("Formatting argument out of range"),
+            "{line}"
+        );
+        let backtrace = line.get("backtrace").and_then(|b| b.as_str());
+        match wanted {
+            "1" => assert!(backtrace.is_some_and(|b| b.contains("regorus")), "{line}"),
+            _ => assert_eq!(backtrace, None, "{line}"),
         }
-    };
-    let message = line["message"].as_str().unwrap();
-    assert!(
-        message.starts_with("panicked at ")
-            && message.ends_with("Formatting argument out of range"),
-        "{line}"
-    );
+    }
 }
 
 /// `--ignore`, as OPA's: names matching a glob are left out of the loaded

@@ -1,8 +1,11 @@
 //! Request bodies read as Go's `encoding/json` reads them into OPA's request
-//! structs: field names match in any (ASCII) case, the last of duplicate
-//! fields wins, unknown fields are ignored, and `null` in place of the
-//! object leaves every field as it was. A derived `Deserialize` differs on
-//! all four (it also refuses the duplicates a YAML merge key makes).
+//! structs: field names match in any case (Unicode's simple case folding,
+//! as Go's `bytes.EqualFold`), the last of duplicate fields wins, unknown
+//! fields are ignored, and `null` in place of the object leaves every field
+//! as it was. A derived `Deserialize` differs on all four (it also refuses
+//! the duplicates a YAML merge key makes). One difference remains: Go reads
+//! bytes that are not UTF-8 inside a string as U+FFFD, serde_json refuses
+//! them.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,8 +17,8 @@ pub(in crate::api) trait GoStruct<'de> {
     /// The JSON names of the fields, as Go's struct tags give them.
     const FIELDS: &'static [&'static str];
 
-    /// Reads the value of field `FIELDS[field]` from `map`.
-    fn field<A: MapAccess<'de>>(&mut self, field: usize, map: &mut A) -> Result<(), A::Error>;
+    /// Reads the value of the field `name` (one of `FIELDS`) from `map`.
+    fn field<A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<(), A::Error>;
 }
 
 /// Reads `fields` from JSON text or bytes, starting from its values as
@@ -47,8 +50,8 @@ impl<'de, T: GoStruct<'de>> Visitor<'de> for GoStructVisitor<T> {
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<T, A::Error> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match T::FIELDS.iter().position(|f| key.eq_ignore_ascii_case(f)) {
-                Some(field) => self.0.field(field, &mut map)?,
+            match T::FIELDS.iter().find(|name| go_fold_eq(&key, name)) {
+                Some(name) => self.0.field(name, &mut map)?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -56,6 +59,19 @@ impl<'de, T: GoStruct<'de>> Visitor<'de> for GoStructVisitor<T> {
         }
         Ok(self.0)
     }
+}
+
+/// Whether `key` names the field `name` (lower-case ASCII) as Go's decoder
+/// matches them: by simple case folding, under which `ſ` (U+017F) is an `s`
+/// and the Kelvin sign (U+212A) a `k`; no other character folds to ASCII.
+fn go_fold_eq(key: &str, name: &str) -> bool {
+    key.chars()
+        .map(|c| match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c => c.to_ascii_lowercase(),
+        })
+        .eq(name.chars())
 }
 
 #[cfg(test)]
@@ -71,16 +87,19 @@ mod tests {
     }
 
     impl<'de> GoStruct<'de> for Request {
-        const FIELDS: &'static [&'static str] = &["name", "count"];
+        const FIELDS: &'static [&'static str] = &["name", "tasks"];
 
-        fn field<A: MapAccess<'de>>(&mut self, field: usize, map: &mut A) -> Result<(), A::Error> {
-            match field {
-                0 => {
+        fn field<A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<(), A::Error> {
+            match name {
+                "name" => {
                     if let Some(name) = map.next_value()? {
                         self.name = Some(name);
                     }
                 }
-                _ => self.count = map.next_value()?,
+                "tasks" => self.count = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
             Ok(())
         }
@@ -100,7 +119,15 @@ mod tests {
             name: Some("a".into()),
             count: Some(2),
         };
-        assert_eq!(parse(r#"{"NaMe": "a", "COUNT": 2}"#), Ok(both));
+        assert_eq!(parse(r#"{"NaMe": "a", "TASKS": 2}"#), Ok(both));
+        // Go's folding: `ſ` is an `s`, the Kelvin sign a `k`.
+        assert_eq!(
+            parse("{\"ta\u{17f}\u{212a}\u{17f}\": 3}"),
+            Ok(Request {
+                name: None,
+                count: Some(3)
+            })
+        );
         assert_eq!(
             parse(r#"{"name": "a", "name": "b", "other": [1, {}]}"#),
             Ok(Request {
@@ -110,7 +137,7 @@ mod tests {
         );
         // `null`: a string keeps its value, a pointer is cleared.
         assert_eq!(
-            parse(r#"{"name": "a", "name": null, "count": 1, "count": null}"#),
+            parse(r#"{"name": "a", "name": null, "tasks": 1, "tasks": null}"#),
             Ok(Request {
                 name: Some("a".into()),
                 count: None

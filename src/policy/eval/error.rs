@@ -1,5 +1,6 @@
 //! Evaluation errors in OPA's topdown terms: their codes, their location,
-//! and the reading of regorus's error text into them.
+//! the reading of regorus's error text into them, and the error a caught
+//! panic of regorus becomes.
 
 use crate::policy::diagnostic::Diagnostic;
 
