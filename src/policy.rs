@@ -48,13 +48,22 @@ impl Snapshot {
         let revision = bundle_revision(&sources)
             .unwrap_or_else(|| digest.iter().take(8).map(|b| format!("{b:02x}")).collect());
         let data = sources.data_value()?;
-        let evaluator = Evaluator::build(
-            sources
-                .modules
-                .iter()
-                .map(|m| (m.id.as_str(), m.text.as_str())),
-            data,
-        )?;
+        let modules = sources
+            .modules
+            .iter()
+            .map(|m| (m.id.as_str(), m.text.as_str()));
+        // regorus runs policy code while compiling (constant folding
+        // evaluates ground rules): a panic there fails this build, as an
+        // error would, and the last good snapshot stays.
+        let evaluator = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Evaluator::build(modules, data)
+        }))
+        .map_err(|payload| {
+            anyhow::anyhow!(
+                "regorus panicked while compiling the policies: {}",
+                eval::panic_message(&*payload)
+            )
+        })??;
         Ok(Snapshot {
             revision,
             digest,

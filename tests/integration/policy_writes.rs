@@ -136,15 +136,31 @@ async fn invalid_puts_answer_400_with_opa_errors_and_change_nothing() {
         serde_json::json!({"file": "typo.rego", "row": 5, "col": 10})
     );
 
+    // regorus panics while compiling this module (constant folding
+    // evaluates `X`, a `sprintf` precision beyond what Rust formats): the
+    // write is refused like a compile error, and the policies stay.
+    let panics = "package q\nimport rego.v1\nX := sprintf(\"%.100000f\", [1.5])\nallow if X\n";
+    let reply = put(&server, "panics.rego", panics).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let error = &reply.json()["errors"][0];
+    assert_eq!(error["code"], "rego_compile_error");
+    assert_eq!(
+        error["message"],
+        "regorus panicked while compiling the policies: Formatting argument out of range"
+    );
+
     assert_eq!(allow(&server, "alice").await.0, "{\"result\":true}\n");
     let ids = server.get("/v1/policies").await.body;
     assert!(
-        !ids.contains("bad.rego") && !ids.contains("clash.rego") && !ids.contains("typo.rego"),
+        !ids.contains("bad.rego")
+            && !ids.contains("clash.rego")
+            && !ids.contains("typo.rego")
+            && !ids.contains("panics.rego"),
         "{ids}"
     );
     let metrics = server.get("/metrics").await.body;
     assert!(
-        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 4"),
+        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 5"),
         "{metrics}"
     );
     server.stop().await.unwrap();
