@@ -72,7 +72,8 @@ pub(crate) async fn handle(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let body = body::read_input(req, &state.limits, "").await?;
     body::check_body_depth(&body, &state.limits, "")?;
-    let mut de = serde_json::Deserializer::from_slice(&body);
+    let text = wire::go_text(&body);
+    let mut de = serde_json::Deserializer::from_str(&text);
     let request = go_struct::read(BatchRequest::default(), &mut de)
         .and_then(|request| de.end().map(|()| request))
         .map_err(|e| ApiError::BadRequest(format!("body contains malformed batch request: {e}")))?;

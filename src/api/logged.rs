@@ -4,12 +4,14 @@
 //! back (the input from the body, the result from the answer) is read only
 //! then, so a disabled log costs the request path nothing.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::de::MapAccess;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::wire;
 use super::wire::go_struct::{self, GoStruct};
 use super::{AppState, Caller};
 use crate::decision_log::Record;
@@ -78,8 +80,12 @@ impl Logged<'_> {
                 &handler
             }
         };
+        let from_body;
         let input = match self.input {
-            Input::Body(body) => input_of_body(body),
+            Input::Body(body) => {
+                from_body = input_of_body(body);
+                from_body.as_deref()
+            }
             Input::Raw(text) => Some(text),
             Input::None => None,
         };
@@ -124,8 +130,15 @@ pub(super) fn handler_metrics(caller: Caller) -> BTreeMap<&'static str, u64> {
 }
 
 /// The `input` member of a `/v1/data` request body, as JSON text.
-fn input_of_body(body: &[u8]) -> Option<&str> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+fn input_of_body(body: &[u8]) -> Option<Cow<'_, str>> {
+    match wire::go_text(body) {
+        Cow::Borrowed(text) => input_of_text(text).map(Cow::Borrowed),
+        Cow::Owned(text) => input_of_text(&text).map(|input| Cow::Owned(input.to_string())),
+    }
+}
+
+fn input_of_text(text: &str) -> Option<&str> {
+    let mut de = serde_json::Deserializer::from_str(text);
     go_struct::read(LoggedInput(None), &mut de)
         .ok()?
         .0
@@ -226,15 +239,21 @@ mod tests {
 
     #[test]
     fn input_and_result_are_read_from_the_raw_bytes() {
+        let input = |body: &[u8]| input_of_body(body).map(Cow::into_owned);
         assert_eq!(
-            input_of_body(br#"{"input": {"a": 1}, "x": 2}"#),
+            input(br#"{"input": {"a": 1}, "x": 2}"#).as_deref(),
             Some(r#"{"a": 1}"#)
         );
-        assert_eq!(input_of_body(br#"{"x": 2}"#), None);
-        // The input the decision was evaluated with: any case, the last one.
+        assert_eq!(input(br#"{"x": 2}"#), None);
+        // The input the decision was evaluated with: any case, the last one,
+        // invalid UTF-8 read as Go reads it.
         assert_eq!(
-            input_of_body(br#"{"input": 1, "INPUT": {"b": 2}} "#),
+            input(br#"{"input": 1, "INPUT": {"b": 2}} "#).as_deref(),
             Some(r#"{"b": 2}"#)
+        );
+        assert_eq!(
+            input(b"{\"input\": \"\xff\"}").as_deref(),
+            Some("\"\u{fffd}\"")
         );
         assert_eq!(result_of_answer(b"{\"result\":[true]}\n"), Some("[true]"));
         assert_eq!(result_of_answer(b"{}\n"), None);

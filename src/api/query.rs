@@ -37,11 +37,12 @@ pub(super) async fn v1_query(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let parse_started = Instant::now();
-    let body;
+    let (body, text);
     let (query, input_text) = if req.method() == Method::POST {
         body = body::read(req, &state.limits, "").await?;
         body::check_body_depth(&body, &state.limits, "")?;
-        let mut de = serde_json::Deserializer::from_slice(&body);
+        text = wire::go_text(&body);
+        let mut de = serde_json::Deserializer::from_str(&text);
         let request = go_struct::read(QueryRequest::default(), &mut de).map_err(|e| {
             ApiError::BadRequest(format!("error(s) occurred while decoding request: {e}"))
         })?;

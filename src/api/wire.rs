@@ -3,6 +3,7 @@
 //! (`<`, `>`, `&`, U+2028 and U+2029 escaped; compact with a trailing newline,
 //! or indented by two spaces with `?pretty`), so responses match OPA's bytes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io;
 
@@ -81,11 +82,7 @@ pub struct MalformedInput(pub String);
 /// is no input (empty body, `null`, `{}`, `{"input": null}`). Bytes after the
 /// first JSON value are ignored, as OPA's decoder does. `keys`: the object
 /// keys seen before (see [`Keys`]).
-///
-/// A body that is valid UTF-8 is checked once as a whole and read as text:
-/// serde_json checks the bytes of every string it reads otherwise, which
-/// costs several times more. Any other body is read as bytes, for serde_json's
-/// own error.
+/// The body is read as text ([`go_text`]).
 pub fn parse_data_request(body: &[u8], keys: &Keys) -> Result<Option<Value>, MalformedInput> {
     let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Ok(None);
@@ -103,14 +100,12 @@ pub fn parse_data_request(body: &[u8], keys: &Keys) -> Result<Option<Value>, Mal
             "json: cannot unmarshal {kind} into Go value of type types.DataRequestV1"
         )));
     }
+    let text = go_text(body);
     keys.with(|value| {
         let request = DataRequest { value, input: None };
-        match std::str::from_utf8(body) {
-            Ok(text) => go_struct::read(request, &mut serde_json::Deserializer::from_str(text)),
-            Err(_) => go_struct::read(request, &mut serde_json::Deserializer::from_slice(body)),
-        }
-        .map(|request| request.input)
-        .map_err(|e| MalformedInput(e.to_string()))
+        go_struct::read(request, &mut serde_json::Deserializer::from_str(&text))
+            .map(|request| request.input)
+            .map_err(|e| MalformedInput(e.to_string()))
     })
 }
 
@@ -133,19 +128,47 @@ impl<'de> GoStruct<'de> for DataRequest<'_> {
 }
 
 /// Parses a body that is the input itself (`/v0/data`, `POST /`). An empty
-/// body is the input `null`, as in OPA. Read as text when it is UTF-8, as in
-/// [`parse_data_request`].
+/// body is the input `null`, as in OPA. Read as text ([`go_text`]).
 pub fn parse_raw_input(body: &[u8], keys: &Keys) -> Result<Value, MalformedInput> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(Value::Null);
     }
+    let text = go_text(body);
     keys.with(|value| {
-        match std::str::from_utf8(body) {
-            Ok(text) => value.deserialize(&mut serde_json::Deserializer::from_str(text)),
-            Err(_) => value.deserialize(&mut serde_json::Deserializer::from_slice(body)),
-        }
-        .map_err(|e| MalformedInput(e.to_string()))
+        value
+            .deserialize(&mut serde_json::Deserializer::from_str(&text))
+            .map_err(|e| MalformedInput(e.to_string()))
     })
+}
+
+/// A request body as text, as Go's decoder reads it: every byte that is not
+/// part of valid UTF-8 is U+FFFD (which Go's decoder puts in a string in its
+/// place; outside strings it is a syntax error either way). Valid UTF-8, the
+/// usual body, is checked once and borrowed: serde_json would check every
+/// string it reads from bytes, which costs several times more.
+pub fn go_text(body: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(body) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(first) => Cow::Owned(replace_invalid(body, first)),
+    }
+}
+
+/// `body` with U+FFFD for each byte of its invalid UTF-8, `first` being the
+/// first error.
+fn replace_invalid(body: &[u8], first: std::str::Utf8Error) -> String {
+    let mut text = String::with_capacity(body.len() + 16);
+    let mut rest = body;
+    let mut error = Some(first);
+    while let Some(err) = error {
+        let (valid, after) = rest.split_at(err.valid_up_to());
+        text.push_str(std::str::from_utf8(valid).unwrap_or_default());
+        text.push(char::REPLACEMENT_CHARACTER);
+        // One U+FFFD per byte, as Go's `utf8.DecodeRune` steps.
+        rest = after.get(1..).unwrap_or_default();
+        error = std::str::from_utf8(rest).err();
+    }
+    text.push_str(std::str::from_utf8(rest).unwrap_or_default());
+    text
 }
 
 /// Parses the `?input=` parameter of a GET request (trailing data rejected).
@@ -411,20 +434,23 @@ mod tests {
     }
 
     #[test]
-    fn bodies_that_are_not_utf8_are_read_as_bytes() {
+    fn bytes_that_are_not_utf8_are_read_as_go_reads_them() {
         let keys = Keys::default();
+        let value = |text: &str| Value::from_json_str(text).unwrap();
         // Invalid UTF-8 after the value is ignored, as any trailing bytes are.
         let v = parse_data_request(b"{\"input\": {\"a\": \"b\"}} \xff", &keys).unwrap();
-        assert_eq!(v, Some(Value::from_json_str(r#"{"a": "b"}"#).unwrap()));
-        // Inside a string it is serde_json's own error, with its position.
-        let err = parse_data_request(b"{\"input\": {\"a\": \"\xff\"}}", &keys).unwrap_err();
-        assert_eq!(err.0, "invalid unicode code point at line 1 column 18");
-        let err = parse_raw_input(b"[\"\xc3\"]", &keys).unwrap_err();
-        assert_eq!(err.0, "invalid unicode code point at line 1 column 3");
+        assert_eq!(v, Some(value(r#"{"a": "b"}"#)));
+        // In a string (a key too), each byte is U+FFFD, as Go's decoder
+        // reads it: a truncated sequence is one per byte.
+        let v = parse_data_request(b"{\"input\": {\"a\xff\": \"\xe2\x82z\"}}", &keys).unwrap();
+        assert_eq!(v, Some(value(r#"{"a\ufffd": "\ufffd\ufffdz"}"#)));
         assert_eq!(
-            parse_raw_input("[\"\u{e9}\"]".as_bytes(), &keys).unwrap(),
-            Value::from_json_str(r#"["\u00e9"]"#).unwrap()
+            parse_raw_input(b"[\"\xc3\", \"\xc3\xa9\"]", &keys).unwrap(),
+            value(r#"["\ufffd", "\u00e9"]"#)
         );
+        // Outside strings it is a syntax error, as in Go.
+        assert!(parse_data_request(b"{\"input\": \xff}", &keys).is_err());
+        assert_eq!(go_text(b"ok"), Cow::Borrowed("ok"));
     }
 
     #[test]

@@ -210,3 +210,39 @@ async fn a_panic_in_regorus_is_a_500_and_the_server_goes_on() {
     );
     s.stop().await.unwrap();
 }
+
+/// Bytes that are not UTF-8 in a JSON string are U+FFFD, as Go's decoder
+/// (and so OPA) reads them, on the data, batch and query APIs; outside a
+/// string they are a malformed body.
+#[tokio::test]
+async fn invalid_utf8_in_strings_is_read_as_go_reads_it() {
+    let s = TestServer::start(&[(
+        "p.rego",
+        "package p\nimport rego.v1\nallow if input.s == \"\\uFFFD\"\n",
+    )])
+    .await;
+    let post = |path: &'static str, body: &'static [u8]| {
+        request(s.addr, "POST", path, &[], Bytes::from_static(body))
+    };
+    let r = post("/v1/data/p/allow", b"{\"input\": {\"s\": \"\xff\"}}").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "{\"result\":true}\n");
+    let r = post(
+        "/v1/batch/data/p/allow",
+        b"{\"inputs\": {\"a\": {\"s\": \"\xc3\"}}}",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["responses"]["a"]["result"], true);
+    let r = post(
+        "/v1/query",
+        b"{\"query\": \"x := input.s\", \"input\": {\"s\": \"a\xff\"}}",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["result"][0]["x"], "a\u{fffd}");
+    let r = post("/v1/data/p/allow", b"{\"input\": \xff}").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "invalid_parameter");
+    s.stop().await.unwrap();
+}

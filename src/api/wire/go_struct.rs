@@ -3,9 +3,9 @@
 //! as Go's `bytes.EqualFold`), the last of duplicate fields wins, unknown
 //! fields are ignored, and `null` in place of the object leaves every field
 //! as it was. A derived `Deserialize` differs on all four (it also refuses
-//! the duplicates a YAML merge key makes). One difference remains: Go reads
-//! bytes that are not UTF-8 inside a string as U+FFFD, serde_json refuses
-//! them.
+//! the duplicates a YAML merge key makes). Bytes that are not UTF-8 are
+//! U+FFFD, as in Go, because bodies are read through `wire::go_text`; an
+//! escaped lone surrogate (`"\ud800"`), U+FFFD in Go, is an error here.
 
 use std::borrow::Cow;
 use std::fmt;
