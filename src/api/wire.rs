@@ -81,8 +81,7 @@ pub struct MalformedInput(pub String);
 /// case-insensitively, as Go does) holds the input. Returns `None` when there
 /// is no input (empty body, `null`, `{}`, `{"input": null}`). Bytes after the
 /// first JSON value are ignored, as OPA's decoder does. `keys`: the object
-/// keys seen before (see [`Keys`]).
-/// The body is read as text ([`go_text`]).
+/// keys seen before (see [`Keys`]). The body is read as text ([`go_text`]).
 pub fn parse_data_request(body: &[u8], keys: &Keys) -> Result<Option<Value>, MalformedInput> {
     let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Ok(None);
@@ -147,28 +146,16 @@ pub fn parse_raw_input(body: &[u8], keys: &Keys) -> Result<Value, MalformedInput
 /// usual body, is checked once and borrowed: serde_json would check every
 /// string it reads from bytes, which costs several times more.
 pub fn go_text(body: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(body) {
-        Ok(text) => Cow::Borrowed(text),
-        Err(first) => Cow::Owned(replace_invalid(body, first)),
+    if let Ok(text) = std::str::from_utf8(body) {
+        return Cow::Borrowed(text);
     }
-}
-
-/// `body` with U+FFFD for each byte of its invalid UTF-8, `first` being the
-/// first error.
-fn replace_invalid(body: &[u8], first: std::str::Utf8Error) -> String {
     let mut text = String::with_capacity(body.len() + 16);
-    let mut rest = body;
-    let mut error = Some(first);
-    while let Some(err) = error {
-        let (valid, after) = rest.split_at(err.valid_up_to());
-        text.push_str(std::str::from_utf8(valid).unwrap_or_default());
-        text.push(char::REPLACEMENT_CHARACTER);
+    for chunk in body.utf8_chunks() {
+        text.push_str(chunk.valid());
         // One U+FFFD per byte, as Go's `utf8.DecodeRune` steps.
-        rest = after.get(1..).unwrap_or_default();
-        error = std::str::from_utf8(rest).err();
+        text.extend(chunk.invalid().iter().map(|_| char::REPLACEMENT_CHARACTER));
     }
-    text.push_str(std::str::from_utf8(rest).unwrap_or_default());
-    text
+    Cow::Owned(text)
 }
 
 /// Parses the `?input=` parameter of a GET request (trailing data rejected).
