@@ -55,15 +55,10 @@ impl Snapshot {
         // regorus runs policy code while compiling (constant folding
         // evaluates ground rules): a panic there fails this build, as an
         // error would, and the last good snapshot stays.
-        let evaluator = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Evaluator::build(modules, data)
-        }))
-        .map_err(|payload| {
-            anyhow::anyhow!(
-                "regorus panicked while compiling the policies: {}",
-                eval::panic_message(&*payload)
-            )
-        })??;
+        let evaluator =
+            eval::catch_panic(|| Evaluator::build(modules, data)).map_err(|message| {
+                anyhow::anyhow!("regorus panicked while compiling the policies: {message}")
+            })??;
         Ok(Snapshot {
             revision,
             digest,

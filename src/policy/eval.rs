@@ -14,7 +14,7 @@ use regorus::{Engine, Value};
 
 mod error;
 mod query;
-pub(super) use error::panic_message;
+pub(super) use error::catch_panic;
 pub use error::{EvalError, EvalErrorCode, Location};
 pub use query::QueryError;
 
@@ -264,11 +264,10 @@ impl Evaluator {
             engine.set_execution_timer_config(time_limit(limit));
         }
         // A clone of its own: a panic leaves nothing behind to reuse.
-        let answer =
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut engine))) {
-                Ok(answer) => answer,
-                Err(payload) => return Err(EvalError::panicked(&*payload).into()),
-            };
+        let answer = match catch_panic(|| run(&mut engine)) {
+            Ok(answer) => answer,
+            Err(message) => return Err(EvalError::panicked(&message).into()),
+        };
         let timed_out = options
             .time_limit
             .zip(started)

@@ -174,11 +174,11 @@ impl FastPath {
         let mut vm = cell
             .try_borrow_mut()
             .map_err(|_| FastFailure::Other("vm in use".into()))?;
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let run = super::eval::catch_panic(|| {
             vm.set_execution_timer_config(time_limit.map(super::eval::time_limit));
             vm.set_input(input);
             vm.execute_entry_point_by_index(entry.index)
-        }));
+        });
         let value = match run {
             Ok(result) => result.map_err(|e| match e {
                 VmError::TimeLimitExceeded { .. } => FastFailure::TimeLimit,
@@ -186,9 +186,8 @@ impl FastPath {
             })?,
             // Stopped mid-run: the next decision gets a fresh VM, and the
             // interpreter answers this one (or reports the panic).
-            Err(payload) => {
+            Err(message) => {
                 *vm = self.new_vm(compiled);
-                let message = super::eval::panic_message(&*payload);
                 return Err(FastFailure::Other(format!("regorus panicked: {message}")));
             }
         };

@@ -77,13 +77,17 @@ impl std::fmt::Display for EvalError {
 
 impl std::error::Error for EvalError {}
 
-/// The text a panic was raised with.
-pub(in crate::policy) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("no message")
+/// Runs `run`, which calls into regorus, catching a panic: `Err` with the
+/// text it was raised with. The caller drops (or replaces) whatever `run`
+/// left half-changed.
+pub(in crate::policy) fn catch_panic<T>(run: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string())
+    })
 }
 
 impl EvalError {
@@ -100,13 +104,10 @@ impl EvalError {
     /// not foresee, such as a `sprintf` precision beyond what Rust's
     /// formatting takes): the request is answered with this error rather
     /// than losing its connection.
-    pub fn panicked(payload: &(dyn std::any::Any + Send)) -> EvalError {
+    pub fn panicked(message: &str) -> EvalError {
         EvalError {
             code: EvalErrorCode::Internal,
-            message: format!(
-                "evaluation failed: regorus panicked: {}",
-                panic_message(payload)
-            ),
+            message: format!("evaluation failed: regorus panicked: {message}"),
             location: None,
         }
     }
