@@ -12,12 +12,17 @@ fn fixtures() -> Snapshot {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/fixtures");
     let sources =
         Sources::load_paths(&[format!("{dir}/utils.rego"), format!("{dir}/tasks.rego")]).unwrap();
-    Snapshot::build(sources).unwrap()
+    let snapshot = Snapshot::build(sources).unwrap();
+    snapshot.evaluator().compile_indexed();
+    snapshot
 }
 
 /// The embedded default policy set (the CVAT role model).
 fn defaults() -> Snapshot {
-    Snapshot::build(Sources::embedded_default().unwrap()).unwrap()
+    let snapshot = Snapshot::build(Sources::embedded_default().unwrap()).unwrap();
+    // The steady state: the rule index's programs ready.
+    snapshot.evaluator().compile_indexed();
+    snapshot
 }
 
 fn evaluate(c: &mut Criterion) {

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub cache_misses: IntCounter,
     cache_entries: IntGauge,
     cache_bytes: IntGauge,
+    indexed_ready: IntGauge,
+    indexed_planned: IntGauge,
     /// Reload and activation outcomes, by source and result.
     pub reloads: IntCounterVec,
     /// Decisions that overran the inline budget (`api/offload.rs`).
@@ -181,6 +183,14 @@ impl Metrics {
                 "regent_decision_cache_weighted_bytes",
                 "Weighted size of the decision cache in bytes.",
             ),
+            indexed_ready: gauge(
+                "regent_indexed_programs",
+                "Indexed fast-path programs of the active snapshot compiled and in use.",
+            ),
+            indexed_planned: gauge(
+                "regent_indexed_programs_planned",
+                "Indexed fast-path programs the active snapshot's rule index plans.",
+            ),
             slow_decisions: counter(
                 "regent_slow_decisions_total",
                 "Decisions that overran the inline budget and were evaluated again on the blocking pool.",
@@ -223,8 +233,14 @@ impl Metrics {
         ])
     }
 
-    /// The text exposition format, with cache gauges refreshed first.
-    pub fn render(&self, cache: &DecisionCache) -> Vec<u8> {
+    /// The text exposition format, with the gauges refreshed first: the
+    /// cache's, and the active snapshot's indexed programs (ready, planned).
+    pub fn render(&self, cache: &DecisionCache, indexed: (usize, usize)) -> Vec<u8> {
+        let (ready, planned) = indexed;
+        self.indexed_ready
+            .set(i64::try_from(ready).unwrap_or(i64::MAX));
+        self.indexed_planned
+            .set(i64::try_from(planned).unwrap_or(i64::MAX));
         let (entries, bytes) = cache.usage();
         self.cache_entries
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
@@ -267,7 +283,8 @@ mod tests {
             tick,
         );
         let text =
-            String::from_utf8(metrics.render(&DecisionCache::new(Default::default()))).unwrap();
+            String::from_utf8(metrics.render(&DecisionCache::new(Default::default()), (0, 0)))
+                .unwrap();
         for series in [
             r#"{code="200",handler="catchall",method="post"} 2"#,
             r#"{code="200",handler="health",method="options"} 1"#,

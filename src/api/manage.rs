@@ -74,7 +74,9 @@ pub(super) fn config(state: &AppState, params: &Params) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text exposition.
 pub(super) fn metrics(state: &AppState) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(state.metrics.render(&state.cache))));
+    let indexed = state.snapshots.load().evaluator().indexed_programs();
+    let text = state.metrics.render(&state.cache, indexed);
+    let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -154,6 +154,25 @@ impl Evaluator {
         self.fast.as_ref().map_or(0, |f| f.len())
     }
 
+    /// The input field the fast path's rules are indexed on (`input.scope`;
+    /// see `fast/guard.rs`), if any.
+    pub fn indexed_field(&self) -> Option<&str> {
+        self.fast.as_ref().and_then(|f| f.indexed())
+    }
+
+    /// The fast path's indexed programs: compiled and ready, and planned.
+    pub fn indexed_programs(&self) -> (usize, usize) {
+        self.fast.as_ref().map_or((0, 0), |f| f.indexed_programs())
+    }
+
+    /// Compiles the fast path's indexed programs now rather than on first
+    /// use (tests and benchmarks measure the steady state with it).
+    pub fn compile_indexed(&self) {
+        if let Some(fast) = &self.fast {
+            fast.compile_indexed();
+        }
+    }
+
     /// Rules the fast path reads as constants (see `fold.rs`).
     pub fn folded_rules(&self) -> &[String] {
         self.fast.as_ref().map_or(&[], |f| f.folded())

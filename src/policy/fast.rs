@@ -21,7 +21,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, OnceLock};
 
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::vm::VmError;
@@ -29,8 +29,11 @@ use regorus::rvm::{Program, RegoVM};
 use regorus::{Engine, Value};
 use thread_local::ThreadLocal;
 
+mod guard;
 mod program;
+mod variant;
 use program::{private_copy, slim};
+use variant::{Job, Source, Variants};
 
 /// Instructions one decision may execute before it is handed to the interpreter.
 pub const MAX_INSTRUCTIONS: usize = 1_000_000;
@@ -43,12 +46,29 @@ pub struct FastPath {
     data: Value,
     /// Rules whose references were folded to constants (`fold.rs`).
     folded: Vec<String>,
+    /// What indexed variants are compiled from (`None`: no index).
+    source: Option<Arc<Source>>,
+    /// The input field indexed (`input.scope`), for the log.
+    indexed: Option<String>,
+    /// The thread compiling variants, started on the first one needed.
+    worker: OnceLock<Option<mpsc::Sender<Job>>>,
 }
 
-/// One program and its VMs.
+/// One program and its VMs, and the indexed variants of a full program.
 struct Compiled {
     program: Arc<Program>,
     vms: ThreadLocal<RefCell<RegoVM>>,
+    variants: Option<Variants>,
+}
+
+impl Compiled {
+    fn new(program: Arc<Program>) -> Compiled {
+        Compiled {
+            program,
+            vms: ThreadLocal::new(),
+            variants: None,
+        }
+    }
 }
 
 /// An entry point: its program, and its index in that program.
@@ -79,26 +99,33 @@ impl FastPath {
         // Folded first; the text as written if the folded text does not
         // compile at all (folding is an optimisation, never a cause to lose
         // the fast path).
-        let folded =
-            super::fold::fold(engine, data).and_then(|f| match compile(f.engine, entries) {
+        let folded = super::fold::fold(engine, data).and_then(|f| {
+            let index = index(&f.engine, data);
+            match compile(f.engine, entries) {
                 (programs, rejected) if !programs.is_empty() => {
-                    Some((programs, rejected, f.rules, f.references))
+                    Some((programs, rejected, f.rules, f.references, index))
                 }
                 _ => None,
-            });
-        let (programs, mut rejected, folded) = match folded {
-            Some((programs, rejected, rules, references)) => {
+            }
+        });
+        let (programs, mut rejected, folded, index) = match folded {
+            Some((programs, rejected, rules, references, index)) => {
                 tracing::debug!(
                     rules = rules.len(),
                     references,
                     "constant rules folded for the fast path"
                 );
-                (programs, rejected, rules)
+                (programs, rejected, rules, index)
             }
-            None => match compile(engine.clone(), entries) {
-                (programs, rejected) if !programs.is_empty() => (programs, rejected, Vec::new()),
-                (_, rejected) => return (None, rejected),
-            },
+            None => {
+                let index = index(engine, data);
+                match compile(engine.clone(), entries) {
+                    (programs, rejected) if !programs.is_empty() => {
+                        (programs, rejected, Vec::new(), index)
+                    }
+                    (_, rejected) => return (None, rejected),
+                }
+            }
         };
         let mut compiled = Vec::new();
         let mut names = HashMap::new();
@@ -121,16 +148,35 @@ impl FastPath {
                 };
                 names.insert(name.clone(), entry);
             }
-            compiled.push(Compiled {
-                program,
-                vms: ThreadLocal::new(),
+            let mut program = Compiled::new(program);
+            program.variants = index.as_ref().and_then(|(guards, _)| {
+                let entries: Vec<String> = program.program.entry_points.keys().cloned().collect();
+                let package = entries.first()?.rsplit_once('.')?.0;
+                let plan = guards.packages.get(package)?.clone();
+                Some(Variants::new(&guards.path, plan, entries))
             });
+            compiled.push(program);
+        }
+        let variants: usize = compiled
+            .iter()
+            .filter_map(|c| c.variants.as_ref())
+            .map(Variants::len)
+            .sum();
+        let indexed = index
+            .as_ref()
+            .filter(|_| variants > 0)
+            .map(|(guards, _)| format!("input.{}", guards.path.join(".")));
+        if let Some(field) = &indexed {
+            tracing::debug!(%field, variants, "rules indexed for the fast path");
         }
         let fast = FastPath {
             programs: compiled,
             entries: names,
             data: data.clone(),
             folded,
+            source: index.filter(|_| variants > 0).map(|(_, source)| source),
+            indexed,
+            worker: OnceLock::new(),
         };
         (Some(fast), rejected)
     }
@@ -159,6 +205,52 @@ impl FastPath {
         self.entries.is_empty()
     }
 
+    /// The input field the rules are indexed on (`input.scope`), if any.
+    pub fn indexed(&self) -> Option<&str> {
+        self.indexed.as_deref()
+    }
+
+    /// Indexed programs: how many are compiled and ready, of how many
+    /// planned.
+    pub fn indexed_programs(&self) -> (usize, usize) {
+        let variants = self.programs.iter().filter_map(|c| c.variants.as_ref());
+        variants.fold((0, 0), |(ready, all), v| (ready + v.ready(), all + v.len()))
+    }
+
+    /// Compiles every indexed variant now, on this thread (tests and
+    /// benchmarks; the daemon compiles them on first use).
+    pub fn compile_indexed(&self) {
+        let Some(source) = &self.source else {
+            return;
+        };
+        for variants in self.programs.iter().filter_map(|c| c.variants.as_ref()) {
+            variants.compile_all(source);
+        }
+    }
+
+    /// The program `entry` runs on for `input`, and its index there: the
+    /// indexed variant for the input when it is compiled (asking for it
+    /// when not), else the full program.
+    fn program_for(&self, entry: Entry, input: &Value) -> Option<(&Compiled, usize)> {
+        let full = self.programs.get(entry.program)?;
+        let Some(variants) = &full.variants else {
+            return Some((full, entry.index));
+        };
+        match variants.pick(input) {
+            Ok(Some(variant)) => Some((&variant.compiled, variant.indexes[entry.index])),
+            Ok(None) => Some((full, entry.index)),
+            Err(slot) => {
+                let job = self.source.as_ref().and_then(|s| variants.job(slot, s));
+                if let Some(job) = job {
+                    if let Some(worker) = self.worker.get_or_init(variant::spawn_worker) {
+                        let _ = worker.send(job);
+                    }
+                }
+                Some((full, entry.index))
+            }
+        }
+    }
+
     /// Runs `entry` with `input` on this thread's VM for its program.
     pub fn evaluate(
         &self,
@@ -166,9 +258,8 @@ impl FastPath {
         input: Value,
         time_limit: Option<std::time::Duration>,
     ) -> Result<Value, FastFailure> {
-        let compiled = self
-            .programs
-            .get(entry.program)
+        let (compiled, index) = self
+            .program_for(entry, &input)
             .ok_or_else(|| FastFailure::Other("no such program".into()))?;
         let cell = compiled.vms.get_or(|| RefCell::new(self.new_vm(compiled)));
         let mut vm = cell
@@ -177,7 +268,7 @@ impl FastPath {
         let run = super::eval::catch_panic(|| {
             vm.set_execution_timer_config(time_limit.map(super::eval::time_limit));
             vm.set_input(input);
-            vm.execute_entry_point_by_index(entry.index)
+            vm.execute_entry_point_by_index(index)
         });
         let value = match run {
             Ok(result) => result.map_err(|e| match e {
@@ -311,6 +402,25 @@ fn compile_group(
             }
         }
     }
+}
+
+/// The rule index of the modules `engine` compiles, and what its variants
+/// are compiled from.
+fn index(engine: &Engine, data: &Value) -> Option<(guard::Guards, Arc<Source>)> {
+    let modules = engine.clone().get_modules().to_vec();
+    let guards = guard::analyse(&modules)?;
+    let source = Source {
+        modules: modules
+            .iter()
+            .map(|m| {
+                let source = &m.package.span.source;
+                (source.get_path().clone(), source.get_contents().clone())
+            })
+            .collect(),
+        rules: modules.iter().map(|m| m.policy.len()).collect(),
+        data: data.clone(),
+    };
+    Some((guards, Arc::new(source)))
 }
 
 fn holds_undefined(value: &Value) -> bool {

@@ -33,7 +33,7 @@ use std::collections::{HashMap, HashSet};
 use regorus::unstable::{AssignOp, Expr, Rule};
 use regorus::{Engine, Value};
 
-use ast::{children, comprehension_query, static_path, values, Pass};
+use ast::{children, descend, static_path, values, Pass};
 use ground::RuleTable;
 use shape::{same_module, Edited};
 
@@ -356,14 +356,7 @@ impl Pass for Rewriter<'_> {
                 rhs,
                 ..
             } => self.expr(rhs),
-            _ => {
-                for child in children(expr) {
-                    self.expr(child);
-                }
-                if let Some(query) = comprehension_query(expr) {
-                    self.query(query);
-                }
-            }
+            _ => descend(self, expr),
         }
     }
 }

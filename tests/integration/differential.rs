@@ -88,6 +88,23 @@ fn fast_path_equals_interpreter_on_every_generated_input() {
         evaluator.fast_entries() > 0,
         "nothing compiled to the fast path"
     );
+    assert_eq!(evaluator.indexed_field(), Some("input.scope"));
+    // First on the full programs (the indexed ones compile in the
+    // background meanwhile, as in the daemon, and answer once ready), then
+    // with every indexed program ready.
+    compare_generated(evaluator, &suite);
+    evaluator.compile_indexed();
+    let (ready, planned) = evaluator.indexed_programs();
+    assert!(
+        planned > 0 && ready == planned,
+        "{ready} of {planned} indexed programs compiled"
+    );
+    compare_generated(evaluator, &suite);
+}
+
+/// [`compare`] on every generated test input, for its `allow` and its
+/// package's `filter`, on both cores.
+fn compare_generated(evaluator: &Evaluator, suite: &Suite) {
     // Both cores: each thread gets its own VM.
     let halves: Vec<(Tally, Vec<String>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..2)

@@ -131,6 +131,17 @@ pub(in crate::policy) fn dynamic_indexes(expr: &Expr) -> Vec<&Expr> {
     }
 }
 
+/// Visits the direct sub-expressions of `expr`, then the query of a
+/// comprehension: the default step of a pass that looks everywhere.
+pub(in crate::policy) fn descend(pass: &mut impl Pass, expr: &Expr) {
+    for child in children(expr) {
+        pass.expr(child);
+    }
+    if let Some(query) = comprehension_query(expr) {
+        pass.query(query);
+    }
+}
+
 /// The query of a comprehension.
 pub(in crate::policy) fn comprehension_query(expr: &Expr) -> Option<&Query> {
     match expr {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use regorus::unstable::{AssignOp, Expr, Literal, Module, Query, Rule, RuleHead};
 
-use super::ast::{children, comprehension_query, dynamic_indexes, static_path, values, Pass};
+use super::ast::{children, descend, dynamic_indexes, static_path, values, Pass};
 use crate::policy::purity::IMPURE_BUILTINS;
 
 /// Every rule of the policy set, by package, and what each package declares.
@@ -226,14 +226,7 @@ impl Pass for Scan<'_, '_> {
                     self.expr(param);
                 }
             }
-            _ => {
-                for child in children(expr) {
-                    self.expr(child);
-                }
-                if let Some(query) = comprehension_query(expr) {
-                    self.query(query);
-                }
-            }
+            _ => descend(self, expr),
         }
     }
 }

@@ -1,0 +1,141 @@
+//! The rule index over HTTP: definitions guarded by `input.scope` are left
+//! out of per-value programs compiled on first use; answers are the same
+//! before and after those programs are ready, for every kind of value.
+
+use serde_json::{json, Value};
+
+use crate::support::TestServer;
+
+const POLICY: &str = r#"package app
+
+import rego.v1
+
+default allow := false
+
+allow if {
+	input.scope == "read"
+	input.user.role in {"viewer", "editor"}
+}
+
+allow if {
+	input.scope in {"update", "delete"}
+	input.user.role == "editor"
+}
+
+allow if {
+	input.scope in {"read", "update"} | {"list"}
+	input.user.admin
+}
+
+allow if input.user.root
+
+reasons contains "read" if "read" = input.scope
+
+reasons contains "write" if {
+	input.scope in ["update", "delete"]
+}
+
+reasons contains "any" if input.user
+"#;
+
+/// The policy's answers, written out.
+fn expected(scope: &Value, user: &Value) -> (Value, Value) {
+    let scope = scope.as_str().unwrap_or("");
+    let role = user.get("role").and_then(Value::as_str).unwrap_or("");
+    let flag = |name: &str| user.get(name) == Some(&json!(true));
+    let allow = (scope == "read" && (role == "viewer" || role == "editor"))
+        || (matches!(scope, "update" | "delete") && role == "editor")
+        || (matches!(scope, "read" | "update" | "list") && flag("admin"))
+        || flag("root");
+    let mut reasons = vec!["any"];
+    if scope == "read" {
+        reasons.push("read");
+    }
+    if matches!(scope, "update" | "delete") {
+        reasons.push("write");
+    }
+    reasons.sort();
+    (json!(allow), json!(reasons))
+}
+
+async fn gauge(server: &TestServer, name: &str) -> u64 {
+    let body = server.get("/metrics").await.body;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
+}
+
+/// Every scope kind (named by a guard, named by none, missing, not a
+/// string) with every kind of user, checked against [`expected`].
+async fn check_all(server: &TestServer) {
+    let scopes = [
+        json!("read"),
+        json!("update"),
+        json!("delete"),
+        json!("list"),
+        json!("other"),
+        json!(5),
+        json!(null),
+        json!(["read"]),
+    ];
+    let users = [
+        json!({"role": "viewer"}),
+        json!({"role": "editor"}),
+        json!({"admin": true}),
+        json!({"root": true}),
+        json!({}),
+    ];
+    for user in &users {
+        for scope in &scopes {
+            let (allow, reasons) = expected(scope, user);
+            let body = json!({"input": {"scope": scope, "user": user}}).to_string();
+            let reply = server.post("/v1/data/app/allow", &body).await;
+            assert_eq!(reply.json()["result"], allow, "allow for {body}");
+            let reply = server.post("/v1/data/app/reasons", &body).await;
+            assert_eq!(reply.json()["result"], reasons, "reasons for {body}");
+        }
+        // No scope at all.
+        let body = json!({"input": {"user": user}}).to_string();
+        let (allow, reasons) = expected(&Value::Null, user);
+        assert_eq!(
+            server.post("/v1/data/app/allow", &body).await.json()["result"],
+            allow
+        );
+        assert_eq!(
+            server.post("/v1/data/app/reasons", &body).await.json()["result"],
+            reasons
+        );
+    }
+}
+
+#[tokio::test]
+async fn indexed_programs_compile_on_first_use_and_answer_the_same() {
+    let server =
+        TestServer::start_configured(&[("app.rego", POLICY)], |c| c.cache.enabled = false).await;
+    // read, update, delete, list, any other value: each leaves out a
+    // different set of definitions.
+    assert_eq!(gauge(&server, "regent_indexed_programs_planned").await, 5);
+    assert_eq!(gauge(&server, "regent_indexed_programs").await, 0);
+    // Answered by the full program while the variants compile.
+    check_all(&server).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while gauge(&server, "regent_indexed_programs").await < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "variants not compiled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Every value now runs on its variant.
+    check_all(&server).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_policy_set_with_with_is_not_indexed() {
+    let with = format!("{POLICY}\nas_admin if allow with input.user as {{\"admin\": true}}\n");
+    let server = TestServer::start(&[("app.rego", &with)]).await;
+    assert_eq!(gauge(&server, "regent_indexed_programs_planned").await, 0);
+    check_all(&server).await;
+    server.stop().await.unwrap();
+}
