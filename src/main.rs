@@ -12,7 +12,12 @@ use regent::config::RunConfig;
 /// holds 4-11 MiB less (glibc kept ~4.6 MiB of freed memory in its arenas, and
 /// its chunk headers add up over the cache's small allocations), and decisions
 /// over HTTP are ~4-6% faster (BENCHMARKS.md). The library and its benches
-/// keep the system allocator; this is the daemon's choice.
+/// keep the system allocator; this is the daemon's choice. Its background
+/// thread is on (the `background_threads` feature): it returns freed pages
+/// to the system on time. Without it an arena returns them only when its own
+/// threads allocate again, and the arena of the thread that compiles the
+/// rule index's programs (`policy/fast/variant.rs`) goes idle holding that
+/// work's garbage (3-5 MiB of RSS on the default policies).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

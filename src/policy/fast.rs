@@ -153,7 +153,7 @@ impl FastPath {
                 let entries: Vec<String> = program.program.entry_points.keys().cloned().collect();
                 let package = entries.first()?.rsplit_once('.')?.0;
                 let plan = guards.packages.get(package)?.clone();
-                Some(Variants::new(&guards.path, plan, entries))
+                Variants::new(&guards.path, plan, entries)
             });
             compiled.push(program);
         }
@@ -233,17 +233,26 @@ impl FastPath {
     /// when not), else the full program.
     fn program_for(&self, entry: Entry, input: &Value) -> Option<(&Compiled, usize)> {
         let full = self.programs.get(entry.program)?;
-        let Some(variants) = &full.variants else {
-            return Some((full, entry.index));
+        let variants = match &full.variants {
+            Some(variants) if variants.holds(entry.index) => variants,
+            _ => return Some((full, entry.index)),
         };
         match variants.pick(input) {
-            Ok(Some(variant)) => Some((&variant.compiled, variant.indexes[entry.index])),
+            Ok(Some(variant)) => match variant.indexes.get(entry.index).copied().flatten() {
+                Some(index) => Some((&variant.compiled, index)),
+                None => Some((full, entry.index)),
+            },
             Ok(None) => Some((full, entry.index)),
             Err(slot) => {
                 let job = self.source.as_ref().and_then(|s| variants.job(slot, s));
                 if let Some(job) = job {
-                    if let Some(worker) = self.worker.get_or_init(variant::spawn_worker) {
-                        let _ = worker.send(job);
+                    match self.worker.get_or_init(variant::spawn_worker) {
+                        Some(worker) => {
+                            if let Err(mpsc::SendError(job)) = worker.send(job) {
+                                job.give_up_unless(None);
+                            }
+                        }
+                        None => job.give_up_unless(None),
                     }
                 }
                 Some((full, entry.index))

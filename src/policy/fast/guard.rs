@@ -18,22 +18,31 @@
 //! `variant.rs`); a value no guard names gets the program without any
 //! guarded definition.
 //!
-//! A guard is a top-level statement of a rule's only body (no `else`, no
-//! `with`) that compares `input.<path>` with strings fixed in the text
+//! A guard is one of the leading statements of a rule's only body (no
+//! `else`) that compares `input.<path>` with strings fixed in the text
 //! (after folding): `input.p == "s"`, `"s" == input.p`, `input.p = "s"`,
 //! `input.p in {"s", ...}` or `in [...]`, where the set may be a union or
 //! intersection of such sets. Such a body fails for any input whose field is
-//! not one of those strings (a missing field, another type). Skipping it
-//! changes no answer as long as no `with` can change the input in between,
-//! so a policy set with any `with` is not indexed. A rule keeps at least one
-//! definition (a rule with none would not exist). The field indexed is the
-//! one the most definitions test; one field per policy set.
+//! not one of those strings (a missing field, another type), before any
+//! other statement runs: only guards before it, and they cannot fail with
+//! an error, so the full program and a variant fail the same way (a guard
+//! after a statement that can raise an error is not used). The RVM refuses
+//! `with`, so no program the fast path runs can change the input in
+//! between. A rule keeps at least one definition (a rule with none would
+//! not exist). The field indexed is the one the most definitions test (the
+//! least path on a tie); one field per policy set.
+//!
+//! A variant holds only the package's entry points whose documents have
+//! definitions left out (`allow`, say): the others gain nothing from it and
+//! stay on the full program, which keeps the variants small.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use regorus::unstable::{AssignOp, BinOp, BoolOp, Expr, Literal, Module, Ref, Rule, RuleHead};
 
-use crate::policy::fold::ast::{descend, static_path, values, Pass};
+use crate::policy::fold::ast::static_path;
+use crate::policy::path::DataPath;
+use crate::policy::rule_index::ref_segments;
 
 /// A rule definition to leave out: its module and byte range there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,7 +58,7 @@ pub(super) struct Cut {
 pub(super) struct Guards {
     /// The input field's path (`["scope"]` for `input.scope`).
     pub path: Vec<String>,
-    /// Package (`data.tasks`) -> its plan.
+    /// Package (`data.tasks`, as entry points render it) -> its plan.
     pub packages: HashMap<String, Plan>,
 }
 
@@ -63,6 +72,9 @@ pub(super) struct Plan {
     pub other: usize,
     /// The definitions each variant leaves out (sorted, never empty).
     pub variants: Vec<Vec<Cut>>,
+    /// The documents (`data.p.allow`) with definitions left out: the
+    /// entry points variants are compiled for.
+    pub documents: BTreeSet<String>,
 }
 
 /// One definition of a rule with a single body.
@@ -70,6 +82,8 @@ struct Definition {
     cut: Cut,
     /// Package and head text: the definitions of one rule.
     rule: (usize, String),
+    /// The rule's document (`data.p.allow`), when its head is static.
+    document: Option<String>,
     /// Guarded field -> the strings its guard accepts.
     guards: HashMap<Vec<String>, BTreeSet<String>>,
 }
@@ -77,25 +91,15 @@ struct Definition {
 /// Analyses the modules the fast path compiles (parsed from the texts the
 /// cuts apply to). `None`: nothing to index.
 pub(super) fn analyse(modules: &[Ref<Module>]) -> Option<Guards> {
-    let mut with = WithScan::default();
-    for module in modules {
-        for rule in &module.policy {
-            if let Rule::Spec { head, bodies, .. } = rule.as_ref() {
-                values(&mut with, head, bodies);
-            }
-        }
-    }
-    if with.found {
-        return None;
-    }
-    let mut packages: Vec<String> = Vec::new();
+    // Packages by their segments (two spellings never merge).
+    let mut packages: Vec<Vec<String>> = Vec::new();
     let mut definitions = Vec::new();
     // (package, head text) -> how many definitions, of any form.
     let mut counts: HashMap<(usize, String), usize> = HashMap::new();
     for (index, module) in modules.iter().enumerate() {
-        let mut package = vec!["data".to_string()];
-        package.extend(static_path(&module.package.refr).0);
-        let package = package.join(".");
+        let Some(package) = ref_segments(&module.package.refr) else {
+            continue;
+        };
         let id = match packages.iter().position(|p| *p == package) {
             Some(id) => id,
             None => {
@@ -120,6 +124,12 @@ pub(super) fn analyse(modules: &[Ref<Module>]) -> Option<Guards> {
                 | RuleHead::Func { refr, .. } => refr,
             };
             let name = (id, refr.span().text().to_string());
+            let (mut head, complete) = static_path(refr);
+            let document = complete.then(|| {
+                let mut segments = packages[id].clone();
+                segments.append(&mut head);
+                DataPath::from_segments(segments).to_string()
+            });
             *counts.entry(name.clone()).or_default() += 1;
             let [body] = bodies.as_slice() else {
                 continue;
@@ -127,17 +137,21 @@ pub(super) fn analyse(modules: &[Ref<Module>]) -> Option<Guards> {
             if body.is_else {
                 continue;
             }
+            // The leading guards (scheduling keeps them first: they bind
+            // no variable).
             let mut guards: HashMap<Vec<String>, BTreeSet<String>> = HashMap::new();
-            for stmt in body.query.stmts.iter().filter(|s| s.with_mods.is_empty()) {
-                let Literal::Expr { expr, .. } = &stmt.literal else {
-                    continue;
+            for stmt in &body.query.stmts {
+                let found = match &stmt.literal {
+                    Literal::Expr { expr, .. } if stmt.with_mods.is_empty() => guard(expr),
+                    _ => None,
                 };
-                if let Some((path, accepted)) = guard(expr) {
-                    match guards.get_mut(&path) {
-                        Some(set) => set.retain(|s| accepted.contains(s)),
-                        None => {
-                            guards.insert(path, accepted);
-                        }
+                let Some((path, accepted)) = found else {
+                    break;
+                };
+                match guards.get_mut(&path) {
+                    Some(set) => set.retain(|s| accepted.contains(s)),
+                    None => {
+                        guards.insert(path, accepted);
                     }
                 }
             }
@@ -158,6 +172,7 @@ pub(super) fn analyse(modules: &[Ref<Module>]) -> Option<Guards> {
                         end,
                     },
                     rule: name,
+                    document,
                     guards,
                 });
             }
@@ -173,6 +188,7 @@ pub(super) fn analyse(modules: &[Ref<Module>]) -> Option<Guards> {
     let (path, count) = tally
         .into_iter()
         .max_by(|(a, x), (b, y)| x.cmp(y).then_with(|| b.cmp(a)))?;
+    // (Most definitions; on a tie, the least path.)
     if count < 2 {
         return None;
     }
@@ -188,7 +204,8 @@ pub(super) fn analyse(modules: &[Ref<Module>]) -> Option<Guards> {
             .filter_map(|d| d.guards.get(&path).map(|accepted| (d, accepted)))
             .collect();
         if let Some(plan) = plan(&guarded, &counts) {
-            guards.packages.insert(package.clone(), plan);
+            let package = DataPath::from_segments(package.clone()).to_string();
+            guards.packages.insert(package, plan);
         }
     }
     (!guards.packages.is_empty()).then_some(guards)
@@ -201,7 +218,13 @@ fn plan(
     counts: &HashMap<(usize, String), usize>,
 ) -> Option<Plan> {
     let named: BTreeSet<&String> = guarded.iter().flat_map(|(_, a)| a.iter()).collect();
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        documents: guarded
+            .iter()
+            .filter_map(|(d, _)| d.document.clone())
+            .collect(),
+        ..Plan::default()
+    };
     let mut seen: HashMap<Vec<Cut>, usize> = HashMap::new();
     let mut variant = |value: Option<&str>| -> Option<usize> {
         let mut cuts: Vec<&Definition> = guarded
@@ -304,24 +327,6 @@ fn string_set(expr: &Expr) -> Option<BTreeSet<String>> {
     }
 }
 
-/// Whether any statement, at any depth, carries a `with`.
-#[derive(Default)]
-struct WithScan {
-    found: bool,
-}
-
-impl Pass for WithScan {
-    const DECLARATIONS: bool = true;
-
-    fn with_modifiers(&mut self) {
-        self.found = true;
-    }
-
-    fn expr(&mut self, expr: &Expr) {
-        descend(self, expr);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,16 +404,35 @@ mod tests {
     }
 
     #[test]
-    fn else_chains_several_bodies_and_with_are_not_indexed() {
+    fn a_guard_after_a_statement_that_can_fail_otherwise_is_not_used() {
+        // `input.n + 1` raises an error for a string `n` in the full
+        // program; a variant must not skip that body and answer instead.
+        let text = "package p\nimport rego.v1\n\
+            r if { input.n + 1 > 0; input.scope == \"a\" }\n\
+            r if { input.scope == \"b\"; input.n + 1 > 0 }\n\
+            r if input.scope == \"c\"\n";
+        let g = guards(text).unwrap();
+        let cut = cut_texts(text, &g, "data.p");
+        assert!(
+            cut.iter().all(|(_, texts)| texts
+                .iter()
+                .all(|t| !t.contains("input.n + 1 > 0; input.scope"))),
+            "{cut:?}"
+        );
+        assert_eq!(
+            g.packages["data.p"].documents,
+            BTreeSet::from(["data.p.r".to_string()])
+        );
+    }
+
+    #[test]
+    fn else_chains_and_several_bodies_are_not_indexed() {
         let chain = "package p\nimport rego.v1\n\
             r := 1 if input.scope == \"x\" else := 2 if input.scope == \"y\"\n\
             r := 3 if input.scope == \"z\"\n";
-        let g = guards(chain).is_none_or(|g| g.packages["data.p"].variants.len() == 1);
-        assert!(g, "only the definition without `else` can be cut");
-        let with = "package p\nimport rego.v1\n\
-            r if input.scope == \"x\"\n\
-            r if input.scope == \"y\"\n\
-            s if r with input.scope as \"x\"\n";
-        assert!(guards(with).is_none(), "a `with` turns the index off");
+        assert!(
+            guards(chain).is_none(),
+            "only the definition without `else` is guarded"
+        );
     }
 }

@@ -39,9 +39,13 @@ pub(super) struct Variants {
     values: HashMap<String, Option<usize>, foldhash::fast::RandomState>,
     other: usize,
     slots: Vec<Arc<Slot>>,
-    /// The program's entry points, in its order (variants are compiled
-    /// with the same ones).
+    /// The entry points variants are compiled with (those of the full
+    /// program whose documents have definitions left out).
     entries: Arc<[String]>,
+    /// The full program's entry points, in its order.
+    all: Arc<[String]>,
+    /// Per entry point index of the full program: whether variants hold it.
+    members: Vec<bool>,
 }
 
 /// One variant: its cuts, and its program once compiled.
@@ -52,10 +56,10 @@ pub(super) struct Slot {
 }
 
 /// A compiled variant: the program and its VMs, and for each of the full
-/// program's entry point indexes, the variant's.
+/// program's entry point indexes, the variant's (`None`: not in it).
 pub(super) struct Specialized {
     pub compiled: Compiled,
-    pub indexes: Vec<usize>,
+    pub indexes: Vec<Option<usize>>,
 }
 
 /// A variant to compile, for the background thread.
@@ -63,11 +67,24 @@ pub(super) struct Job {
     source: Arc<Source>,
     slot: Arc<Slot>,
     entries: Arc<[String]>,
+    all: Arc<[String]>,
 }
 
 impl Variants {
-    pub(super) fn new(path: &[String], plan: Plan, entries: Vec<String>) -> Variants {
-        Variants {
+    /// The variants of the program with entry points `all` (in its order);
+    /// `None` when none of them has definitions left out.
+    pub(super) fn new(path: &[String], plan: Plan, all: Vec<String>) -> Option<Variants> {
+        let members: Vec<bool> = all.iter().map(|e| plan.documents.contains(e)).collect();
+        let entries: Vec<String> = all
+            .iter()
+            .zip(&members)
+            .filter(|(_, m)| **m)
+            .map(|(e, _)| e.clone())
+            .collect();
+        if entries.is_empty() {
+            return None;
+        }
+        Some(Variants {
             path: path.iter().map(|s| Value::from(s.as_str())).collect(),
             values: plan.values.into_iter().collect(),
             other: plan.other,
@@ -83,7 +100,14 @@ impl Variants {
                 })
                 .collect(),
             entries: entries.into(),
-        }
+            all: all.into(),
+            members,
+        })
+    }
+
+    /// Whether variants hold the full program's entry point `index`.
+    pub(super) fn holds(&self, index: usize) -> bool {
+        self.members.get(index).copied().unwrap_or(false)
     }
 
     /// The variant for `input`: compiled, or `Err` with the slot when it
@@ -111,20 +135,29 @@ impl Variants {
         }
     }
 
-    /// A job for `slot`, the first time only.
+    /// A job for `slot`, the first time only (a read first: decisions
+    /// keep asking until the variant is ready).
     pub(super) fn job(&self, slot: &Arc<Slot>, source: &Arc<Source>) -> Option<Job> {
-        (!slot.requested.swap(true, Ordering::AcqRel)).then(|| Job {
+        if slot.requested.load(Ordering::Relaxed) || slot.requested.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(Job {
             source: source.clone(),
             slot: slot.clone(),
             entries: self.entries.clone(),
+            all: self.all.clone(),
         })
     }
 
-    /// Compiles every variant not compiled yet, on this thread.
+    /// Compiles every variant not compiled yet, on this thread, and waits
+    /// for those the background thread is compiling.
     pub(super) fn compile_all(&self, source: &Arc<Source>) {
         for slot in &self.slots {
-            if let Some(job) = self.job(slot, source) {
-                job.run();
+            match self.job(slot, source) {
+                Some(job) => job.run(),
+                None => {
+                    slot.program.wait();
+                }
             }
         }
     }
@@ -143,8 +176,12 @@ impl Variants {
 }
 
 impl Job {
-    /// Compiles the variant and stores it (or that it failed).
+    /// Compiles the variant and stores it (or that it failed); nothing
+    /// when its snapshot is gone.
     pub(super) fn run(self) {
+        if Arc::strong_count(&self.slot) == 1 {
+            return;
+        }
         let started = std::time::Instant::now();
         let compiled = crate::policy::eval::catch_panic(|| compile(&self))
             .unwrap_or_else(|panic| Err(format!("regorus panicked: {panic}")));
@@ -161,7 +198,12 @@ impl Job {
                 "indexed program not compiled; the full program answers"
             ),
         }
-        let _ = self.slot.program.set(compiled.ok());
+        self.give_up_unless(compiled.ok());
+    }
+
+    /// Stores `compiled` (`None`: the full program answers for good).
+    pub(super) fn give_up_unless(self, compiled: Option<Specialized>) {
+        let _ = self.slot.program.set(compiled);
     }
 }
 
@@ -213,16 +255,22 @@ fn compile(job: &Job) -> Result<Specialized, String> {
     let names: Vec<&str> = job.entries.iter().map(|s| s.as_str()).collect();
     let program = Compiler::compile_from_policy(&policy, &names).map_err(|e| e.to_string())?;
     let program = slim(program);
+    for name in job.entries.iter() {
+        if !program.entry_points.contains_key(name) {
+            return Err(format!("entry point {name} missing"));
+        }
+    }
     let indexes = job
-        .entries
+        .all
         .iter()
-        .map(|name| {
-            program
-                .entry_points
-                .get_index_of(name)
-                .ok_or_else(|| format!("entry point {name} missing"))
-        })
-        .collect::<Result<_, _>>()?;
+        .map(|name| program.entry_points.get_index_of(name))
+        .collect();
+    // The data must load into it, as into the full program.
+    let mut probe = regorus::rvm::RegoVM::new();
+    probe.load_program(program.clone());
+    probe
+        .set_data(job.source.data.clone())
+        .map_err(|e| format!("data: {e}"))?;
     Ok(Specialized {
         compiled: Compiled::new(program),
         indexes,
