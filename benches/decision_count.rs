@@ -42,9 +42,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The steady state: the rule index's programs ready (the daemon compiles
-    // them on first use); the same in the `N=0` run, so it cancels out.
-    snapshot.evaluator().compile_indexed();
     let path = DataPath::parse(path);
     let mut last = None;
     let keys = Keys::default();

@@ -36,9 +36,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The steady state: the rule index's programs ready (the daemon compiles
-    // them on first use).
-    snapshot.evaluator().compile_indexed();
     let cases = match cases() {
         Ok(cases) if !cases.is_empty() => cases,
         Ok(_) => {

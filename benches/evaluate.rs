@@ -12,17 +12,12 @@ fn fixtures() -> Snapshot {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/fixtures");
     let sources =
         Sources::load_paths(&[format!("{dir}/utils.rego"), format!("{dir}/tasks.rego")]).unwrap();
-    let snapshot = Snapshot::build(sources).unwrap();
-    snapshot.evaluator().compile_indexed();
-    snapshot
+    Snapshot::build(sources).unwrap()
 }
 
 /// The embedded default policy set (the CVAT role model).
 fn defaults() -> Snapshot {
-    let snapshot = Snapshot::build(Sources::embedded_default().unwrap()).unwrap();
-    // The steady state: the rule index's programs ready.
-    snapshot.evaluator().compile_indexed();
-    snapshot
+    Snapshot::build(Sources::embedded_default().unwrap()).unwrap()
 }
 
 fn evaluate(c: &mut Criterion) {

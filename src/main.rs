@@ -15,9 +15,10 @@ use regent::config::RunConfig;
 /// keep the system allocator; this is the daemon's choice. Its background
 /// thread is on (the `background_threads` feature): it returns freed pages
 /// to the system on time. Without it an arena returns them only when its own
-/// threads allocate again, and the arena of the thread that compiles the
-/// rule index's programs (`policy/fast/variant.rs`) goes idle holding that
-/// work's garbage (3-5 MiB of RSS on the default policies).
+/// threads allocate again, and a thread that goes idle after heavy work
+/// (building a snapshot on a reload, say) keeps that work's garbage. It was
+/// measured on a thread that compiled programs in the background, which
+/// Regent no longer has: 3-5 MiB of RSS on the default policies.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -21,8 +21,8 @@ pub struct Metrics {
     pub cache_misses: IntCounter,
     cache_entries: IntGauge,
     cache_bytes: IntGauge,
-    indexed_ready: IntGauge,
-    indexed_planned: IntGauge,
+    indexed_copies: IntGauge,
+    indexed_copies_planned: IntGauge,
     /// Reload and activation outcomes, by source and result.
     pub reloads: IntCounterVec,
     /// Decisions that overran the inline budget (`api/offload.rs`).
@@ -183,13 +183,13 @@ impl Metrics {
                 "regent_decision_cache_weighted_bytes",
                 "Weighted size of the decision cache in bytes.",
             ),
-            indexed_ready: gauge(
-                "regent_indexed_programs",
-                "Indexed fast-path programs of the active snapshot compiled and in use.",
+            indexed_copies: gauge(
+                "regent_indexed_copies",
+                "Copies of indexed rules compiled into the active snapshot's fast path and in use.",
             ),
-            indexed_planned: gauge(
-                "regent_indexed_programs_planned",
-                "Indexed fast-path programs the active snapshot's rule index plans.",
+            indexed_copies_planned: gauge(
+                "regent_indexed_copies_planned",
+                "Copies of indexed rules the active snapshot's rule index plans.",
             ),
             slow_decisions: counter(
                 "regent_slow_decisions_total",
@@ -234,12 +234,13 @@ impl Metrics {
     }
 
     /// The text exposition format, with the gauges refreshed first: the
-    /// cache's, and the active snapshot's indexed programs (ready, planned).
+    /// cache's, and the active snapshot's copies of indexed rules (compiled
+    /// and in use, planned).
     pub fn render(&self, cache: &DecisionCache, indexed: (usize, usize)) -> Vec<u8> {
         let (ready, planned) = indexed;
-        self.indexed_ready
+        self.indexed_copies
             .set(i64::try_from(ready).unwrap_or(i64::MAX));
-        self.indexed_planned
+        self.indexed_copies_planned
             .set(i64::try_from(planned).unwrap_or(i64::MAX));
         let (entries, bytes) = cache.usage();
         self.cache_entries

@@ -74,7 +74,7 @@ pub(super) fn config(state: &AppState, params: &Params) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text exposition.
 pub(super) fn metrics(state: &AppState) -> HttpResponse {
-    let indexed = state.snapshots.load().evaluator().indexed_programs();
+    let indexed = state.snapshots.load().evaluator().indexed_copies();
     let text = state.metrics.render(&state.cache, indexed);
     let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(

@@ -160,17 +160,10 @@ impl Evaluator {
         self.fast.as_ref().and_then(|f| f.indexed())
     }
 
-    /// The fast path's indexed programs: compiled and ready, and planned.
-    pub fn indexed_programs(&self) -> (usize, usize) {
-        self.fast.as_ref().map_or((0, 0), |f| f.indexed_programs())
-    }
-
-    /// Compiles the fast path's indexed programs now rather than on first
-    /// use (tests and benchmarks measure the steady state with it).
-    pub fn compile_indexed(&self) {
-        if let Some(fast) = &self.fast {
-            fast.compile_indexed();
-        }
+    /// The fast path's copies of indexed rules: compiled and in use, and
+    /// planned.
+    pub fn indexed_copies(&self) -> (usize, usize) {
+        self.fast.as_ref().map_or((0, 0), |f| f.indexed_copies())
     }
 
     /// Rules the fast path reads as constants (see `fold.rs`).

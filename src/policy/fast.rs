@@ -19,12 +19,13 @@
 //! interpreter then answers (or panics too, caught and reported there: the
 //! second evaluation is the price of an answer when only the VM panics).
 //!
-//! Compiling is in `fast/compile.rs`; rule indexing (per-value variants of
-//! a package's program) in `fast/guard.rs` and `fast/variant.rs`.
+//! Compiling is in `fast/compile.rs`; rule indexing (copies of a rule
+//! without the definitions a value of an input field fails, one per value,
+//! compiled beside it) in `fast/guard.rs` and `fast/copies.rs`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::Arc;
 
 use regorus::rvm::vm::VmError;
 use regorus::rvm::{Program, RegoVM};
@@ -32,12 +33,12 @@ use regorus::{Engine, Value};
 use thread_local::ThreadLocal;
 
 mod compile;
+mod copies;
 mod guard;
 mod program;
-mod variant;
-use compile::{compile, index};
+use compile::compile_indexed;
+use copies::Dispatch;
 use program::{private_copy, slim};
-use variant::{Job, Source, Variants};
 
 /// Instructions one decision may execute before it is handed to the interpreter.
 pub const MAX_INSTRUCTIONS: usize = 1_000_000;
@@ -47,39 +48,30 @@ pub struct FastPath {
     programs: Vec<Compiled>,
     /// Entry point name (`data.p.allow`) -> where it runs.
     entries: HashMap<String, Entry>,
+    /// Indexed rules: which copy answers for a value.
+    dispatch: Vec<Dispatch>,
     data: Value,
     /// Rules whose references were folded to constants (`fold.rs`).
     folded: Vec<String>,
-    /// What indexed variants are compiled from (`None`: no index).
-    source: Option<Arc<Source>>,
-    /// The input field indexed (`input.scope`), for the log.
+    /// The input field indexed (`input.scope`), and how many copies of
+    /// indexed rules compiled, of how many planned.
     indexed: Option<String>,
-    /// The thread compiling variants, started on the first one needed.
-    worker: OnceLock<Option<mpsc::Sender<Job>>>,
+    copies: (usize, usize),
 }
 
-/// One program and its VMs, and the indexed variants of a full program.
+/// One program and its VMs.
 struct Compiled {
     program: Arc<Program>,
     vms: ThreadLocal<RefCell<RegoVM>>,
-    variants: Option<Variants>,
 }
 
-impl Compiled {
-    fn new(program: Arc<Program>) -> Compiled {
-        Compiled {
-            program,
-            vms: ThreadLocal::new(),
-            variants: None,
-        }
-    }
-}
-
-/// An entry point: its program, and its index in that program.
+/// An entry point: its program, its index in that program, and for an
+/// indexed rule, its dispatch.
 #[derive(Clone, Copy, Debug)]
 pub struct Entry {
     program: usize,
     index: usize,
+    dispatch: Option<usize>,
 }
 
 /// Why an entry point was left to the interpreter.
@@ -104,13 +96,8 @@ impl FastPath {
         // compile at all (folding is an optimisation, never a cause to lose
         // the fast path).
         let folded = super::fold::fold(engine, data).and_then(|f| {
-            let index = index(&f.engine, data);
-            match compile(f.engine, entries) {
-                (programs, rejected) if !programs.is_empty() => {
-                    Some((programs, rejected, f.rules, f.references, index))
-                }
-                _ => None,
-            }
+            let (programs, rejected, index) = compile_indexed(f.engine, entries).ok()?;
+            Some((programs, rejected, f.rules, f.references, index))
         });
         let (programs, mut rejected, folded, index) = match folded {
             Some((programs, rejected, rules, references, index)) => {
@@ -121,15 +108,10 @@ impl FastPath {
                 );
                 (programs, rejected, rules, index)
             }
-            None => {
-                let index = index(engine, data);
-                match compile(engine.clone(), entries) {
-                    (programs, rejected) if !programs.is_empty() => {
-                        (programs, rejected, Vec::new(), index)
-                    }
-                    (_, rejected) => return (None, rejected),
-                }
-            }
+            None => match compile_indexed(engine.clone(), entries) {
+                Ok((programs, rejected, index)) => (programs, rejected, Vec::new(), index),
+                Err(rejected) => return (None, rejected),
+            },
         };
         let mut compiled = Vec::new();
         let mut names = HashMap::new();
@@ -149,38 +131,49 @@ impl FastPath {
                 let entry = Entry {
                     program: compiled.len(),
                     index,
+                    dispatch: None,
                 };
                 names.insert(name.clone(), entry);
             }
-            let mut program = Compiled::new(program);
-            program.variants = index.as_ref().and_then(|(guards, _)| {
-                let entries: Vec<String> = program.program.entry_points.keys().cloned().collect();
-                let package = entries.first()?.rsplit_once('.')?.0;
-                let plan = guards.packages.get(package)?.clone();
-                Variants::new(&guards.path, plan, entries)
+            compiled.push(Compiled {
+                program,
+                vms: ThreadLocal::new(),
             });
-            compiled.push(program);
         }
-        let variants: usize = compiled
-            .iter()
-            .filter_map(|c| c.variants.as_ref())
-            .map(Variants::len)
-            .sum();
-        let indexed = index
-            .as_ref()
-            .filter(|_| variants > 0)
-            .map(|(guards, _)| format!("input.{}", guards.path.join(".")));
-        if let Some(field) = &indexed {
-            tracing::debug!(%field, variants, "rules indexed for the fast path");
+        let (mut dispatch, mut indexed, mut counts) = (Vec::new(), None, (0, 0));
+        if let Some((guards, documents)) = index {
+            // The copies are no entry points of their own.
+            let copies: HashMap<String, Entry> = documents
+                .iter()
+                .filter_map(|d| Some((d.clone(), names.remove(d)?)))
+                .collect();
+            for rule in &guards.rules {
+                counts.1 += rule.copies.len();
+                let Some(entry) = names.get_mut(&rule.document()) else {
+                    continue;
+                };
+                if let Some(rule_dispatch) = Dispatch::new(&guards.path, rule, &copies) {
+                    entry.dispatch = Some(dispatch.len());
+                    dispatch.push(rule_dispatch);
+                    counts.0 += (0..rule.copies.len())
+                        .filter(|&n| copies.contains_key(&rule.copy_document(n)))
+                        .count();
+                }
+            }
+            if !dispatch.is_empty() {
+                let field = format!("input.{}", guards.path.join("."));
+                tracing::debug!(%field, copies = counts.0, "rules indexed for the fast path");
+                indexed = Some(field);
+            }
         }
         let fast = FastPath {
             programs: compiled,
             entries: names,
+            dispatch,
             data: data.clone(),
             folded,
-            source: index.filter(|_| variants > 0).map(|(_, source)| source),
             indexed,
-            worker: OnceLock::new(),
+            copies: counts,
         };
         (Some(fast), rejected)
     }
@@ -214,65 +207,27 @@ impl FastPath {
         self.indexed.as_deref()
     }
 
-    /// Indexed programs: how many are compiled and ready, of how many
+    /// Copies of indexed rules: how many compiled and in use, of how many
     /// planned.
-    pub fn indexed_programs(&self) -> (usize, usize) {
-        let variants = self.programs.iter().filter_map(|c| c.variants.as_ref());
-        variants.fold((0, 0), |(ready, all), v| (ready + v.ready(), all + v.len()))
+    pub fn indexed_copies(&self) -> (usize, usize) {
+        self.copies
     }
 
-    /// Compiles every indexed variant now, on this thread (tests and
-    /// benchmarks; the daemon compiles them on first use).
-    pub fn compile_indexed(&self) {
-        let Some(source) = &self.source else {
-            return;
-        };
-        for variants in self.programs.iter().filter_map(|c| c.variants.as_ref()) {
-            variants.compile_all(source);
-        }
-    }
-
-    /// The program `entry` runs on for `input`, and its index there: the
-    /// indexed variant for the input when it is compiled (asking for it
-    /// when not), else the full program.
-    fn program_for(&self, entry: Entry, input: &Value) -> Option<(&Compiled, usize)> {
-        let full = self.programs.get(entry.program)?;
-        let variants = match &full.variants {
-            Some(variants) if variants.holds(entry.index) => variants,
-            _ => return Some((full, entry.index)),
-        };
-        match variants.pick(input) {
-            Ok(Some(variant)) => match variant.indexes.get(entry.index).copied().flatten() {
-                Some(index) => Some((&variant.compiled, index)),
-                None => Some((full, entry.index)),
-            },
-            Ok(None) => Some((full, entry.index)),
-            Err(slot) => {
-                let job = self.source.as_ref().and_then(|s| variants.job(slot, s));
-                if let Some(job) = job {
-                    match self.worker.get_or_init(variant::spawn_worker) {
-                        Some(worker) => {
-                            if let Err(mpsc::SendError(job)) = worker.send(job) {
-                                job.give_up_unless(None);
-                            }
-                        }
-                        None => job.give_up_unless(None),
-                    }
-                }
-                Some((full, entry.index))
-            }
-        }
-    }
-
-    /// Runs `entry` with `input` on this thread's VM for its program.
+    /// Runs `entry` with `input` on this thread's VM for its program (for
+    /// an indexed rule, the copy for the input).
     pub fn evaluate(
         &self,
         entry: Entry,
         input: Value,
         time_limit: Option<std::time::Duration>,
     ) -> Result<Value, FastFailure> {
-        let (compiled, index) = self
-            .program_for(entry, &input)
+        let entry = match entry.dispatch.and_then(|d| self.dispatch.get(d)) {
+            Some(dispatch) => dispatch.pick(&input).unwrap_or(entry),
+            None => entry,
+        };
+        let compiled = self
+            .programs
+            .get(entry.program)
             .ok_or_else(|| FastFailure::Other("no such program".into()))?;
         let cell = compiled.vms.get_or(|| RefCell::new(self.new_vm(compiled)));
         let mut vm = cell
@@ -281,7 +236,7 @@ impl FastPath {
         let run = super::eval::catch_panic(|| {
             vm.set_execution_timer_config(time_limit.map(super::eval::time_limit));
             vm.set_input(input);
-            vm.execute_entry_point_by_index(index)
+            vm.execute_entry_point_by_index(entry.index)
         });
         let value = match run {
             Ok(result) => result.map_err(|e| match e {

@@ -42,8 +42,15 @@ struct Mentions {
     impure: bool,
     /// Refers to `data` in a way that cannot be resolved statically.
     dynamic_data: bool,
-    /// Static `data.a.b...` references, as segment lists.
+    /// Static `data.a.b...` references, as segment lists (import
+    /// statements included).
     data_refs: Vec<Vec<String>>,
+    /// How many of `data_refs`, from the first, are import statements.
+    imports: usize,
+    /// Targets (segments below `data`) of the import aliases that stand
+    /// alone in a rule (`x := utils`, or a reference left as written): a
+    /// use of the whole document.
+    alias_uses: Vec<Vec<String>>,
 }
 
 fn scan(id: &str, text: &str) -> Result<Mentions> {
@@ -51,12 +58,20 @@ fn scan(id: &str, text: &str) -> Result<Mentions> {
     let tokens = super::resolve::tokens(&source)?;
     let word = |i: usize| tokens[i].1.text();
     let mut mentions = Mentions::default();
+    // alias -> target, from `import data.a.b [as c]` (imports come first).
+    let mut aliases: Vec<(String, Vec<String>)> = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
         let after_dot = i > 0 && word(i - 1) == ".";
         if !matches!(tokens[i].0, TokenKind::Ident) || after_dot {
             i += 1;
             continue;
+        }
+        let in_import = i > 0 && word(i - 1) == "import";
+        if !in_import && word(i) != "import" {
+            if let Some((_, target)) = aliases.iter().find(|(a, _)| a == word(i)) {
+                mentions.alias_uses.push(target.clone());
+            }
         }
         // A dotted chain of identifiers: `a.b.c`.
         let mut chain = vec![word(i).to_string()];
@@ -69,6 +84,17 @@ fn scan(id: &str, text: &str) -> Result<Mentions> {
         let dotted = chain.join(".");
         if IMPURE_BUILTINS.contains(&dotted.as_str()) {
             mentions.impure = true;
+        }
+        if chain[0] == "data" && in_import {
+            let (alias, end) = match (tokens.get(j), tokens.get(j + 1)) {
+                (Some(t), Some(a)) if t.1.text() == "as" => (a.1.text().to_string(), j + 2),
+                _ => (chain[chain.len() - 1].clone(), j),
+            };
+            aliases.push((alias, chain[1..].to_vec()));
+            mentions.data_refs.push(chain[1..].to_vec());
+            mentions.imports = mentions.data_refs.len();
+            i = end;
+            continue;
         }
         if chain[0] == "data" {
             let next = tokens.get(j).map(|t| t.1.text());
@@ -94,6 +120,22 @@ pub struct ModuleText<'a> {
     pub id: &'a str,
     pub package: Vec<String>,
     pub text: &'a str,
+}
+
+/// The static `data` references of a module's rules (import-resolved), as
+/// segments below `data` up to the first index that is not a name: `data.a.b`
+/// is `a.b`, and `data.a[k]` or `x := data.a` reads the whole of `a`; `None`
+/// when a rule reads `data` itself (`data`, `data[x]`). Import statements do
+/// not count; an alias standing alone counts as its target. For the rule
+/// index, which adds rules to packages that no reference may see whole.
+pub fn whole_references(id: &str, text: &str) -> Result<Option<Vec<Vec<String>>>> {
+    let mut mentions = scan(id, text)?;
+    if mentions.dynamic_data || mentions.alias_uses.iter().any(Vec::is_empty) {
+        return Ok(None);
+    }
+    let mut refs = mentions.data_refs.split_off(mentions.imports);
+    refs.extend(mentions.alias_uses);
+    Ok(Some(refs))
 }
 
 /// The packages whose documents must not be cached.

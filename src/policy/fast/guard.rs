@@ -13,10 +13,10 @@
 //! still costs a frame, a body and the test (2-3k instructions; 21 of them
 //! on a denied `tasks/allow`). OPA's evaluator indexes rules on such tests
 //! and never enters those bodies. Here the same is done before compiling:
-//! for each value the field can be compared with, the package's program is
-//! compiled without the definitions whose guard that value fails (see
-//! `variant.rs`); a value no guard names gets the program without any
-//! guarded definition.
+//! for each value the field can be compared with, the rule gets a copy
+//! without the definitions whose guard that value fails, compiled into the
+//! package's program beside it (see `copies.rs`); a value no guard names
+//! gets the copy without any guarded definition.
 //!
 //! A guard is one of the leading statements of a rule's only body (no
 //! `else`) that compares `input.<path>` with strings fixed in the text
@@ -25,18 +25,18 @@
 //! intersection of such sets. Such a body fails for any input whose field is
 //! not one of those strings (a missing field, another type), before any
 //! other statement runs: only guards before it, and they cannot fail with
-//! an error, so the full program and a variant fail the same way (a guard
-//! after a statement that can raise an error is not used). The RVM refuses
-//! `with`, so no program the fast path runs can change the input in
-//! between. A rule keeps at least one definition (a rule with none would
-//! not exist). The field indexed is the one the most definitions test (the
-//! least path on a tie); one field per policy set.
+//! an error, so the rule and its copy fail the same way (a guard after a
+//! statement that can raise an error is not used). The RVM refuses `with`,
+//! so no program the fast path runs can change the input in between. A
+//! copy keeps at least one definition besides `default` (a rule with none
+//! would not exist). The field indexed is the one the most definitions test
+//! (the least path on a tie); one field per policy set.
 //!
-//! A variant holds only the package's entry points whose documents have
-//! definitions left out (`allow`, say): the others gain nothing from it and
-//! stay on the full program, which keeps the variants small.
+//! Indexed are rules whose heads are a plain name (`allow`, not `a.b` or
+//! `p[x]`; no function), in packages whose documents no rule reads whole
+//! (`data.p`, `data.p[k]`, `data`): those would see the copies.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use regorus::unstable::{AssignOp, BinOp, BoolOp, Expr, Literal, Module, Ref, Rule, RuleHead};
 
@@ -44,58 +44,86 @@ use crate::policy::fold::ast::static_path;
 use crate::policy::path::DataPath;
 use crate::policy::rule_index::ref_segments;
 
-/// A rule definition to leave out: its module and byte range there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) struct Cut {
+/// Copies are named `<COPY_PREFIX><n>_<name>` (a package whose rules use
+/// the prefix is not indexed).
+pub(super) const COPY_PREFIX: &str = "__regent_ix";
+
+/// One definition of a rule: its module, the byte range there (to the next
+/// rule), and where its head's name starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Definition {
     pub module: usize,
     pub start: usize,
     pub end: usize,
+    pub name_at: usize,
 }
 
-/// The index of a policy set: the input field, and per package the
-/// variants of its program.
+/// The index of a policy set: the input field, and the rules indexed on it.
 #[derive(Debug, Default)]
 pub(super) struct Guards {
     /// The input field's path (`["scope"]` for `input.scope`).
     pub path: Vec<String>,
-    /// Package (`data.tasks`, as entry points render it) -> its plan.
-    pub packages: HashMap<String, Plan>,
+    pub rules: Vec<Indexed>,
 }
 
-/// The variants of one package's program.
+/// One indexed rule and its copies.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(super) struct Plan {
-    /// Field value -> its variant, for the values some guard names
-    /// (`None`: the full program, nothing can be left out).
+pub(super) struct Indexed {
+    /// The package's segments below `data`, and the rule's name.
+    pub package: Vec<String>,
+    pub name: String,
+    /// Every definition (`default` included), in module order.
+    pub definitions: Vec<Definition>,
+    /// Field value -> its copy, for the values some guard names (`None`:
+    /// the rule itself, no definition can be left out).
     pub values: HashMap<String, Option<usize>>,
-    /// The variant for any other value (or no value).
-    pub other: usize,
-    /// The definitions each variant leaves out (sorted, never empty).
-    pub variants: Vec<Vec<Cut>>,
-    /// The documents (`data.p.allow`) with definitions left out: the
-    /// entry points variants are compiled for.
-    pub documents: BTreeSet<String>,
+    /// The copy for any other value (or no value).
+    pub other: Option<usize>,
+    /// Per copy, the definitions it keeps (indexes into `definitions`).
+    pub copies: Vec<Vec<usize>>,
 }
 
-/// One definition of a rule with a single body.
-struct Definition {
-    cut: Cut,
-    /// Package and head text: the definitions of one rule.
-    rule: (usize, String),
-    /// The rule's document (`data.p.allow`), when its head is static.
-    document: Option<String>,
+impl Indexed {
+    /// The rule's document (`data.p.allow`).
+    pub fn document(&self) -> String {
+        self.document_named(&self.name)
+    }
+
+    /// Copy `n`'s name, and its document.
+    pub fn copy_name(&self, n: usize) -> String {
+        format!("{COPY_PREFIX}{n}_{}", self.name)
+    }
+
+    pub fn copy_document(&self, n: usize) -> String {
+        self.document_named(&self.copy_name(n))
+    }
+
+    fn document_named(&self, name: &str) -> String {
+        let mut segments = self.package.clone();
+        segments.push(name.to_string());
+        DataPath::from_segments(segments).to_string()
+    }
+}
+
+/// A definition as analysed: whether its head is a plain name, and its
+/// leading guards.
+struct Head {
+    definition: Definition,
+    plain: bool,
     /// Guarded field -> the strings its guard accepts.
     guards: HashMap<Vec<String>, BTreeSet<String>>,
 }
 
-/// Analyses the modules the fast path compiles (parsed from the texts the
-/// cuts apply to). `None`: nothing to index.
+/// Analyses the modules the fast path compiles (parsed from import-resolved
+/// texts). `None`: nothing to index.
 pub(super) fn analyse(modules: &[Ref<Module>]) -> Option<Guards> {
-    // Packages by their segments (two spellings never merge).
+    // Packages by their segments (two spellings never merge), and whether
+    // their rules may be copied.
     let mut packages: Vec<Vec<String>> = Vec::new();
-    let mut definitions = Vec::new();
-    // (package, head text) -> how many definitions, of any form.
-    let mut counts: HashMap<(usize, String), usize> = HashMap::new();
+    let mut refs: Vec<Vec<String>> = Vec::new();
+    let mut data_read_whole = false;
+    // (package, first segment of the head) -> its definitions.
+    let mut rules: Vec<((usize, String), Vec<Head>)> = Vec::new();
     for (index, module) in modules.iter().enumerate() {
         let Some(package) = ref_segments(&module.package.refr) else {
             continue;
@@ -107,7 +135,12 @@ pub(super) fn analyse(modules: &[Ref<Module>]) -> Option<Guards> {
                 packages.len() - 1
             }
         };
-        let text = module.package.span.source.get_contents();
+        let source = &module.package.span.source;
+        let text = source.get_contents();
+        match crate::policy::purity::whole_references(source.get_path(), text) {
+            Ok(Some(found)) => refs.extend(found),
+            _ => data_read_whole = true,
+        }
         let starts: Vec<usize> = module
             .policy
             .iter()
@@ -115,150 +148,158 @@ pub(super) fn analyse(modules: &[Ref<Module>]) -> Option<Guards> {
             .chain([text.len()])
             .collect();
         for (at, rule) in module.policy.iter().enumerate() {
-            let Rule::Spec { span, head, bodies } = rule.as_ref() else {
-                continue;
-            };
-            let refr = match head {
-                RuleHead::Compr { refr, .. }
-                | RuleHead::Set { refr, .. }
-                | RuleHead::Func { refr, .. } => refr,
-            };
-            let name = (id, refr.span().text().to_string());
-            let (mut head, complete) = static_path(refr);
-            let document = complete.then(|| {
-                let mut segments = packages[id].clone();
-                segments.append(&mut head);
-                DataPath::from_segments(segments).to_string()
-            });
-            *counts.entry(name.clone()).or_default() += 1;
-            let [body] = bodies.as_slice() else {
-                continue;
-            };
-            if body.is_else {
-                continue;
-            }
-            // The leading guards (scheduling keeps them first: they bind
-            // no variable).
-            let mut guards: HashMap<Vec<String>, BTreeSet<String>> = HashMap::new();
-            for stmt in &body.query.stmts {
-                let found = match &stmt.literal {
-                    Literal::Expr { expr, .. } if stmt.with_mods.is_empty() => guard(expr),
-                    _ => None,
-                };
-                let Some((path, accepted)) = found else {
-                    break;
-                };
-                match guards.get_mut(&path) {
-                    Some(set) => set.retain(|s| accepted.contains(s)),
-                    None => {
-                        guards.insert(path, accepted);
+            let (refr, function, bodies) = match rule.as_ref() {
+                Rule::Spec { head, bodies, .. } => match head {
+                    RuleHead::Compr { refr, .. } | RuleHead::Set { refr, .. } => {
+                        (refr, false, Some(bodies))
                     }
-                }
-            }
-            if !guards.is_empty() {
-                // A rule's span can stop short of its last token (before a
-                // closing quote): the cut runs to the end of that line, or
-                // to the next rule if that comes first.
-                let end = span.end as usize;
-                let end = text
-                    .get(end..)
-                    .and_then(|rest| rest.find('\n'))
-                    .map_or(text.len(), |n| end + n)
-                    .min(starts[at + 1]);
-                definitions.push(Definition {
-                    cut: Cut {
-                        module: index,
-                        start: span.start as usize,
-                        end,
-                    },
-                    rule: name,
-                    document,
-                    guards,
-                });
+                    RuleHead::Func { refr, .. } => (refr, true, Some(bodies)),
+                },
+                Rule::Default { refr, args, .. } => (refr, !args.is_empty(), None),
+            };
+            let (path, complete) = static_path(refr);
+            let Some(name) = path.first() else {
+                continue;
+            };
+            let definition = Definition {
+                module: index,
+                start: starts[at],
+                end: starts[at + 1],
+                name_at: refr.span().start as usize,
+            };
+            let head = Head {
+                definition,
+                plain: complete && path.len() == 1 && !function,
+                guards: bodies.map(|b| leading_guards(b)).unwrap_or_default(),
+            };
+            let key = (id, name.clone());
+            match rules.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, heads)) => heads.push(head),
+                None => rules.push((key, vec![head])),
             }
         }
     }
-    // The field most definitions test (the first in order on a tie).
+    // The field most definitions test (the least path on a tie).
     let mut tally: HashMap<&Vec<String>, usize> = HashMap::new();
-    for definition in &definitions {
-        for path in definition.guards.keys() {
+    for head in rules.iter().flat_map(|(_, heads)| heads) {
+        for path in head.guards.keys() {
             *tally.entry(path).or_default() += 1;
         }
     }
     let (path, count) = tally
         .into_iter()
         .max_by(|(a, x), (b, y)| x.cmp(y).then_with(|| b.cmp(a)))?;
-    // (Most definitions; on a tie, the least path.)
-    if count < 2 {
+    if count < 2 || data_read_whole {
         return None;
     }
     let path = path.clone();
-    let mut guards = Guards {
-        path: path.clone(),
-        packages: HashMap::new(),
-    };
-    for (id, package) in packages.iter().enumerate() {
-        let guarded: Vec<(&Definition, &BTreeSet<String>)> = definitions
-            .iter()
-            .filter(|d| d.rule.0 == id)
-            .filter_map(|d| d.guards.get(&path).map(|accepted| (d, accepted)))
-            .collect();
-        if let Some(plan) = plan(&guarded, &counts) {
-            let package = DataPath::from_segments(package.clone()).to_string();
-            guards.packages.insert(package, plan);
-        }
-    }
-    (!guards.packages.is_empty()).then_some(guards)
+    // Packages no reference reads whole, and whose rule names cannot be
+    // taken for copies.
+    let copyable: Vec<bool> = packages
+        .iter()
+        .enumerate()
+        .map(|(id, package)| {
+            !refs.iter().any(|r| package.starts_with(r))
+                && !rules
+                    .iter()
+                    .any(|((p, name), _)| *p == id && name.starts_with(COPY_PREFIX))
+        })
+        .collect();
+    let indexed = rules
+        .iter()
+        .filter(|((package, _), heads)| copyable[*package] && heads.iter().all(|h| h.plain))
+        .filter_map(|((package, name), heads)| {
+            let mut rule = plan(heads, &path)?;
+            rule.package = packages[*package].clone();
+            rule.name = name.clone();
+            Some(rule)
+        })
+        .collect::<Vec<_>>();
+    (!indexed.is_empty()).then_some(Guards {
+        path,
+        rules: indexed,
+    })
 }
 
-/// The variants of one package from its guarded definitions; `None` when
-/// no value can leave anything out.
-fn plan(
-    guarded: &[(&Definition, &BTreeSet<String>)],
-    counts: &HashMap<(usize, String), usize>,
-) -> Option<Plan> {
-    let named: BTreeSet<&String> = guarded.iter().flat_map(|(_, a)| a.iter()).collect();
-    let mut plan = Plan {
-        documents: guarded
-            .iter()
-            .filter_map(|(d, _)| d.document.clone())
-            .collect(),
-        ..Plan::default()
+/// The leading guards of a rule's bodies: none unless it has one body, not
+/// an `else` (scheduling keeps guards first: they bind no variable).
+fn leading_guards(
+    bodies: &[regorus::unstable::RuleBody],
+) -> HashMap<Vec<String>, BTreeSet<String>> {
+    let mut guards: HashMap<Vec<String>, BTreeSet<String>> = HashMap::new();
+    let [body] = bodies else {
+        return guards;
     };
-    let mut seen: HashMap<Vec<Cut>, usize> = HashMap::new();
-    let mut variant = |value: Option<&str>| -> Option<usize> {
-        let mut cuts: Vec<&Definition> = guarded
-            .iter()
-            .filter(|(_, accepted)| value.is_none_or(|v| !accepted.contains(v)))
-            .map(|(d, _)| *d)
-            .collect();
-        // A rule keeps one definition when all of them would go.
-        let mut left: HashMap<&(usize, String), usize> = HashMap::new();
-        for d in &cuts {
-            *left.entry(&d.rule).or_insert(counts[&d.rule]) -= 1;
+    if body.is_else {
+        return guards;
+    }
+    for stmt in &body.query.stmts {
+        let found = match &stmt.literal {
+            Literal::Expr { expr, .. } if stmt.with_mods.is_empty() => guard(expr),
+            _ => None,
+        };
+        let Some((path, accepted)) = found else {
+            break;
+        };
+        match guards.get_mut(&path) {
+            Some(set) => set.retain(|s| accepted.contains(s)),
+            None => {
+                guards.insert(path, accepted);
+            }
         }
-        let mut kept: HashSet<&(usize, String)> = HashSet::new();
-        cuts.retain(|d| left[&d.rule] > 0 || !kept.insert(&d.rule));
-        let mut cuts: Vec<Cut> = cuts.iter().map(|d| d.cut).collect();
-        cuts.sort();
-        if cuts.is_empty() {
+    }
+    guards
+}
+
+/// The copies of one rule from its definitions; `None` when no value can
+/// leave anything out.
+fn plan(heads: &[Head], path: &[String]) -> Option<Indexed> {
+    fn accepted<'a>(h: &'a Head, path: &[String]) -> Option<&'a BTreeSet<String>> {
+        h.guards.get(path)
+    }
+    let named: BTreeSet<&String> = heads
+        .iter()
+        .filter_map(|h| accepted(h, path))
+        .flatten()
+        .collect();
+    if named.is_empty() {
+        return None;
+    }
+    let mut rule = Indexed {
+        definitions: heads.iter().map(|h| h.definition).collect(),
+        ..Indexed::default()
+    };
+    let mut seen: HashMap<Vec<usize>, usize> = HashMap::new();
+    let mut copy = |value: Option<&str>| -> Option<usize> {
+        let passes = |h: &Head| match (accepted(h, path), value) {
+            (None, _) => true,
+            (Some(strings), Some(value)) => strings.contains(value),
+            (Some(_), None) => false,
+        };
+        let mut kept: Vec<usize> = (0..heads.len()).filter(|&i| passes(&heads[i])).collect();
+        // A rule with no definition would not exist: a copy keeps one
+        // (a `default` alone is enough).
+        if kept.is_empty() {
+            kept.push(0);
+        }
+        if kept.len() == heads.len() {
             return None;
         }
-        let next = plan.variants.len();
-        let id = *seen.entry(cuts.clone()).or_insert(next);
+        let next = rule.copies.len();
+        let id = *seen.entry(kept.clone()).or_insert(next);
         if id == next {
-            plan.variants.push(cuts);
+            rule.copies.push(kept);
         }
         Some(id)
     };
-    let mut values = HashMap::new();
-    for value in named {
-        values.insert(value.clone(), variant(Some(value)));
-    }
-    let other = variant(None)?;
-    plan.values = values;
-    plan.other = other;
-    Some(plan)
+    let values: HashMap<String, Option<usize>> = named
+        .into_iter()
+        .map(|v| (v.clone(), copy(Some(v))))
+        .collect();
+    let other = copy(None);
+    rule.values = values;
+    rule.other = other;
+    (!rule.copies.is_empty()).then_some(rule)
 }
 
 /// `input.<path>` compared with fixed strings: the path and the strings.
@@ -337,29 +378,35 @@ mod tests {
         analyse(&engine.get_modules().to_vec())
     }
 
-    /// The cut rules' texts for each value, and for any other value.
-    fn cut_texts(text: &str, guards: &Guards, package: &str) -> Vec<(String, Vec<String>)> {
-        let plan = &guards.packages[package];
+    /// The texts of the definitions `document`'s copy leaves out, for each
+    /// value, and for any other value.
+    fn cut_texts(text: &str, guards: &Guards, document: &str) -> Vec<(String, Vec<String>)> {
+        let rule = guards
+            .rules
+            .iter()
+            .find(|r| r.document() == document)
+            .unwrap();
         let texts = |id: Option<usize>| -> Vec<String> {
             id.map_or(Vec::new(), |id| {
-                plan.variants[id]
-                    .iter()
-                    .map(|c| text[c.start..c.end].trim().to_string())
+                (0..rule.definitions.len())
+                    .filter(|i| !rule.copies[id].contains(i))
+                    .map(|i| rule.definitions[i])
+                    .map(|d| text[d.start..d.end].trim().to_string())
                     .collect()
             })
         };
-        let mut out: Vec<(String, Vec<String>)> = plan
+        let mut out: Vec<(String, Vec<String>)> = rule
             .values
             .iter()
             .map(|(v, id)| (v.clone(), texts(*id)))
             .collect();
         out.sort();
-        out.push(("*".into(), texts(Some(plan.other))));
+        out.push(("*".into(), texts(rule.other)));
         out
     }
 
     #[test]
-    fn definitions_a_value_fails_are_cut_and_a_rule_keeps_one() {
+    fn definitions_a_value_fails_are_left_out_and_a_rule_keeps_one() {
         let text = "package p\nimport rego.v1\n\
             a if input.scope == \"x\"\n\
             a if { \"y\" = input.scope; input.ok }\n\
@@ -371,18 +418,50 @@ mod tests {
         let a_y = "a if { \"y\" = input.scope; input.ok }".to_string();
         let b = "b if input.scope in {\"x\", \"z\"} | {\"w\"}".to_string();
         assert_eq!(
-            cut_texts(text, &g, "data.p"),
+            cut_texts(text, &g, "data.p.a"),
             [
-                ("w".into(), vec![a_y.clone()]),
                 ("x".into(), vec![a_y.clone()]),
-                ("y".into(), vec![a_x.clone(), b.clone()]),
-                ("z".into(), vec![a_y.clone()]),
-                // `a` keeps its first definition; `b` has an unguarded one.
-                ("*".into(), vec![a_y, b]),
+                ("y".into(), vec![a_x.clone()]),
+                // `a` keeps its first definition.
+                ("*".into(), vec![a_y]),
             ]
         );
-        // Values that cut the same definitions share a variant.
-        assert_eq!(g.packages["data.p"].variants.len(), 3);
+        assert_eq!(
+            cut_texts(text, &g, "data.p.b"),
+            [
+                ("w".into(), vec![]),
+                ("x".into(), vec![]),
+                ("z".into(), vec![]),
+                // `y` is no value of `b`'s guards.
+                ("*".into(), vec![b]),
+            ]
+        );
+        // Values that leave out the same definitions share a copy.
+        let copies: Vec<usize> = g.rules.iter().map(|r| r.copies.len()).collect();
+        assert_eq!(copies, [2, 1]);
+    }
+
+    #[test]
+    fn a_default_is_kept_and_enough() {
+        let text = "package p\nimport rego.v1\n\
+            default r := false\n\
+            r if input.scope == \"x\"\n\
+            r if input.scope == \"y\"\n";
+        let g = guards(text).unwrap();
+        let rule = &g.rules[0];
+        let kept = |id: Option<usize>| -> Vec<String> {
+            rule.copies[id.unwrap()]
+                .iter()
+                .map(|&i| rule.definitions[i])
+                .map(|d| text[d.start..d.end].trim().to_string())
+                .collect()
+        };
+        assert_eq!(
+            kept(rule.values["x"]),
+            ["default r := false", "r if input.scope == \"x\""]
+        );
+        assert_eq!(kept(rule.other), ["default r := false"]);
+        assert_eq!(rule.copy_document(1), "data.p.__regent_ix1_r");
     }
 
     #[test]
@@ -405,23 +484,19 @@ mod tests {
 
     #[test]
     fn a_guard_after_a_statement_that_can_fail_otherwise_is_not_used() {
-        // `input.n + 1` raises an error for a string `n` in the full
-        // program; a variant must not skip that body and answer instead.
+        // `input.n + 1` raises an error for a string `n` in the rule; a
+        // copy must not skip that body and answer instead.
         let text = "package p\nimport rego.v1\n\
             r if { input.n + 1 > 0; input.scope == \"a\" }\n\
             r if { input.scope == \"b\"; input.n + 1 > 0 }\n\
             r if input.scope == \"c\"\n";
         let g = guards(text).unwrap();
-        let cut = cut_texts(text, &g, "data.p");
+        let cut = cut_texts(text, &g, "data.p.r");
         assert!(
             cut.iter().all(|(_, texts)| texts
                 .iter()
                 .all(|t| !t.contains("input.n + 1 > 0; input.scope"))),
             "{cut:?}"
-        );
-        assert_eq!(
-            g.packages["data.p"].documents,
-            BTreeSet::from(["data.p.r".to_string()])
         );
     }
 
@@ -434,5 +509,43 @@ mod tests {
             guards(chain).is_none(),
             "only the definition without `else` is guarded"
         );
+    }
+
+    #[test]
+    fn rules_that_copies_could_be_seen_by_are_not_indexed() {
+        let rules = "r if input.scope == \"x\"\nr if input.scope == \"y\"\n";
+        for (other, indexed) in [
+            ("package q\nimport rego.v1\ns := data.p.r\n", true),
+            ("package q\nimport rego.v1\nimport data.p\ns := p.r\n", true),
+            ("package q\nimport rego.v1\ns := data.p\n", false),
+            ("package q\nimport rego.v1\ns := data.p[input.k]\n", false),
+            ("package q\nimport rego.v1\ns := data[input.k]\n", false),
+            ("package q\nimport rego.v1\nimport data.p\ns := p\n", false),
+            (
+                "package q\nimport rego.v1\nimport data.p as t\ns := t.r\n",
+                true,
+            ),
+            (
+                "package q\nimport rego.v1\nimport data.p as t\ns := t\n",
+                false,
+            ),
+        ] {
+            let mut engine = regorus::Engine::new();
+            let p = format!("package p\nimport rego.v1\n{rules}");
+            engine.add_policy("p.rego".into(), p).unwrap();
+            let resolved = crate::policy::resolve::resolve_imports("q.rego", other)
+                .unwrap()
+                .unwrap_or(other.to_string());
+            engine.add_policy("q.rego".into(), resolved).unwrap();
+            let g = analyse(&engine.get_modules().to_vec());
+            assert_eq!(g.is_some(), indexed, "{other}");
+        }
+        // Heads other than a plain name.
+        for head in ["r.a", "r[\"a\"]", "f(x)"] {
+            let text = format!(
+                "package p\nimport rego.v1\n{head} if input.scope == \"x\"\n{head} if input.scope == \"y\"\n"
+            );
+            assert!(guards(&text).is_none(), "{head}");
+        }
     }
 }

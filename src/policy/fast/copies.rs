@@ -1,0 +1,124 @@
+//! Rule indexing, the copies: each indexed rule's copies (planned by
+//! `guard.rs`) added to the modules the fast path compiles, and per
+//! decision, the copy for the value of the input's field.
+//!
+//! A copy is the rule's text, definition by definition, less those its
+//! value fails, under another name (`allow` becomes `__regent_ix3_allow`),
+//! in a new module of the same package with the same imports. It compiles
+//! into the package's program as one more entry point, sharing the code of
+//! everything it calls with the rule itself.
+
+use std::collections::{BTreeMap, HashMap};
+
+use regorus::unstable::{Module, Ref};
+use regorus::{Engine, Value};
+
+use super::guard::{Guards, Indexed};
+use super::Entry;
+
+/// Adds the copies of `guards`'s rules to `engine`, one module per module
+/// their definitions come from (`modules`, as analysed), and returns their
+/// documents. On an error the engine may hold some of them: drop it.
+pub(super) fn add(
+    engine: &mut Engine,
+    modules: &[Ref<Module>],
+    guards: &Guards,
+) -> Result<Vec<String>, String> {
+    // Module -> (text of its copies, how many rules).
+    let mut copies: BTreeMap<usize, (String, usize)> = BTreeMap::new();
+    let mut documents = Vec::new();
+    for rule in &guards.rules {
+        for (n, kept) in rule.copies.iter().enumerate() {
+            let name = rule.copy_name(n);
+            for definition in kept.iter().map(|&i| rule.definitions[i]) {
+                let text = modules[definition.module]
+                    .package
+                    .span
+                    .source
+                    .get_contents();
+                let head = definition.name_at..definition.name_at + rule.name.len();
+                if text.get(head.clone()) != Some(rule.name.as_str()) {
+                    return Err(format!("no name {} where its head starts", rule.name));
+                }
+                let (out, count) = copies.entry(definition.module).or_default();
+                out.push_str(&text[definition.start..head.start]);
+                out.push_str(&name);
+                out.push_str(&text[head.end..definition.end]);
+                out.push('\n');
+                *count += 1;
+            }
+            documents.push(rule.copy_document(n));
+        }
+    }
+    for (index, (text, count)) in copies {
+        let module = &modules[index];
+        let source = &module.package.span.source;
+        // The package line and imports: everything before the first rule.
+        let first = module.policy.first().map_or(0, |r| r.span().start as usize);
+        let preamble = &source.get_contents()[..first];
+        let id = format!("{}#regent-index", source.get_path());
+        engine
+            .add_policy(id, format!("{preamble}\n{text}"))
+            .map_err(|e| e.to_string())?;
+        let parsed = engine.get_modules().last().map_or(0, |m| m.policy.len());
+        if parsed != count {
+            return Err(format!(
+                "{count} copied definitions parsed as {parsed} rules"
+            ));
+        }
+    }
+    Ok(documents)
+}
+
+/// An indexed rule at run time: the entry point of the copy for each value
+/// of the field.
+pub(super) struct Dispatch {
+    /// The input field as object keys.
+    path: Vec<Value>,
+    /// Field value -> its copy's entry point (`None`: the rule's own);
+    /// foldhash, seeded per table, as the value comes from the request.
+    values: HashMap<String, Option<Entry>, foldhash::fast::RandomState>,
+    other: Option<Entry>,
+}
+
+impl Dispatch {
+    /// The dispatch of `rule`, from the compiled entry points `copies`
+    /// (a copy that did not compile leaves its values to the rule itself);
+    /// `None` when no copy compiled.
+    pub(super) fn new(
+        path: &[String],
+        rule: &Indexed,
+        copies: &HashMap<String, Entry>,
+    ) -> Option<Dispatch> {
+        let entry = |copy: Option<usize>| copy.and_then(|n| copies.get(&rule.copy_document(n)));
+        let dispatch = Dispatch {
+            path: path.iter().map(|s| Value::from(s.as_str())).collect(),
+            values: rule
+                .values
+                .iter()
+                .map(|(value, copy)| (value.clone(), entry(*copy).copied()))
+                .collect(),
+            other: entry(rule.other).copied(),
+        };
+        (dispatch.other.is_some() || dispatch.values.values().any(Option::is_some))
+            .then_some(dispatch)
+    }
+
+    /// The copy for `input` (`None`: the rule itself).
+    pub(super) fn pick(&self, input: &Value) -> Option<Entry> {
+        let mut at = input;
+        for key in &self.path {
+            at = match at {
+                Value::Object(fields) => fields.get(key).unwrap_or(&Value::Undefined),
+                _ => &Value::Undefined,
+            };
+        }
+        match at {
+            Value::String(s) => match self.values.get(s.as_ref()) {
+                Some(copy) => *copy,
+                None => self.other,
+            },
+            _ => self.other,
+        }
+    }
+}
