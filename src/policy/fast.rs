@@ -2,7 +2,8 @@
 //! snapshot, executed by one `RegoVM` per worker thread (VMs are reusable and
 //! need `&mut`), each on its own copy of the program (see [`private_copy`]).
 //!
-//! The entry points of one package share a program; packages do not. A VM
+//! The entry points of one package share a program (its indexed rules and
+//! their copies have a second one, see `fast/compile.rs`); packages do not. A VM
 //! resets per-rule state for its whole program on every decision, so one
 //! program for everything made every decision pay for every rule of the
 //! policy set; and regorus's compiler gives each entry point of a program a
@@ -96,7 +97,7 @@ impl FastPath {
         // compile at all (folding is an optimisation, never a cause to lose
         // the fast path).
         let folded = super::fold::fold(engine, data).and_then(|f| {
-            let (programs, rejected, index) = compile_indexed(f.engine, entries).ok()?;
+            let (programs, rejected, index) = compile_indexed(f.engine, entries, data).ok()?;
             Some((programs, rejected, f.rules, f.references, index))
         });
         let (programs, mut rejected, folded, index) = match folded {
@@ -108,7 +109,7 @@ impl FastPath {
                 );
                 (programs, rejected, rules, index)
             }
-            None => match compile_indexed(engine.clone(), entries) {
+            None => match compile_indexed(engine.clone(), entries, data) {
                 Ok((programs, rejected, index)) => (programs, rejected, Vec::new(), index),
                 Err(rejected) => return (None, rejected),
             },

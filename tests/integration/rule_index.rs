@@ -2,6 +2,7 @@
 //! out of per-value copies of their rules; answers are those of the rules
 //! as written, for every kind of value.
 
+use regent::policy::{Snapshot, Sources};
 use serde_json::{json, Value};
 
 use crate::support::TestServer;
@@ -162,4 +163,55 @@ async fn a_package_read_whole_is_not_indexed() {
     assert_eq!(reply.json()["result"], json!(["allow", "reasons"]));
     check_all(&server).await;
     server.stop().await.unwrap();
+}
+
+/// A rule defined in two modules of its package, with a `default`: its
+/// copies keep the definitions of both, and one holds the `default` alone.
+#[tokio::test]
+async fn a_rule_across_modules_and_a_copy_of_its_default_alone() {
+    let first = "package app\n\nimport rego.v1\n\ndefault allow := false\n\n\
+        allow if {\n\tinput.scope == \"read\"\n\tinput.user.role == \"viewer\"\n}\n";
+    let second = "package app\n\nimport rego.v1\n\n\
+        allow if {\n\tinput.scope == \"update\"\n\tinput.user.role == \"editor\"\n}\n";
+    let server = TestServer::start_configured(&[("a.rego", first), ("b.rego", second)], |c| {
+        c.cache.enabled = false
+    })
+    .await;
+    // read, update, and any other value (the `default` alone).
+    assert_eq!(gauge(&server, "regent_indexed_copies").await, 3);
+    for scope in ["read", "update", "delete"] {
+        for role in ["viewer", "editor"] {
+            let body = json!({"input": {"scope": scope, "user": {"role": role}}}).to_string();
+            let want = (scope, role) == ("read", "viewer") || (scope, role) == ("update", "editor");
+            let reply = server.post("/v1/data/app/allow", &body).await;
+            assert_eq!(reply.json()["result"], json!(want), "{body}");
+        }
+    }
+    server.stop().await.unwrap();
+}
+
+/// Data with a key a copy could be named: the rules of that package are
+/// not indexed (the data would not load beside them), and still answer.
+#[tokio::test]
+async fn data_beside_a_copy_name_leaves_the_package_unindexed() {
+    let data = r#"{"__regent_ix0_allow": 1}"#;
+    let server =
+        TestServer::start_configured(&[("app.rego", POLICY), ("app/data.json", data)], |c| {
+            c.cache.enabled = false
+        })
+        .await;
+    assert_eq!(gauge(&server, "regent_indexed_copies_planned").await, 0);
+    check_all(&server).await;
+    let reply = server
+        .post("/v1/data/app/__regent_ix0_allow", r#"{"input": {}}"#)
+        .await;
+    assert_eq!(reply.json()["result"], json!(1));
+    server.stop().await.unwrap();
+    // The fast path still answers them (not the whole set lost to the
+    // data).
+    let dir = crate::support::write_tree(&[("app.rego", POLICY), ("app/data.json", data)]);
+    let path = crate::support::path_string(dir.path());
+    let snapshot = Snapshot::build(Sources::load_paths(&[path]).unwrap()).unwrap();
+    assert_eq!(snapshot.evaluator().fast_entries(), 2);
+    assert_eq!(snapshot.evaluator().indexed_copies(), (0, 0));
 }

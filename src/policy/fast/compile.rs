@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::Program;
-use regorus::Engine;
+use regorus::{Engine, Value};
 
 use super::copies;
 use super::guard::{self, Guards};
 use super::Rejected;
 
-/// The indexed rules and their copies' documents (see [`index`]).
+/// The indexed rules, and the documents of their copies compiled (none
+/// when the copies did not compile).
 pub(super) type Index = Option<(Guards, Vec<String>)>;
 
 /// Programs compiled, the entry points rejected, and the index.
@@ -27,38 +28,46 @@ pub(super) type Programs = (Vec<Arc<Program>>, Vec<Rejected>, Index);
 pub(super) fn compile_indexed(
     engine: Engine,
     entries: &[String],
+    data: &Value,
 ) -> Result<Programs, Vec<Rejected>> {
-    let (indexed, index) = index(engine.clone(), entries);
-    if let Some((_, copies)) = &index {
-        let all: Vec<String> = entries.iter().chain(copies).cloned().collect();
-        // The indexed rules and their copies in programs of their own: in
-        // the package's, they would make every decision on its other rules
-        // pay for their rules and registers (the VM resets them all per
-        // decision; `filter` 3-10% slower on the default set).
-        let mut apart: HashSet<&str> = copies.iter().map(String::as_str).collect();
-        let rules: Vec<String> = index
-            .iter()
-            .flat_map(|(g, _)| &g.rules)
-            .map(|r| r.document())
-            .collect();
-        apart.extend(rules.iter().map(String::as_str));
-        let (programs, rejected) = compile(indexed, &all, &apart);
-        if !programs.is_empty() {
-            let (lost, rejected): (Vec<Rejected>, Vec<Rejected>) = rejected
-                .into_iter()
-                .partition(|r| copies.contains(&r.entry));
-            for copy in lost {
-                tracing::debug!(
-                    entry = %copy.entry,
-                    reason = %copy.reason,
-                    "indexed copy not compiled; its rule answers"
-                );
-            }
-            return Ok((programs, rejected, index));
-        }
+    let (indexed, index) = index(engine.clone(), entries, data);
+    let Some((guards, copies)) = index else {
+        return compile_plain(engine, entries, None);
+    };
+    let all: Vec<String> = entries.iter().chain(&copies).cloned().collect();
+    // The indexed rules and their copies in programs of their own: in the
+    // package's, they would make every decision on its other rules pay for
+    // their rules and registers (the VM resets them all per decision;
+    // `filter` 3-10% slower on the default set).
+    let rules: Vec<String> = guards.rules.iter().map(|r| r.document()).collect();
+    let apart: HashSet<&str> = copies.iter().chain(&rules).map(String::as_str).collect();
+    let (programs, rejected) = compile(indexed, &all, &apart);
+    if programs.is_empty() {
+        tracing::info!("rules not indexed: the policy set does not compile with the copies");
+        return compile_plain(engine, entries, Some((guards, Vec::new())));
     }
+    let (lost, rejected): (Vec<Rejected>, Vec<Rejected>) = rejected
+        .into_iter()
+        .partition(|r| copies.contains(&r.entry));
+    for copy in &lost {
+        tracing::info!(
+            entry = %copy.entry,
+            reason = %copy.reason,
+            "indexed copy not compiled; its rule answers for it"
+        );
+    }
+    Ok((programs, rejected, Some((guards, copies))))
+}
+
+/// [`compile`] without copies; `index` as given. `Err`: not one entry point
+/// compiled.
+fn compile_plain(
+    engine: Engine,
+    entries: &[String],
+    index: Index,
+) -> Result<Programs, Vec<Rejected>> {
     match compile(engine, entries, &HashSet::new()) {
-        (programs, rejected) if !programs.is_empty() => Ok((programs, rejected, None)),
+        (programs, rejected) if !programs.is_empty() => Ok((programs, rejected, index)),
         (_, rejected) => Err(rejected),
     }
 }
@@ -152,24 +161,39 @@ fn compile_group(
 
 /// The rule index of the modules `engine` compiles, for the entry points
 /// `entries`: the engine with the indexed rules' copies added, the index,
-/// and the copies' documents; the engine as it was when nothing is indexed
-/// or the copies cannot be added (logged).
-fn index(engine: Engine, entries: &[String]) -> (Engine, Index) {
+/// and the copies' documents; the engine as it was when nothing is indexed.
+fn index(engine: Engine, entries: &[String], data: &Value) -> (Engine, Index) {
+    // (A clone: `get_modules` takes `&mut self`.)
     let modules = engine.clone().get_modules().to_vec();
     let Some(mut guards) = guard::analyse(&modules) else {
         return (engine, None);
     };
-    // Only rules the fast path answers (not those left to the interpreter).
-    guards.rules.retain(|r| entries.contains(&r.document()));
+    // Only rules the fast path answers (not those left to the interpreter),
+    // in packages whose data has no key a copy could be named (the data
+    // would not load).
+    guards.rules.retain(|rule| {
+        let mut at = data;
+        for segment in &rule.package {
+            at = match at {
+                Value::Object(fields) => fields
+                    .get(&Value::from(segment.as_str()))
+                    .unwrap_or(&Value::Undefined),
+                _ => &Value::Undefined,
+            };
+        }
+        let taken = match at {
+            Value::Object(fields) => fields.keys().any(|k| {
+                k.as_string()
+                    .is_ok_and(|k| k.starts_with(guard::COPY_PREFIX))
+            }),
+            _ => false,
+        };
+        !taken && entries.contains(&rule.document())
+    });
     if guards.rules.is_empty() {
         return (engine, None);
     }
     let mut indexed = engine.clone();
-    match copies::add(&mut indexed, &modules, &guards) {
-        Ok(documents) => (indexed, Some((guards, documents))),
-        Err(reason) => {
-            tracing::info!(%reason, "rules not indexed");
-            (engine, None)
-        }
-    }
+    let documents = copies::add(&mut indexed, &modules, &guards);
+    (indexed, Some((guards, documents)))
 }

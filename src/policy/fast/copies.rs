@@ -4,9 +4,10 @@
 //!
 //! A copy is the rule's text, definition by definition, less those its
 //! value fails, under another name (`allow` becomes `__regent_ix3_allow`),
-//! in a new module of the same package with the same imports. It compiles
-//! into the package's program as one more entry point, sharing the code of
-//! everything it calls with the rule itself.
+//! in a new module of the same package with the same imports. The copies of
+//! a package's indexed rules compile, with those rules, into one program
+//! beside the package's (see `compile.rs`): as entry points of one program,
+//! they share the code of what they call.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,38 +17,68 @@ use regorus::{Engine, Value};
 use super::guard::{Guards, Indexed};
 use super::Entry;
 
-/// Adds the copies of `guards`'s rules to `engine`, one module per module
-/// their definitions come from (`modules`, as analysed), and returns their
-/// documents. On an error the engine may hold some of them: drop it.
-pub(super) fn add(
+/// At most this many bytes of copied text per rule: copies grow with the
+/// values times the definitions kept, and compiling them is paid at every
+/// reload. A rule over it is not indexed.
+const MAX_COPIED_BYTES: usize = 256 * 1024;
+
+/// Adds the copies of `guards`'s rules to `engine` and returns their
+/// documents. A rule whose copies cannot be added is logged and keeps none
+/// (the engine is as before it).
+pub(super) fn add(engine: &mut Engine, modules: &[Ref<Module>], guards: &Guards) -> Vec<String> {
+    let mut documents = Vec::new();
+    for (at, rule) in guards.rules.iter().enumerate() {
+        let before = engine.clone();
+        match add_rule(engine, modules, rule, at) {
+            Ok(()) => documents.extend((0..rule.copies.len()).map(|n| rule.copy_document(n))),
+            Err(reason) => {
+                tracing::info!(rule = %rule.document(), %reason, "rule not indexed");
+                *engine = before;
+            }
+        }
+    }
+    documents
+}
+
+/// Adds the copies of `rule` (the `at`th), one module per module its
+/// definitions come from.
+fn add_rule(
     engine: &mut Engine,
     modules: &[Ref<Module>],
-    guards: &Guards,
-) -> Result<Vec<String>, String> {
+    rule: &Indexed,
+    at: usize,
+) -> Result<(), String> {
     // Module -> (text of its copies, how many rules).
     let mut copies: BTreeMap<usize, (String, usize)> = BTreeMap::new();
-    let mut documents = Vec::new();
-    for rule in &guards.rules {
-        for (n, kept) in rule.copies.iter().enumerate() {
-            let name = rule.copy_name(n);
-            for definition in kept.iter().map(|&i| rule.definitions[i]) {
-                let text = modules[definition.module]
-                    .package
-                    .span
-                    .source
-                    .get_contents();
-                let head = definition.name_at..definition.name_at + rule.name.len();
-                if text.get(head.clone()) != Some(rule.name.as_str()) {
-                    return Err(format!("no name {} where its head starts", rule.name));
-                }
-                let (out, count) = copies.entry(definition.module).or_default();
-                out.push_str(&text[definition.start..head.start]);
-                out.push_str(&name);
-                out.push_str(&text[head.end..definition.end]);
-                out.push('\n');
-                *count += 1;
+    let mut bytes = 0;
+    for (n, kept) in rule.copies.iter().enumerate() {
+        let name = rule.copy_name(n);
+        for definition in kept.iter().map(|&i| rule.definitions[i]) {
+            let text = modules[definition.module]
+                .package
+                .span
+                .source
+                .get_contents();
+            let head = definition.name_at..definition.name_at + rule.name.len();
+            let (Some(before), Some(after)) = (
+                text.get(definition.start..head.start),
+                text.get(head.end..definition.end),
+            ) else {
+                return Err("a definition's range does not hold its head".into());
+            };
+            if text.get(head) != Some(rule.name.as_str()) {
+                return Err(format!("no name {} where its head starts", rule.name));
             }
-            documents.push(rule.copy_document(n));
+            bytes += definition.end - definition.start;
+            if bytes > MAX_COPIED_BYTES {
+                return Err(format!("copies over {MAX_COPIED_BYTES} bytes"));
+            }
+            let (out, count) = copies.entry(definition.module).or_default();
+            out.push_str(before);
+            out.push_str(&name);
+            out.push_str(after);
+            out.push('\n');
+            *count += 1;
         }
     }
     for (index, (text, count)) in copies {
@@ -55,8 +86,8 @@ pub(super) fn add(
         let source = &module.package.span.source;
         // The package line and imports: everything before the first rule.
         let first = module.policy.first().map_or(0, |r| r.span().start as usize);
-        let preamble = &source.get_contents()[..first];
-        let id = format!("{}#regent-index", source.get_path());
+        let preamble = source.get_contents().get(..first).unwrap_or_default();
+        let id = format!("{}#regent-index-{at}", source.get_path());
         engine
             .add_policy(id, format!("{preamble}\n{text}"))
             .map_err(|e| e.to_string())?;
@@ -67,7 +98,7 @@ pub(super) fn add(
             ));
         }
     }
-    Ok(documents)
+    Ok(())
 }
 
 /// An indexed rule at run time: the entry point of the copy for each value

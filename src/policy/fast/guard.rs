@@ -14,9 +14,9 @@
 //! on a denied `tasks/allow`). OPA's evaluator indexes rules on such tests
 //! and never enters those bodies. Here the same is done before compiling:
 //! for each value the field can be compared with, the rule gets a copy
-//! without the definitions whose guard that value fails, compiled into the
-//! package's program beside it (see `copies.rs`); a value no guard names
-//! gets the copy without any guarded definition.
+//! without the definitions whose guard that value fails, compiled beside it
+//! (see `copies.rs`); a value no guard names gets the copy without any
+//! guarded definition.
 //!
 //! A guard is one of the leading statements of a rule's only body (no
 //! `else`) that compares `input.<path>` with strings fixed in the text
@@ -28,15 +28,18 @@
 //! an error, so the rule and its copy fail the same way (a guard after a
 //! statement that can raise an error is not used). The RVM refuses `with`,
 //! so no program the fast path runs can change the input in between. A
-//! copy keeps at least one definition besides `default` (a rule with none
-//! would not exist). The field indexed is the one the most definitions test
-//! (the least path on a tie); one field per policy set.
+//! copy keeps at least one definition (a rule with none would not exist;
+//! a `default` is one). The field indexed is the one the most definitions
+//! test (the least path on a tie); one field per policy set.
 //!
 //! Indexed are rules whose heads are a plain name (`allow`, not `a.b` or
-//! `p[x]`; no function), in packages whose documents no rule reads whole
-//! (`data.p`, `data.p[k]`, `data`): those would see the copies.
+//! `p[x]`; no function) and that no rule of another package extends (`p.allow`
+//! in the parent package), in packages no rule reads whole (`data.p`,
+//! `data.p[k]`, `data`, an import alias of `data.p` standing alone): those
+//! would see the copies. Nothing is indexed when some rule reads `data`
+//! itself.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use regorus::unstable::{AssignOp, BinOp, BoolOp, Expr, Literal, Module, Ref, Rule, RuleHead};
 
@@ -89,11 +92,12 @@ impl Indexed {
         self.document_named(&self.name)
     }
 
-    /// Copy `n`'s name, and its document.
+    /// Copy `n`'s name (`__regent_ix3_allow`).
     pub fn copy_name(&self, n: usize) -> String {
         format!("{COPY_PREFIX}{n}_{}", self.name)
     }
 
+    /// Copy `n`'s document (`data.p.__regent_ix3_allow`).
     pub fn copy_document(&self, n: usize) -> String {
         self.document_named(&self.copy_name(n))
     }
@@ -105,11 +109,10 @@ impl Indexed {
     }
 }
 
-/// A definition as analysed: whether its head is a plain name, and its
-/// leading guards.
+/// A definition of a rule whose head is a plain name, and its leading
+/// guards.
 struct Head {
     definition: Definition,
-    plain: bool,
     /// Guarded field -> the strings its guard accepts.
     guards: HashMap<Vec<String>, BTreeSet<String>>,
 }
@@ -117,29 +120,26 @@ struct Head {
 /// Analyses the modules the fast path compiles (parsed from import-resolved
 /// texts). `None`: nothing to index.
 pub(super) fn analyse(modules: &[Ref<Module>]) -> Option<Guards> {
-    // Packages by their segments (two spellings never merge), and whether
-    // their rules may be copied.
-    let mut packages: Vec<Vec<String>> = Vec::new();
+    // What rules read whole (`data.p`, `data.p[k]`).
     let mut refs: Vec<Vec<String>> = Vec::new();
-    let mut data_read_whole = false;
-    // (package, first segment of the head) -> its definitions.
-    let mut rules: Vec<((usize, String), Vec<Head>)> = Vec::new();
+    // Every rule's path below `data`, as far as it is static (package and
+    // head: `package a` with `p.allow if ...` is `a.p.allow`, as regorus
+    // files it).
+    let mut paths: Vec<Vec<String>> = Vec::new();
+    // Rules whose head is a plain name, by path -> their definitions.
+    let mut rules: BTreeMap<Vec<String>, Vec<Head>> = BTreeMap::new();
+    // Input field -> how many definitions test it.
+    let mut tally: HashMap<Vec<String>, usize> = HashMap::new();
     for (index, module) in modules.iter().enumerate() {
         let Some(package) = ref_segments(&module.package.refr) else {
             continue;
-        };
-        let id = match packages.iter().position(|p| *p == package) {
-            Some(id) => id,
-            None => {
-                packages.push(package);
-                packages.len() - 1
-            }
         };
         let source = &module.package.span.source;
         let text = source.get_contents();
         match crate::policy::purity::whole_references(source.get_path(), text) {
             Ok(Some(found)) => refs.extend(found),
-            _ => data_read_whole = true,
+            // `data` itself, or a text that does not lex: nothing indexed.
+            _ => return None,
         }
         let starts: Vec<usize> = module
             .policy
@@ -157,64 +157,57 @@ pub(super) fn analyse(modules: &[Ref<Module>]) -> Option<Guards> {
                 },
                 Rule::Default { refr, args, .. } => (refr, !args.is_empty(), None),
             };
-            let (path, complete) = static_path(refr);
-            let Some(name) = path.first() else {
-                continue;
-            };
-            let definition = Definition {
-                module: index,
-                start: starts[at],
-                end: starts[at + 1],
-                name_at: refr.span().start as usize,
-            };
-            let head = Head {
-                definition,
-                plain: complete && path.len() == 1 && !function,
-                guards: bodies.map(|b| leading_guards(b)).unwrap_or_default(),
-            };
-            let key = (id, name.clone());
-            match rules.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, heads)) => heads.push(head),
-                None => rules.push((key, vec![head])),
+            let (head, complete) = static_path(refr);
+            let mut path = package.clone();
+            path.extend(head.iter().cloned());
+            paths.push(path.clone());
+            let guards = bodies.map(|b| leading_guards(b)).unwrap_or_default();
+            for field in guards.keys() {
+                *tally.entry(field.clone()).or_default() += 1;
+            }
+            if complete && head.len() == 1 && !function {
+                let definition = Definition {
+                    module: index,
+                    start: starts[at],
+                    end: starts[at + 1],
+                    name_at: refr.span().start as usize,
+                };
+                let head = Head { definition, guards };
+                rules.entry(path).or_default().push(head);
             }
         }
     }
     // The field most definitions test (the least path on a tie).
-    let mut tally: HashMap<&Vec<String>, usize> = HashMap::new();
-    for head in rules.iter().flat_map(|(_, heads)| heads) {
-        for path in head.guards.keys() {
-            *tally.entry(path).or_default() += 1;
-        }
-    }
     let (path, count) = tally
         .into_iter()
         .max_by(|(a, x), (b, y)| x.cmp(y).then_with(|| b.cmp(a)))?;
-    if count < 2 || data_read_whole {
+    if count < 2 {
         return None;
     }
-    let path = path.clone();
-    // Packages no reference reads whole, and whose rule names cannot be
-    // taken for copies.
-    let copyable: Vec<bool> = packages
+    let overlap = |a: &[String], b: &[String]| a.starts_with(b) || b.starts_with(a);
+    let indexed: Vec<Indexed> = rules
         .iter()
-        .enumerate()
-        .map(|(id, package)| {
-            !refs.iter().any(|r| package.starts_with(r))
-                && !rules
-                    .iter()
-                    .any(|((p, name), _)| *p == id && name.starts_with(COPY_PREFIX))
+        .filter(|(document, heads)| {
+            let package = &document[..document.len() - 1];
+            // Every rule at or above or below its path is one of its
+            // definitions (none in another package, with a longer head);
+            // no rule reads its package whole; no rule takes a copy's name.
+            paths.iter().filter(|p| overlap(p, document)).count() == heads.len()
+                && !refs.iter().any(|r| package.starts_with(r))
+                && !paths.iter().any(|p| {
+                    p.len() > package.len()
+                        && p.starts_with(package)
+                        && p[package.len()].starts_with(COPY_PREFIX)
+                })
         })
-        .collect();
-    let indexed = rules
-        .iter()
-        .filter(|((package, _), heads)| copyable[*package] && heads.iter().all(|h| h.plain))
-        .filter_map(|((package, name), heads)| {
+        .filter_map(|(document, heads)| {
             let mut rule = plan(heads, &path)?;
-            rule.package = packages[*package].clone();
+            let (name, package) = document.split_last()?;
+            rule.package = package.to_vec();
             rule.name = name.clone();
             Some(rule)
         })
-        .collect::<Vec<_>>();
+        .collect();
     (!indexed.is_empty()).then_some(Guards {
         path,
         rules: indexed,
@@ -537,6 +530,25 @@ mod tests {
                 .unwrap()
                 .unwrap_or(other.to_string());
             engine.add_policy("q.rego".into(), resolved).unwrap();
+            let g = analyse(&engine.get_modules().to_vec());
+            assert_eq!(g.is_some(), indexed, "{other}");
+        }
+        // A rule of a parent package reaching into the rule's path, or a
+        // rule named like a copy.
+        for (other, indexed) in [
+            ("package a\nimport rego.v1\ndefault p.r := false\n", false),
+            ("package a\nimport rego.v1\np.r if input.root\n", false),
+            (
+                "package a\nimport rego.v1\np[k] := 1 if some k in input.ks\n",
+                false,
+            ),
+            ("package a\nimport rego.v1\np.s := 1\n", true),
+            ("package a.p\nimport rego.v1\n__regent_ix0_s := 1\n", false),
+        ] {
+            let mut engine = regorus::Engine::new();
+            let p = format!("package a.p\nimport rego.v1\n{rules}");
+            engine.add_policy("p.rego".into(), p).unwrap();
+            engine.add_policy("a.rego".into(), other.into()).unwrap();
             let g = analyse(&engine.get_modules().to_vec());
             assert_eq!(g.is_some(), indexed, "{other}");
         }
