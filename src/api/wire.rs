@@ -146,16 +146,64 @@ pub fn parse_raw_input(body: &[u8], keys: &Keys) -> Result<Value, MalformedInput
 /// usual body, is checked once and borrowed: serde_json would check every
 /// string it reads from bytes, which costs several times more.
 pub fn go_text(body: &[u8]) -> Cow<'_, str> {
-    if let Ok(text) = std::str::from_utf8(body) {
-        return Cow::Borrowed(text);
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => {
+            let mut text = String::with_capacity(body.len() + 16);
+            for chunk in body.utf8_chunks() {
+                text.push_str(chunk.valid());
+                // One U+FFFD per byte, as Go's `utf8.DecodeRune` steps.
+                text.extend(chunk.invalid().iter().map(|_| char::REPLACEMENT_CHARACTER));
+            }
+            Cow::Owned(text)
+        }
+    };
+    match lone_surrogates(&text) {
+        Some(fixed) => Cow::Owned(fixed),
+        None => text,
     }
-    let mut text = String::with_capacity(body.len() + 16);
-    for chunk in body.utf8_chunks() {
-        text.push_str(chunk.valid());
-        // One U+FFFD per byte, as Go's `utf8.DecodeRune` steps.
-        text.extend(chunk.invalid().iter().map(|_| char::REPLACEMENT_CHARACTER));
+}
+
+/// `text` with every escaped UTF-16 surrogate that is not half of a pair
+/// (`"\ud800"`, a low one first, a high one before anything but a low one)
+/// escaped as U+FFFD instead (`\ufffd`, as long: error columns do not
+/// move), as Go's decoder reads it (serde_json refuses it); `None` when there
+/// is none. A pair (`\ud83d\ude00`) stays.
+fn lone_surrogates(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let unit = |at: usize| -> Option<u32> {
+        let escape = bytes.get(at..at + 6)?;
+        if escape[..2] != *b"\\u" {
+            return None;
+        }
+        u32::from_str_radix(std::str::from_utf8(&escape[2..]).ok()?, 16).ok()
+    };
+    let (mut out, mut copied, mut at) = (None::<String>, 0, 0);
+    while let Some(found) = memchr::memchr(b'\\', &bytes[at..]) {
+        at += found;
+        let Some(first) = unit(at) else {
+            // Another escape (`\\`, `\"`): its next byte is not a backslash.
+            at += 2;
+            continue;
+        };
+        let pair = (0xD800..0xDC00).contains(&first)
+            && unit(at + 6).is_some_and(|second| (0xDC00..0xE000).contains(&second));
+        if pair {
+            at += 12;
+            continue;
+        }
+        if (0xD800..0xE000).contains(&first) {
+            let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+            out.push_str(&text[copied..at]);
+            out.push_str("\\ufffd");
+            copied = at + 6;
+        }
+        at += 6;
     }
-    Cow::Owned(text)
+    out.map(|mut out| {
+        out.push_str(&text[copied..]);
+        out
+    })
 }
 
 /// Parses the `?input=` parameter of a GET request (trailing data rejected).
@@ -163,8 +211,9 @@ pub fn parse_query_input(text: &str, keys: &Keys) -> Result<Value, MalformedInpu
     if text.trim().is_empty() {
         return Err(MalformedInput("EOF".to_string()));
     }
+    let text = lone_surrogates(text).map_or(Cow::Borrowed(text), Cow::Owned);
     keys.with(|value| {
-        let mut de = serde_json::Deserializer::from_str(text);
+        let mut de = serde_json::Deserializer::from_str(&text);
         value
             .deserialize(&mut de)
             .and_then(|value| de.end().map(|()| value))
@@ -438,6 +487,25 @@ mod tests {
         // Outside strings it is a syntax error, as in Go.
         assert!(parse_data_request(b"{\"input\": \xff}", &keys).is_err());
         assert_eq!(go_text(b"ok"), Cow::Borrowed("ok"));
+    }
+
+    #[test]
+    fn escaped_lone_surrogates_are_read_as_go_reads_them() {
+        let keys = Keys::default();
+        let read = |text: &str| parse_raw_input(text.as_bytes(), &keys).unwrap();
+        let value = |text: &str| Value::from_json_str(text).unwrap();
+        assert_eq!(read(r#""\ud800""#), value(r#""\ufffd""#));
+        // A low one alone, a high one before a non-surrogate (kept), a
+        // pair, a high one before another high one, an escaped backslash.
+        assert_eq!(
+            read(r#"["\udc00x", "\uD800\u0041", "\ud83d\ude00", "\ud800\ud800\udc00", "\\ud800"]"#),
+            value(r#"["\ufffdx", "\ufffdA", "\ud83d\ude00", "\ufffd\ud800\udc00", "\\ud800"]"#)
+        );
+        assert_eq!(lone_surrogates(r#"{"a": "\u00e9\\"}"#), None);
+        assert_eq!(
+            parse_query_input(r#"{"k\udfff": 1}"#, &keys).unwrap(),
+            value(r#"{"k\ufffd": 1}"#)
+        );
     }
 
     #[test]

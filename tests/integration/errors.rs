@@ -212,8 +212,8 @@ async fn a_panic_in_regorus_is_a_500_and_the_server_goes_on() {
 }
 
 /// Bytes that are not UTF-8 in a JSON string are U+FFFD, as Go's decoder
-/// (and so OPA) reads them, on the data, batch and query APIs; outside a
-/// string they are a malformed body.
+/// (and so OPA) reads them, on the data, batch and query APIs, and so are
+/// escaped lone surrogates; outside a string they are a malformed body.
 #[tokio::test]
 async fn invalid_utf8_in_strings_is_read_as_go_reads_it() {
     let s = TestServer::start(&[(
@@ -241,6 +241,10 @@ async fn invalid_utf8_in_strings_is_read_as_go_reads_it() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["result"][0]["x"], "a\u{fffd}");
+    // So is an escaped lone surrogate, which serde_json refuses.
+    let r = post("/v1/data/p/allow", br#"{"input": {"s": "\ud800"}}"#).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "{\"result\":true}\n");
     let r = post("/v1/data/p/allow", b"{\"input\": \xff}").await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["code"], "invalid_parameter");

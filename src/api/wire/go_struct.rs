@@ -4,8 +4,8 @@
 //! fields are ignored, and `null` in place of the object leaves every field
 //! as it was. A derived `Deserialize` differs on all four (it also refuses
 //! the duplicates a YAML merge key makes). Bytes that are not UTF-8 are
-//! U+FFFD, as in Go, because bodies are read through `wire::go_text`; an
-//! escaped lone surrogate (`"\ud800"`), U+FFFD in Go, is an error here.
+//! U+FFFD, as in Go, because bodies are read through `wire::go_text`, and
+//! so is an escaped lone surrogate (`"\ud800"`).
 
 use std::borrow::Cow;
 use std::fmt;
