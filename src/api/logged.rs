@@ -80,13 +80,17 @@ impl Logged<'_> {
                 &handler
             }
         };
-        let from_body;
+        let (from_body, raw);
         let input = match self.input {
             Input::Body(body) => {
                 from_body = input_of_body(body);
                 from_body.as_deref()
             }
-            Input::Raw(text) => Some(text),
+            // As it was read (escaped lone surrogates as U+FFFD).
+            Input::Raw(text) => {
+                raw = wire::go_escapes(text);
+                Some(raw.as_ref())
+            }
             Input::None => None,
         };
         let result = match answer {

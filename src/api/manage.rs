@@ -228,7 +228,8 @@ pub(super) async fn data_write(
         let body = body::read(req, &state.limits, "").await?;
         body::check_body_depth(&body, &state.limits, "")?;
         if method == Method::PUT {
-            let value = serde_json::from_slice(&body).map_err(|e| {
+            // Read as Go reads it: see `wire::go_text`.
+            let value = serde_json::from_str(&wire::go_text(&body)).map_err(|e| {
                 ApiError::BadRequest(format!("body contains malformed document: {e}"))
             })?;
             DataWrite::Put {
@@ -237,7 +238,7 @@ pub(super) async fn data_write(
                 if_none_match,
             }
         } else {
-            let ops = serde_json::from_slice(&body).map_err(|e| {
+            let ops = serde_json::from_str(&wire::go_text(&body)).map_err(|e| {
                 ApiError::BadRequest(format!("body contains malformed JSON patch: {e}"))
             })?;
             DataWrite::Patch { path, ops }

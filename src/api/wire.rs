@@ -164,6 +164,12 @@ pub fn go_text(body: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// JSON text with its escaped lone surrogates read as Go reads them (see
+/// [`lone_surrogates`]): for text that did not come through [`go_text`].
+pub fn go_escapes(text: &str) -> Cow<'_, str> {
+    lone_surrogates(text).map_or(Cow::Borrowed(text), Cow::Owned)
+}
+
 /// `text` with every escaped UTF-16 surrogate that is not half of a pair
 /// (`"\ud800"`, a low one first, a high one before anything but a low one)
 /// escaped as U+FFFD instead (`\ufffd`, as long: error columns do not
@@ -173,13 +179,13 @@ fn lone_surrogates(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let unit = |at: usize| -> Option<u32> {
         let escape = bytes.get(at..at + 6)?;
-        if escape[..2] != *b"\\u" {
+        if escape[..2] != *b"\\u" || !escape[2..].iter().all(u8::is_ascii_hexdigit) {
             return None;
         }
         u32::from_str_radix(std::str::from_utf8(&escape[2..]).ok()?, 16).ok()
     };
     let (mut out, mut copied, mut at) = (None::<String>, 0, 0);
-    while let Some(found) = memchr::memchr(b'\\', &bytes[at..]) {
+    while let Some(found) = bytes.get(at..).and_then(|rest| memchr::memchr(b'\\', rest)) {
         at += found;
         let Some(first) = unit(at) else {
             // Another escape (`\\`, `\"`): its next byte is not a backslash.
@@ -211,7 +217,7 @@ pub fn parse_query_input(text: &str, keys: &Keys) -> Result<Value, MalformedInpu
     if text.trim().is_empty() {
         return Err(MalformedInput("EOF".to_string()));
     }
-    let text = lone_surrogates(text).map_or(Cow::Borrowed(text), Cow::Owned);
+    let text = go_escapes(text);
     keys.with(|value| {
         let mut de = serde_json::Deserializer::from_str(&text);
         value
@@ -502,6 +508,11 @@ mod tests {
             value(r#"["\ufffdx", "\ufffdA", "\ud83d\ude00", "\ufffd\ud800\udc00", "\\ud800"]"#)
         );
         assert_eq!(lone_surrogates(r#"{"a": "\u00e9\\"}"#), None);
+        // A backslash at the very end (a malformed body: an error, no panic).
+        assert_eq!(lone_surrogates("\"\\"), None);
+        assert_eq!(lone_surrogates("\"\\u"), None);
+        assert!(parse_raw_input(b"\"\\", &keys).is_err());
+        assert!(parse_query_input("\"\\", &keys).is_err());
         assert_eq!(
             parse_query_input(r#"{"k\udfff": 1}"#, &keys).unwrap(),
             value(r#"{"k\ufffd": 1}"#)

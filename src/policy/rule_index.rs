@@ -246,7 +246,7 @@ fn static_prefix(expr: &Expr, out: &mut Vec<String>) -> Option<bool> {
                 return Some(true);
             }
             match index.as_ref() {
-                Expr::String { value, .. } => {
+                Expr::String { value, .. } | Expr::RawString { value, .. } => {
                     out.push(value.as_string().ok()?.to_string());
                     Some(false)
                 }

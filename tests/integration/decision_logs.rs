@@ -100,6 +100,15 @@ fn every_decision_is_logged_under_the_id_its_answer_carries() {
     let line = daemon.next_log("Decision Log");
     assert_eq!(line["path"], "t/a%2Fb", "{line}");
 
+    // `?input=` with an escaped lone surrogate: logged as it was read.
+    let reply = http_get(
+        daemon.addr,
+        "/v1/data/t/allow?input=%7B%22user%22%3A%22%5Cud800%22%7D",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let line = daemon.next_log("Decision Log");
+    assert_eq!(line["input"], json!({"user": "\u{fffd}"}), "{line}");
+
     // A malformed input is not a decision; an evaluation error is, with its error.
     let reply = http_post(daemon.addr, "/v1/data/t/allow", r#"{"input": "#);
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");

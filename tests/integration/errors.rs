@@ -241,10 +241,25 @@ async fn invalid_utf8_in_strings_is_read_as_go_reads_it() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["result"][0]["x"], "a\u{fffd}");
-    // So is an escaped lone surrogate, which serde_json refuses.
+    // So is an escaped lone surrogate, which serde_json refuses; in data
+    // written through the API too.
     let r = post("/v1/data/p/allow", br#"{"input": {"s": "\ud800"}}"#).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body, "{\"result\":true}\n");
+    let put =
+        |body: &'static [u8]| request(s.addr, "PUT", "/v1/data/d", &[], Bytes::from_static(body));
+    assert_eq!(
+        put(b"{\"s\": \"\\udc00\", \"t\": \"\xff\"}").await.status,
+        204
+    );
+    let r = request(s.addr, "GET", "/v1/data/d", &[], Bytes::new()).await;
+    assert_eq!(
+        r.json()["result"],
+        serde_json::json!({"s": "\u{fffd}", "t": "\u{fffd}"})
+    );
+    // A backslash ending the body: malformed, answered.
+    let r = post("/v1/data/p/allow", b"{\"input\": \"\\").await;
+    assert_eq!(r.status, 400, "{}", r.body);
     let r = post("/v1/data/p/allow", b"{\"input\": \xff}").await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["code"], "invalid_parameter");

@@ -13,8 +13,9 @@ use super::copies;
 use super::guard::{self, Guards};
 use super::Rejected;
 
-/// The indexed rules, and the documents of their copies compiled (none
-/// when the copies did not compile).
+/// The indexed rules, and the documents of the copies added (none when
+/// they did not compile; `fast.rs` drops those that did not compile one
+/// by one).
 pub(super) type Index = Option<(Guards, Vec<String>)>;
 
 /// Programs compiled, the entry points rejected, and the index.
@@ -39,7 +40,13 @@ pub(super) fn compile_indexed(
     // package's, they would make every decision on its other rules pay for
     // their rules and registers (the VM resets them all per decision;
     // `filter` 3-10% slower on the default set).
-    let rules: Vec<String> = guards.rules.iter().map(|r| r.document()).collect();
+    // (Only rules whose copies were added.)
+    let rules: Vec<String> = guards
+        .rules
+        .iter()
+        .filter(|r| copies.contains(&r.copy_document(0)))
+        .map(|r| r.document())
+        .collect();
     let apart: HashSet<&str> = copies.iter().chain(&rules).map(String::as_str).collect();
     let (programs, rejected) = compile(indexed, &all, &apart);
     if programs.is_empty() {

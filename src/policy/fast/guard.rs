@@ -47,8 +47,8 @@ use crate::policy::fold::ast::static_path;
 use crate::policy::path::DataPath;
 use crate::policy::rule_index::ref_segments;
 
-/// Copies are named `<COPY_PREFIX><n>_<name>` (a package whose rules use
-/// the prefix is not indexed).
+/// Copies are named `<COPY_PREFIX><n>_<name>` (a package where a rule, of
+/// any package, or a data key already has such a name is not indexed).
 pub(super) const COPY_PREFIX: &str = "__regent_ix";
 
 /// One definition of a rule: its module, the byte range there (to the next
