@@ -144,7 +144,8 @@ impl Bundle {
                 });
             } else if file.is_data() {
                 let doc: Json = if base == "data.json" {
-                    serde_json::from_slice(&file.bytes)
+                    // Read as OPA's bundle reader (Go's decoder) reads it.
+                    serde_json::from_str(&crate::go_json::go_text(&file.bytes))
                         .map_err(|e| anyhow!("{}: {e}", file.name))?
                 } else {
                     yaml_serde::from_slice(&file.bytes)

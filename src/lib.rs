@@ -9,7 +9,8 @@
 //!   and client certificates for the listeners.
 //! - [`cli`], [`config`], [`logging`]: the command line and its checked form.
 //! - [`run`]: the `regent run` command, tying them together.
-//! - [`walk`]: directory walks shared by policy and bundle loading.
+//! - [`walk`]: directory walks shared by policy and bundle loading;
+//!   [`go_json`]: JSON text as Go reads it (request bodies, data files).
 
 pub mod api;
 pub mod bundle;
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod decision_log;
 pub mod eval_cmd;
+pub mod go_json;
 pub mod logging;
 pub mod metrics;
 pub mod opa_config;

@@ -127,7 +127,9 @@ impl Sources {
                 Ok(())
             }
             Some("json") => {
-                let doc: Json = serde_json::from_str(text).map_err(|e| anyhow!("{id}: {e}"))?;
+                // Read as OPA's loader (Go's decoder) reads it.
+                let text = crate::go_json::go_escapes(text);
+                let doc: Json = serde_json::from_str(&text).map_err(|e| anyhow!("{id}: {e}"))?;
                 self.merge_data(id, prefix, doc)
             }
             Some("yaml") | Some("yml") => {

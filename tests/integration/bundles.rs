@@ -928,3 +928,40 @@ fn ready_timeout_holds_the_listeners_until_the_bundle_is_active() {
     );
     assert!(reply.ends_with("{\"result\":true}\n"), "{reply}");
 }
+
+/// Data files, in a directory and in a bundle, are read as OPA's loader
+/// (Go's decoder) reads them: an escaped lone surrogate, and in a bundle a
+/// byte that is not UTF-8, are U+FFFD where serde_json refused the file.
+#[tokio::test]
+async fn data_files_are_read_as_go_reads_them() {
+    let dir = write_tree(&[("d/data.json", r#"{"s": "\ud800x"}"#)]);
+    let server = TestServer::start_paths(vec![path_string(dir.path())]).await;
+    assert_eq!(
+        server.get("/v1/data/d/s").await.json(),
+        json!({"result": "\u{fffd}x"})
+    );
+    server.stop().await.unwrap();
+
+    let b_dir = write_tree(&[(".manifest", r#"{"revision": "r", "roots": ["b"]}"#)]);
+    std::fs::create_dir(b_dir.path().join("b")).unwrap();
+    std::fs::write(
+        b_dir.path().join("b/data.json"),
+        b"{\"s\": \"\\udc00\", \"t\": \"\xff\"}",
+    )
+    .unwrap();
+    let files = regent::bundle::archive::read_dir(b_dir.path()).unwrap();
+    let tarball = b_dir.path().join("b.tar.gz");
+    std::fs::write(
+        &tarball,
+        regent::bundle::archive::write_tarball(&files).unwrap(),
+    )
+    .unwrap();
+    let mut cfg = config(vec![path_string(&tarball)], regent::api::Limits::default());
+    cfg.bundle = true;
+    let server = TestServer::start_config(cfg).await;
+    assert_eq!(
+        server.get("/v1/data/b").await.json(),
+        json!({"result": {"s": "\u{fffd}", "t": "\u{fffd}"}})
+    );
+    server.stop().await.unwrap();
+}
