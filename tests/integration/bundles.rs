@@ -38,6 +38,18 @@ fn cvat_rules(probe: &str) -> Vec<u8> {
     cvat_bundle(&refs)
 }
 
+/// A bundle tarball of the directory `dir`, written in it (`b.tar.gz`).
+fn tarball_of(dir: &std::path::Path) -> std::path::PathBuf {
+    let files = regent::bundle::archive::read_dir(dir).unwrap();
+    let tarball = dir.join("b.tar.gz");
+    std::fs::write(
+        &tarball,
+        regent::bundle::archive::write_tarball(&files).unwrap(),
+    )
+    .unwrap();
+    tarball
+}
+
 fn status_code(reply: &str) -> u16 {
     reply[9..12].parse().unwrap()
 }
@@ -537,13 +549,7 @@ async fn local_bundles_own_their_roots() {
         (".manifest", r#"{"revision": "rb", "roots": ["b"]}"#),
         ("q.rego", "package b\n\ny := 2\n"),
     ]);
-    let b_files = regent::bundle::archive::read_dir(b_dir.path()).unwrap();
-    let b_tarball = b_dir.path().join("b.tar.gz");
-    std::fs::write(
-        &b_tarball,
-        regent::bundle::archive::write_tarball(&b_files).unwrap(),
-    )
-    .unwrap();
+    let b_tarball = tarball_of(b_dir.path());
 
     let mut cfg = config(
         vec![path_string(a.path()), path_string(&b_tarball)],
@@ -949,13 +955,7 @@ async fn data_files_are_read_as_go_reads_them() {
         b"{\"s\": \"\\udc00\", \"t\": \"\xff\"}",
     )
     .unwrap();
-    let files = regent::bundle::archive::read_dir(b_dir.path()).unwrap();
-    let tarball = b_dir.path().join("b.tar.gz");
-    std::fs::write(
-        &tarball,
-        regent::bundle::archive::write_tarball(&files).unwrap(),
-    )
-    .unwrap();
+    let tarball = tarball_of(b_dir.path());
     let mut cfg = config(vec![path_string(&tarball)], regent::api::Limits::default());
     cfg.bundle = true;
     let server = TestServer::start_config(cfg).await;
