@@ -237,9 +237,9 @@ impl Metrics {
     /// cache's, and the active snapshot's copies of indexed rules (compiled
     /// and in use, planned).
     pub fn render(&self, cache: &DecisionCache, indexed: (usize, usize)) -> Vec<u8> {
-        let (ready, planned) = indexed;
+        let (copies, planned) = indexed;
         self.indexed_copies
-            .set(i64::try_from(ready).unwrap_or(i64::MAX));
+            .set(i64::try_from(copies).unwrap_or(i64::MAX));
         self.indexed_copies_planned
             .set(i64::try_from(planned).unwrap_or(i64::MAX));
         let (entries, bytes) = cache.usage();

@@ -31,8 +31,7 @@ pub(super) fn compile_indexed(
     entries: &[String],
     data: &Value,
 ) -> Result<Programs, Vec<Rejected>> {
-    let (indexed, index) = index(engine.clone(), entries, data);
-    let Some((guards, copies)) = index else {
+    let Some((indexed, guards, copies)) = index(&engine, entries, data) else {
         return compile_plain(engine, entries, None);
     };
     let all: Vec<String> = entries.iter().chain(&copies).cloned().collect();
@@ -167,27 +166,21 @@ fn compile_group(
 }
 
 /// The rule index of the modules `engine` compiles, for the entry points
-/// `entries`: the engine with the indexed rules' copies added, the index,
-/// and the copies' documents; the engine as it was when nothing is indexed.
-fn index(engine: Engine, entries: &[String], data: &Value) -> (Engine, Index) {
-    // (A clone: `get_modules` takes `&mut self`.)
-    let modules = engine.clone().get_modules().to_vec();
-    let Some(mut guards) = guard::analyse(&modules) else {
-        return (engine, None);
-    };
+/// `entries`: a copy of the engine with the indexed rules' copies added,
+/// the index, and the copies' documents; `None` when nothing is indexed.
+fn index(
+    engine: &Engine,
+    entries: &[String],
+    data: &Value,
+) -> Option<(Engine, Guards, Vec<String>)> {
+    let mut indexed = engine.clone();
+    let modules = indexed.get_modules().to_vec();
+    let mut guards = guard::analyse(&modules)?;
     // Only rules the fast path answers (not those left to the interpreter),
     // in packages whose data has no key a copy could be named (the data
     // would not load).
     guards.rules.retain(|rule| {
-        let mut at = data;
-        for segment in &rule.package {
-            at = match at {
-                Value::Object(fields) => fields
-                    .get(&Value::from(segment.as_str()))
-                    .unwrap_or(&Value::Undefined),
-                _ => &Value::Undefined,
-            };
-        }
+        let at = (rule.package.iter()).fold(data, |at, key| &at[&Value::from(key.as_str())]);
         let taken = match at {
             Value::Object(fields) => fields.keys().any(|k| {
                 k.as_string()
@@ -198,9 +191,8 @@ fn index(engine: Engine, entries: &[String], data: &Value) -> (Engine, Index) {
         !taken && entries.contains(&rule.document())
     });
     if guards.rules.is_empty() {
-        return (engine, None);
+        return None;
     }
-    let mut indexed = engine.clone();
     let documents = copies::add(&mut indexed, &modules, &guards);
-    (indexed, Some((guards, documents)))
+    Some((indexed, guards, documents))
 }

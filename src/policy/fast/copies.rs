@@ -137,14 +137,8 @@ impl Dispatch {
 
     /// The copy for `input` (`None`: the rule itself).
     pub(super) fn pick(&self, input: &Value) -> Option<Entry> {
-        let mut at = input;
-        for key in &self.path {
-            at = match at {
-                Value::Object(fields) => fields.get(key).unwrap_or(&Value::Undefined),
-                _ => &Value::Undefined,
-            };
-        }
-        match at {
+        // (A missing key or a value that is not an object: undefined.)
+        match self.path.iter().fold(input, |at, key| &at[key]) {
             Value::String(s) => match self.values.get(s.as_ref()) {
                 Some(copy) => *copy,
                 None => self.other,
