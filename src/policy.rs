@@ -11,6 +11,7 @@ pub mod fast;
 pub mod fold;
 pub mod path;
 pub mod purity;
+pub mod recursion;
 pub mod resolve;
 pub mod rule_index;
 pub mod source;
@@ -211,6 +212,15 @@ impl SnapshotHandle {
     pub fn store(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
     }
+}
+
+/// The error of building `modules` as `file:row:col: message`, or `None`
+/// when they build: for the load-time checks' unit tests.
+#[cfg(test)]
+pub(crate) fn refusal(modules: &[(&str, &str)]) -> Option<String> {
+    Evaluator::build(modules.iter().copied(), regorus::Value::new_object())
+        .err()
+        .map(|e| Diagnostic::from_regorus(&e).to_string())
 }
 
 #[cfg(test)]

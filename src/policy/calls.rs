@@ -20,7 +20,9 @@ use regorus::unstable::{Expr, Rule, RuleHead};
 use regorus::Engine;
 
 use super::eval::{ref_segments, Location};
-use super::fold::ast::{children, comprehension_query, dynamic_indexes, static_path, values, Pass};
+use super::fold::ast::{
+    children, comprehension_query, import_aliases, static_path, whole_rule, Pass,
+};
 
 /// OPA's built-ins whose names have one segment (OPA 1.x capabilities,
 /// deprecated ones included: OPA accepts them in v0 modules).
@@ -154,20 +156,7 @@ pub fn first_undefined_call(
         let Some(package) = ref_segments(&module.package.refr) else {
             continue;
         };
-        let aliases = module
-            .imports
-            .iter()
-            .filter_map(|import| {
-                let (path, true) = static_path(&import.refr) else {
-                    return None;
-                };
-                let alias = match &import.r#as {
-                    Some(alias) => alias.text().to_string(),
-                    None => path.last()?.clone(),
-                };
-                Some((alias, path))
-            })
-            .collect();
+        let aliases = import_aliases(module);
         let mut calls = Calls {
             package: &package,
             aliases: &aliases,
@@ -175,26 +164,7 @@ pub fn first_undefined_call(
             found: None,
         };
         for rule in &module.policy {
-            match rule.as_ref() {
-                Rule::Spec { head, bodies, .. } => {
-                    values(&mut calls, head, bodies);
-                    // What `values` leaves out: a set rule's key and the
-                    // computed keys of a head reference (`p[f(k)] := v`).
-                    let refr = match head {
-                        RuleHead::Set { refr, key, .. } => {
-                            if let Some(key) = key {
-                                calls.expr(key);
-                            }
-                            refr
-                        }
-                        RuleHead::Compr { refr, .. } | RuleHead::Func { refr, .. } => refr,
-                    };
-                    for index in dynamic_indexes(refr) {
-                        calls.expr(index);
-                    }
-                }
-                Rule::Default { value, .. } => calls.expr(value),
-            }
+            whole_rule(&mut calls, rule);
             if calls.found.is_some() {
                 return calls.found;
             }
@@ -283,14 +253,7 @@ impl Pass for Calls<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::Evaluator;
-
-    /// The error of building `modules`, or `None` when they build.
-    fn refusal(modules: &[(&str, &str)]) -> Option<String> {
-        Evaluator::build(modules.iter().copied(), regorus::Value::new_object())
-            .err()
-            .map(|e| crate::policy::Diagnostic::from_regorus(&e).to_string())
-    }
+    use crate::policy::{refusal, Evaluator};
 
     #[test]
     fn calls_to_undefined_functions_are_refused_with_their_location() {

@@ -20,10 +20,13 @@ impl Diagnostic {
 
     /// OPA's code for this error of a module that parses:
     /// `rego_type_error` for what OPA's type checker finds (a call to an
-    /// undefined function, `calls.rs`), else `rego_compile_error`.
+    /// undefined function, `calls.rs`), `rego_recursion_error` for a rule
+    /// that depends on itself (`recursion.rs`), else `rego_compile_error`.
     pub fn compile_code(&self) -> &'static str {
         if self.message.starts_with("undefined function ") {
             "rego_type_error"
+        } else if self.message.starts_with("rule ") && self.message.contains(" is recursive: ") {
+            "rego_recursion_error"
         } else {
             "rego_compile_error"
         }

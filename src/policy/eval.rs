@@ -135,6 +135,10 @@ impl Evaluator {
         if let Some((name, at)) = super::calls::first_undefined_call(&mut engine, &functions) {
             return Err(at.compile_error(&format!("undefined function {name}")));
         }
+        // Before anything evaluates a rule: a cycle would overflow the stack.
+        if let Some((message, at)) = super::recursion::first_cycle(&mut engine) {
+            return Err(at.compile_error(&message));
+        }
         let entries = rules.fast_candidates();
         let (fast, rejected) = FastPath::build(&engine, &entries, &data);
         for r in &rejected {

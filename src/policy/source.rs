@@ -66,6 +66,13 @@ impl Sources {
                 .map_err(|e| anyhow!("{}", super::Diagnostic::from_regorus(&e)))?;
         }
         engine.add_data(self.data_value()?)?;
+        // A rule that depends on itself would overflow the stack.
+        if let Some((message, at)) = super::recursion::first_cycle(&mut engine) {
+            return Err(anyhow!(
+                "{}",
+                super::Diagnostic::from_regorus(&at.compile_error(&message))
+            ));
+        }
         Ok(engine)
     }
 

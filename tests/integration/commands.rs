@@ -183,6 +183,21 @@ fn check_reports_each_error_with_file_line_col() {
         "{err}"
     );
 
+    // A rule that depends on itself: refused by `check` and by `eval`,
+    // which would otherwise overflow its stack and abort.
+    let dir = write_tree(&[("r.rego", "package r\nimport rego.v1\nx if y\ny if x\n")]);
+    let out = regent(&["check", &path_string(dir.path())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("r.rego:3:1: rego_recursion_error: rule x is recursive: x -> y -> x"),
+        "{err}"
+    );
+    let out = regent(&["eval", "-d", &path_string(dir.path()), "data.r.x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rule x is recursive: x -> y -> x"), "{err}");
+
     let dir = write_tree(&[("ok.rego", "package ok\nx := 1\n")]);
     let out = regent(&["check", &path_string(dir.path())]);
     assert!(out.status.success());

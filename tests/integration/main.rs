@@ -22,6 +22,7 @@ mod metrics;
 mod policy_writes;
 mod process;
 mod query;
+mod random_policies;
 mod rule_index;
 mod security;
 mod slow_decisions;

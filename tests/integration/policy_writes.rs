@@ -149,18 +149,34 @@ async fn invalid_puts_answer_400_with_opa_errors_and_change_nothing() {
         "regorus panicked while compiling the policies: Formatting argument out of range"
     );
 
+    // A rule that depends on itself, here through another package: OPA
+    // refuses it; regorus would recurse until the stack overflows and the
+    // process aborts, on the first decision reaching it.
+    let cycle = "package app\nimport rego.v1\nimport data.other\n\nallow if other.ok\n";
+    let other = "package other\nimport rego.v1\n\nok if data.app.allow\n";
+    assert_eq!(put(&server, "other.rego", other).await.status, 200);
+    let reply = put(&server, "cycle.rego", cycle).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let error = &reply.json()["errors"][0];
+    assert_eq!(error["code"], "rego_recursion_error");
+    assert_eq!(
+        error["message"],
+        "rule allow is recursive: allow -> ok -> allow"
+    );
+
     assert_eq!(allow(&server, "alice").await.0, "{\"result\":true}\n");
     let ids = server.get("/v1/policies").await.body;
     assert!(
         !ids.contains("bad.rego")
             && !ids.contains("clash.rego")
             && !ids.contains("typo.rego")
-            && !ids.contains("panics.rego"),
+            && !ids.contains("panics.rego")
+            && !ids.contains("cycle.rego"),
         "{ids}"
     );
     let metrics = server.get("/metrics").await.body;
     assert!(
-        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 5"),
+        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 6"),
         "{metrics}"
     );
     server.stop().await.unwrap();

@@ -1,7 +1,9 @@
 //! Walking regorus's AST: the passes over a rule's values and the shape of
 //! references.
 
-use regorus::unstable::{Expr, Literal, Query, RuleBody, RuleHead};
+use std::collections::HashMap;
+
+use regorus::unstable::{Expr, Literal, Module, Query, Rule, RuleBody, RuleHead};
 
 /// A pass over the expressions of a rule.
 pub(in crate::policy) trait Pass {
@@ -77,6 +79,55 @@ pub(in crate::policy) fn values(pass: &mut impl Pass, head: &RuleHead, bodies: &
         }
         pass.query(&body.query);
     }
+}
+
+/// Visits every expression of a rule: what [`values`] visits, plus a set
+/// rule's key and the computed keys of a head reference (`p[f(k)] := v`),
+/// or a `default` rule's value.
+pub(in crate::policy) fn whole_rule(pass: &mut impl Pass, rule: &Rule) {
+    match rule {
+        Rule::Spec { head, bodies, .. } => {
+            values(pass, head, bodies);
+            if let RuleHead::Set { key: Some(key), .. } = head {
+                pass.expr(key);
+            }
+            for index in dynamic_indexes(head_ref(rule)) {
+                pass.expr(index);
+            }
+        }
+        Rule::Default { value, .. } => pass.expr(value),
+    }
+}
+
+/// The reference a rule's head defines (`p`, `a.b[x]`, `f`).
+pub(in crate::policy) fn head_ref(rule: &Rule) -> &Expr {
+    match rule {
+        Rule::Spec { head, .. } => match head {
+            RuleHead::Compr { refr, .. }
+            | RuleHead::Set { refr, .. }
+            | RuleHead::Func { refr, .. } => refr,
+        },
+        Rule::Default { refr, .. } => refr,
+    }
+}
+
+/// A module's imports with a static path: alias (or last segment) -> the
+/// imported path (`["data", "lib"]`).
+pub(in crate::policy) fn import_aliases(module: &Module) -> HashMap<String, Vec<String>> {
+    module
+        .imports
+        .iter()
+        .filter_map(|import| {
+            let (path, true) = static_path(&import.refr) else {
+                return None;
+            };
+            let alias = match &import.r#as {
+                Some(alias) => alias.text().to_string(),
+                None => path.last()?.clone(),
+            };
+            Some((alias, path))
+        })
+        .collect()
 }
 
 /// The static path of a reference (`a.b["c"][x].d` -> `[a, b, c]`) and

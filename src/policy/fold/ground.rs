@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use regorus::unstable::{AssignOp, Expr, Literal, Module, Query, Rule, RuleHead};
 
-use super::ast::{children, descend, dynamic_indexes, static_path, values, Pass};
+use super::ast::{children, descend, dynamic_indexes, head_ref, static_path, values, Pass};
 use crate::policy::purity::IMPURE_BUILTINS;
 
 /// Every rule of the policy set, by package, and what each package declares.
@@ -53,14 +53,7 @@ impl<'m> RuleTable<'m> {
                 declared.insert(alias);
             }
             for rule in &module.policy {
-                let head = match rule.as_ref() {
-                    Rule::Spec { head, .. } => match head {
-                        RuleHead::Compr { refr, .. }
-                        | RuleHead::Set { refr, .. }
-                        | RuleHead::Func { refr, .. } => refr,
-                    },
-                    Rule::Default { refr, .. } => refr,
-                };
+                let head = head_ref(rule);
                 let mut path = package.clone();
                 path.extend(static_path(head).0);
                 *table.definitions.entry(path.clone()).or_default() += 1;

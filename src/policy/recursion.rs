@@ -1,0 +1,380 @@
+//! Recursive rules. OPA's compiler refuses a policy in which a rule depends
+//! on itself, directly or through other rules and functions
+//! (`rego_recursion_error`: `rule p is recursive: p -> q -> p`). regorus has
+//! no such check: evaluating such a rule recurses until the thread's stack
+//! overflows, which aborts the whole process. So every policy set is checked
+//! when it is built (a start, a reload, a bundle, a policy write) and one
+//! with a cycle is refused, never replacing the last good one.
+//!
+//! The dependency graph is OPA's: a rule depends on every rule that a
+//! reference in it reaches. `data.a.b.c` reaches the rules at `data.a.b.c`,
+//! those above it (`data.a.b`) and those below it (`data.a.b.c.d`); a
+//! dynamic index ends the static part (`data.a[x]` reaches every rule under
+//! `data.a`, a bare `data` every rule). A plain name is a reference into the
+//! rule's own package unless the rule declares it as a local (`:=`, `some`,
+//! `every`, a function argument); an import alias stands for its import.
+//! The value of a `with` counts, its target does not.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use regorus::unstable::{AssignOp, Expr, Literal, Query, Rule, RuleHead};
+use regorus::Engine;
+
+use super::eval::Location;
+use super::fold::ast::{
+    children, descend, dynamic_indexes, head_ref, import_aliases, static_path, whole_rule, Pass,
+};
+use super::rule_index::ref_segments;
+
+/// The first rule (in module order) that depends on itself: OPA's message
+/// for it and where it is defined.
+pub fn first_cycle(engine: &mut Engine) -> Option<(String, Location)> {
+    let modules = engine.get_modules();
+    // One node per rule path; the first definition of each names it.
+    let mut graph: DiGraph<(String, Location), ()> = DiGraph::new();
+    let mut nodes: HashMap<Vec<String>, NodeIndex> = HashMap::new();
+    let mut rules = Vec::new();
+    for module in modules.iter() {
+        let Some(package) = ref_segments(&module.package.refr) else {
+            continue;
+        };
+        let mut aliases = import_aliases(module);
+        aliases.retain(|_, path| path[0] == "data");
+        let aliases = std::rc::Rc::new(aliases);
+        for rule in &module.policy {
+            let refr = head_ref(rule);
+            let (name, _) = static_path(refr);
+            if name.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = std::iter::once("data".to_string())
+                .chain(package.iter().cloned())
+                .chain(name.iter().cloned())
+                .collect();
+            let node = *nodes
+                .entry(path)
+                .or_insert_with(|| graph.add_node((name.join("."), Location::at(refr.span()))));
+            rules.push((node, rule, package.clone(), aliases.clone()));
+        }
+    }
+    // Every proper prefix of a rule path -> the rules below it.
+    let mut below: HashMap<&[String], Vec<NodeIndex>> = HashMap::new();
+    for (path, node) in &nodes {
+        for end in 1..path.len() {
+            below.entry(&path[..end]).or_default().push(*node);
+        }
+    }
+    let mut edges = HashSet::new();
+    for (node, rule, package, aliases) in &rules {
+        let mut scan = References {
+            package,
+            aliases,
+            locals: locals(rule),
+            found: Vec::new(),
+        };
+        whole_rule(&mut scan, rule);
+        for reference in &scan.found {
+            let above = (1..=reference.len()).filter_map(|end| nodes.get(&reference[..end]));
+            let under = below.get(reference.as_slice()).into_iter().flatten();
+            for target in above.chain(under) {
+                if edges.insert((*node, *target)) {
+                    graph.add_edge(*node, *target, ());
+                }
+            }
+        }
+    }
+    // The rules on a cycle, and the first of them in module order (node
+    // indices follow it).
+    let cyclic = petgraph::algo::tarjan_scc(&graph)
+        .into_iter()
+        .filter(|scc| scc.len() > 1 || edges.contains(&(scc[0], scc[0])))
+        .flatten();
+    let first = cyclic.min()?;
+    let names: Vec<&str> = cycle_through(&graph, first)
+        .iter()
+        .map(|n| graph[*n].0.as_str())
+        .collect();
+    let (name, at) = &graph[first];
+    let message = format!("rule {name} is recursive: {}", names.join(" -> "));
+    Some((message, at.clone()))
+}
+
+/// The shortest path from `start` back to itself (both ends included).
+fn cycle_through(graph: &DiGraph<(String, Location), ()>, start: NodeIndex) -> Vec<NodeIndex> {
+    let mut came_from: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+    let mut queue = VecDeque::from([start]);
+    while let Some(at) = queue.pop_front() {
+        for next in graph.neighbors(at) {
+            if next == start {
+                let mut path = vec![start, at];
+                let mut back = at;
+                while back != start {
+                    back = came_from[&back];
+                    path.push(back);
+                }
+                path.reverse();
+                return path;
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = came_from.entry(next) {
+                e.insert(at);
+                queue.push_back(next);
+            }
+        }
+    }
+    vec![start, start]
+}
+
+/// The rule paths one rule references, absolute (`["data", "p", "x"]`),
+/// cut at the first dynamic index.
+struct References<'a> {
+    package: &'a [String],
+    aliases: &'a HashMap<String, Vec<String>>,
+    locals: HashSet<String>,
+    found: Vec<Vec<String>>,
+}
+
+impl References<'_> {
+    fn reference(&mut self, path: Vec<String>) {
+        let first = path[0].as_str();
+        if first == "_" || self.locals.contains(first) {
+            return;
+        }
+        let absolute = if let Some(import) = self.aliases.get(first) {
+            import.iter().chain(&path[1..]).cloned().collect()
+        } else if first == "data" {
+            path
+        } else if first == "input" {
+            return;
+        } else {
+            std::iter::once("data".to_string())
+                .chain(self.package.iter().cloned())
+                .chain(path)
+                .collect()
+        };
+        self.found.push(absolute);
+    }
+}
+
+/// Whether a reference chain starts at a name (not at a call or a literal).
+fn rooted_at_name(mut expr: &Expr) -> bool {
+    loop {
+        match expr {
+            Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => expr = refr,
+            Expr::Var { .. } => return true,
+            _ => return false,
+        }
+    }
+}
+
+impl Pass for References<'_> {
+    const DECLARATIONS: bool = false;
+
+    fn with_value(&mut self, value: &Expr) {
+        self.expr(value);
+    }
+
+    fn expr(&mut self, expr: &Expr) {
+        match expr {
+            Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. }
+                if rooted_at_name(expr) =>
+            {
+                self.reference(static_path(expr).0);
+                for index in dynamic_indexes(expr) {
+                    self.expr(index);
+                }
+            }
+            Expr::Call { fcn, params, .. } => {
+                match static_path(fcn) {
+                    (name, true) => self.reference(name),
+                    _ => self.expr(fcn),
+                }
+                for param in params {
+                    self.expr(param);
+                }
+            }
+            _ => descend(self, expr),
+        }
+    }
+}
+
+/// The names `rule` declares as locals: its function arguments, `some` and
+/// `every` variables, and the variables on the left of `:=` (a unification
+/// `=` declares nothing: a rule's name there is the rule).
+fn locals(rule: &Rule) -> HashSet<String> {
+    let mut out = HashSet::new();
+    match rule {
+        Rule::Spec { head, bodies, .. } => {
+            match head {
+                RuleHead::Func { args, assign, .. } => {
+                    args.iter().for_each(|a| names(a, &mut out));
+                    if let Some(assign) = assign {
+                        in_expr(&assign.value, &mut out);
+                    }
+                }
+                RuleHead::Compr {
+                    assign: Some(assign),
+                    ..
+                } => in_expr(&assign.value, &mut out),
+                _ => {}
+            }
+            for body in bodies {
+                if let Some(assign) = &body.assign {
+                    in_expr(&assign.value, &mut out);
+                }
+                in_query(&body.query, &mut out);
+            }
+        }
+        Rule::Default { args, .. } => args.iter().for_each(|a| names(a, &mut out)),
+    }
+    out
+}
+
+fn in_query(query: &Query, out: &mut HashSet<String>) {
+    for stmt in &query.stmts {
+        match &stmt.literal {
+            Literal::SomeVars { vars, .. } => out.extend(vars.iter().map(|v| v.text().to_string())),
+            Literal::SomeIn {
+                key,
+                value,
+                collection,
+                ..
+            } => {
+                key.iter().for_each(|k| names(k, out));
+                names(value, out);
+                in_expr(collection, out);
+            }
+            Literal::Every {
+                key,
+                value,
+                domain,
+                query,
+                ..
+            } => {
+                out.extend(key.iter().map(|k| k.text().to_string()));
+                out.insert(value.text().to_string());
+                in_expr(domain, out);
+                in_query(query, out);
+            }
+            Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => in_expr(expr, out),
+        }
+    }
+}
+
+/// The `:=` declarations anywhere in `expr`, comprehensions included.
+fn in_expr(expr: &Expr, out: &mut HashSet<String>) {
+    if let Expr::AssignExpr {
+        op: AssignOp::ColEq,
+        lhs,
+        ..
+    } = expr
+    {
+        names(lhs, out);
+    }
+    match expr {
+        Expr::ArrayCompr { query, .. }
+        | Expr::SetCompr { query, .. }
+        | Expr::ObjectCompr { query, .. } => in_query(query, out),
+        _ => {}
+    }
+    for child in children(expr) {
+        in_expr(child, out);
+    }
+}
+
+/// Every variable of a declared pattern (`[a, {"k": b}]`), not the names
+/// inside references in it.
+fn names(expr: &Expr, out: &mut HashSet<String>) {
+    match expr {
+        Expr::Var { span, .. } => {
+            out.insert(span.text().to_string());
+        }
+        Expr::RefDot { .. } | Expr::RefBrack { .. } | Expr::Call { .. } => {}
+        _ => children(expr).into_iter().for_each(|c| names(c, out)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::refusal;
+
+    fn one(text: &str) -> Option<String> {
+        refusal(&[("p.rego", text)])
+    }
+
+    #[test]
+    fn cycles_are_refused_as_opa_words_them() {
+        let p = "package p\nimport rego.v1\n";
+        assert_eq!(
+            one(&format!("{p}helper if helper\nallow if helper\n")).as_deref(),
+            Some("p.rego:3:1: rule helper is recursive: helper -> helper")
+        );
+        assert_eq!(
+            one(&format!("{p}a if b\nb if c\nc if a\n")).as_deref(),
+            Some("p.rego:3:1: rule a is recursive: a -> b -> c -> a")
+        );
+        // Functions, `else`, partial rules, comprehensions.
+        let cases = [
+            "f(x) := f(x)\n",
+            "f(x) := y if y := g(x)\ng(x) := f(x)\n",
+            "x := 1 if input.a else := x\n",
+            "s contains v if some v in t\nt contains v if some v in s\n",
+            "x := [y | some y in x]\n",
+            "x if { every v in input.vs { v == y } }\ny if x\n",
+            "x := 1 if input.a with input.b as y\ny := x\n",
+        ];
+        for case in cases {
+            let err = one(&format!("{p}{case}"));
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains(" is recursive: ")),
+                "{case}: {err:?}"
+            );
+        }
+        // Through the package, `data` and another package's import alias.
+        assert!(one(&format!("{p}x if data.p\n")).is_some());
+        assert!(one(&format!("{p}x if data[input.k]\n")).is_some());
+        assert!(one(&format!("{p}x := count(data.p)\n")).is_some());
+        let err = refusal(&[
+            (
+                "a.rego",
+                "package a\nimport rego.v1\nimport data.b as other\nx if other.y\n",
+            ),
+            (
+                "b.rego",
+                "package b\nimport rego.v1\nimport data.a\ny if a.x\n",
+            ),
+        ]);
+        assert_eq!(
+            err.as_deref(),
+            Some("a.rego:4:1: rule x is recursive: x -> y -> x")
+        );
+    }
+
+    #[test]
+    fn locals_and_other_rules_named_alike_are_not_cycles() {
+        let p = "package p\nimport rego.v1\n";
+        let fine = [
+            // Locals named like the rule.
+            "x if { x := input.a; x }\n",
+            "x if { every x in input.xs { x } }\n",
+            "f(f) := f + 1\n",
+            // The same name in another package, a field, a string.
+            "x if data.q.x\n",
+            "x if input.x\ny := {\"x\": 1}.x\n",
+            "x if \"x\" == input.a\n",
+            // A rule reading a sibling, the sibling not reading back.
+            "a if b\nb if input.b\nc := [a, b]\n",
+        ];
+        let refused: Vec<(&str, String)> = fine
+            .iter()
+            .filter_map(|case| Some((*case, one(&format!("{p}{case}"))?)))
+            .collect();
+        assert!(refused.is_empty(), "{refused:#?}");
+        let q = "package q\nimport rego.v1\nx := 1\n";
+        assert_eq!(
+            refusal(&[("p.rego", &format!("{p}x if data.q.x\n")), ("q.rego", q)]),
+            None
+        );
+    }
+}
