@@ -2,12 +2,12 @@
 //! together, printing each error as `file:row:col: code: message`.
 
 use anyhow::Result;
-use regorus::unstable::Parser;
+
 use regorus::Source;
 
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::policy::diagnostic::CodedDiagnostic;
-use crate::policy::{Diagnostic, Snapshot, Sources};
+use crate::policy::{nesting, Diagnostic, Snapshot, Sources};
 
 /// Runs `regent check`; returns false when there were errors.
 pub fn run(args: &CheckArgs) -> Result<bool> {
@@ -45,12 +45,8 @@ pub fn check<S: AsRef<str>>(paths: &[S]) -> Result<Vec<(&'static str, Diagnostic
     let sources = Sources::load_paths(paths)?;
     let mut errors = Vec::new();
     for m in &sources.modules {
-        let parsed = Source::from_contents(m.id.clone(), m.text.clone()).and_then(|source| {
-            Parser::new(&source).and_then(|mut p| {
-                p.enable_rego_v1()?;
-                p.parse().map(|_| ())
-            })
-        });
+        let parsed = Source::from_contents(m.id.clone(), m.text.clone())
+            .and_then(|source| nesting::parse_module(&source).map(|_| ()));
         if let Err(err) = parsed {
             errors.push(("rego_parse_error", Diagnostic::from_regorus(&err)));
         }

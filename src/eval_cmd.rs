@@ -17,6 +17,9 @@ pub fn run(args: &EvalArgs) -> Result<bool> {
     if let Some(input) = read_input(args)? {
         engine.set_input(input);
     }
+    regorus::Source::from_contents(String::new(), args.query.clone())
+        .and_then(|source| crate::policy::nesting::check(&source))
+        .map_err(|e| anyhow!("{}", Diagnostic::from_regorus(&e)))?;
     let results = engine
         .eval_query(args.query.clone(), false)
         .map_err(|e| anyhow!("{}", Diagnostic::from_regorus(&e)))?;

@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod eval;
 pub mod fast;
 pub mod fold;
+pub mod nesting;
 pub mod path;
 pub mod purity;
 pub mod recursion;
@@ -121,11 +122,7 @@ impl Snapshot {
 /// Whether `text` parses as a Rego module on its own.
 pub fn parses(id: &str, text: &str) -> bool {
     regorus::Source::from_contents(id.to_string(), text.to_string())
-        .and_then(|source| {
-            let mut parser = regorus::unstable::Parser::new(&source)?;
-            parser.enable_rego_v1()?;
-            parser.parse()
-        })
+        .and_then(|source| nesting::parse_module(&source))
         .is_ok()
 }
 
@@ -155,11 +152,7 @@ fn bundle_revision(sources: &Sources) -> Option<String> {
 /// The package of a module, as segments below `data`.
 pub fn module_package(id: &str, text: &str) -> Result<Vec<String>> {
     let parsed = regorus::Source::from_contents(id.to_string(), text.to_string())
-        .and_then(|source| {
-            let mut parser = regorus::unstable::Parser::new(&source)?;
-            parser.enable_rego_v1()?;
-            parser.parse()
-        })
+        .and_then(|source| nesting::parse_module(&source))
         .map_err(|e| anyhow::anyhow!("{}", Diagnostic::from_regorus(&e)))?;
     let mut segments = eval::ref_segments(&parsed.package.refr)
         .ok_or_else(|| anyhow::anyhow!("{id}: cannot read the package path"))?;

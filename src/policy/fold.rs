@@ -122,10 +122,15 @@ pub fn fold(engine: &Engine, data: &Value) -> Option<Folded> {
             .collect();
         let mut folded = Engine::new();
         folded.set_strict_builtin_errors(false);
-        if let Some(i) = texts
-            .iter()
-            .position(|(id, text)| folded.add_policy(id.clone(), text.clone()).is_err())
-        {
+        // A literal can nest deeper than the reference it replaced.
+        let too_deep = |id: &str, text: &str| {
+            regorus::Source::from_contents(id.to_string(), text.to_string())
+                .and_then(|source| super::nesting::check(&source))
+                .is_err()
+        };
+        if let Some(i) = texts.iter().position(|(id, text)| {
+            too_deep(id, text) || folded.add_policy(id.clone(), text.clone()).is_err()
+        }) {
             if !keep[i] {
                 return None; // the text as written does not parse here
             }

@@ -39,6 +39,8 @@ pub fn resolve_imports(id: &str, text: &str) -> Result<Option<String>> {
     let Ok(source) = Source::from_contents(id.to_string(), text.to_string()) else {
         return Ok(None);
     };
+    // Too deeply nested to parse: refused here, before regorus's parser.
+    super::nesting::check(&source)?;
     let Ok(module) = Parser::new(&source).and_then(|mut p| {
         p.enable_rego_v1()?;
         p.parse()

@@ -61,6 +61,9 @@ impl Sources {
         let mut engine = regorus::Engine::new();
         engine.set_strict_builtin_errors(false);
         for m in &self.modules {
+            regorus::Source::from_contents(m.id.clone(), m.text.clone())
+                .and_then(|source| super::nesting::check(&source))
+                .map_err(|e| anyhow!("{}", super::Diagnostic::from_regorus(&e)))?;
             engine
                 .add_policy(m.id.clone(), m.text.clone())
                 .map_err(|e| anyhow!("{}", super::Diagnostic::from_regorus(&e)))?;

@@ -149,6 +149,23 @@ async fn invalid_puts_answer_400_with_opa_errors_and_change_nothing() {
         "regorus panicked while compiling the policies: Formatting argument out of range"
     );
 
+    // Brackets nested too deeply for regorus's parser (exponential time).
+    let deep = format!(
+        "package app\nimport rego.v1\nx := {}1{}\n",
+        "{\"a\": ".repeat(24),
+        "}".repeat(24)
+    );
+    let reply = put(&server, "deep.rego", &deep).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let error = &reply.json()["errors"][0];
+    assert_eq!(error["code"], "rego_parse_error");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("brackets nested too deeply"),
+        "{message}"
+    );
+    assert_eq!(error["location"]["row"], 3);
+
     // A rule that depends on itself, here through another package: OPA
     // refuses it; regorus would recurse until the stack overflows and the
     // process aborts, on the first decision reaching it.
@@ -171,12 +188,13 @@ async fn invalid_puts_answer_400_with_opa_errors_and_change_nothing() {
             && !ids.contains("clash.rego")
             && !ids.contains("typo.rego")
             && !ids.contains("panics.rego")
-            && !ids.contains("cycle.rego"),
+            && !ids.contains("cycle.rego")
+            && !ids.contains("deep.rego"),
         "{ids}"
     );
     let metrics = server.get("/metrics").await.body;
     assert!(
-        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 6"),
+        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 7"),
         "{metrics}"
     );
     server.stop().await.unwrap();

@@ -126,6 +126,18 @@ async fn bad_queries_get_opas_errors() {
     assert_eq!(body["errors"][0]["location"]["file"], "");
     assert_eq!(body["errors"][0]["location"]["row"], 1);
 
+    // Brackets nested too deeply: refused before regorus's parser, whose
+    // time doubles per level (these 45 bytes took it hours of one core).
+    let reply = server.get(&q(&format!("x := {}", "[".repeat(40)))).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["message"], "error(s) occurred while parsing query");
+    assert_eq!(body["errors"][0]["code"], "rego_parse_error");
+    assert_eq!(
+        body["errors"][0]["message"],
+        "brackets nested too deeply: more than 20 levels of `[` and `{`"
+    );
+
     // An unsafe variable, on the query's own second line.
     let reply = server.get(&q("x := 1\ny")).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);

@@ -75,6 +75,7 @@ impl Evaluator {
         if matches!(first.0, TokenKind::Eof) {
             return Err(QueryError::Empty);
         }
+        crate::policy::nesting::check(&source).map_err(parse_error)?;
         let query = Parser::new(&source)
             .and_then(|mut parser| {
                 parser.enable_rego_v1()?;
