@@ -18,7 +18,7 @@ pub fn run(args: &EvalArgs) -> Result<bool> {
         engine.set_input(input);
     }
     regorus::Source::from_contents(String::new(), args.query.clone())
-        .and_then(|source| crate::policy::nesting::check(&source))
+        .and_then(|source| crate::policy::nesting::parse_query(&source))
         .map_err(|e| anyhow!("{}", Diagnostic::from_regorus(&e)))?;
     let results = engine
         .eval_query(args.query.clone(), false)

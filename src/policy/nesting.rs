@@ -1,4 +1,6 @@
-//! Brackets nested too deeply for regorus's parser. It reads each `[` and
+//! Rego nested too deeply for regorus.
+//!
+//! **Brackets.** regorus's parser reads each `[` and
 //! `{` of an expression first as a comprehension and, when that fails, reads
 //! it again as a literal, so every token inside `d` nested brackets is
 //! parsed about `2^d` times: a 40-byte query of 22 nested `[` took 3 s, 26
@@ -12,17 +14,133 @@
 //!   `2^depth`, at most `2^22 + 64` per byte of text; ordinary policies
 //!   stay far below it (every module of the default set is within 8 per
 //!   byte, tested).
+//!
+//! **Expressions.** A chain of operators (`1 + 1 + ... + 1`, one per line)
+//! parses fine but makes a tree as deep as the chain, and regorus's
+//! analysis, compiler and interpreter walk trees recursively: 20,000 terms
+//! (80 KB) overflowed the stack and aborted the process. So a parsed module
+//! or query whose expressions nest deeper than [`MAX_EXPR_DEPTH`] is refused
+//! too, measured without recursion.
 
 use anyhow::Result;
-use regorus::unstable::{Lexer, Module, Parser, TokenKind};
+use regorus::unstable::{Expr, Lexer, Literal, Module, Parser, Query, Rule, RuleHead, TokenKind};
 use regorus::Source;
 
-/// Parses a module (Rego v1 keywords on), once [`check`] lets it through.
+use super::fold::ast::{children, comprehension_query, head_ref};
+
+/// The deepest expression tree accepted (statements and comprehensions
+/// count as levels).
+pub const MAX_EXPR_DEPTH: usize = 1000;
+
+/// Parses a module (Rego v1 keywords on), once [`check`] lets it through,
+/// and checks its depth.
 pub fn parse_module(source: &Source) -> Result<Module> {
     check(source)?;
     let mut parser = Parser::new(source)?;
     parser.enable_rego_v1()?;
-    parser.parse()
+    let module = parser.parse()?;
+    check_module_depth(&module)?;
+    Ok(module)
+}
+
+/// Parses an ad-hoc query as [`parse_module`] parses a module.
+pub fn parse_query(source: &Source) -> Result<regorus::unstable::Ref<Query>> {
+    check(source)?;
+    let mut parser = Parser::new(source)?;
+    parser.enable_rego_v1()?;
+    let query = parser.parse_user_query()?;
+    check_depth(vec![(Node::Query(&query), 0)])?;
+    Ok(query)
+}
+
+/// `Err` at the first expression deeper than [`MAX_EXPR_DEPTH`].
+pub fn check_module_depth(module: &Module) -> Result<()> {
+    let mut roots = Vec::new();
+    for rule in &module.policy {
+        roots.push((Node::Expr(head_ref(rule)), 0));
+        match rule.as_ref() {
+            Rule::Spec { head, bodies, .. } => {
+                match head {
+                    RuleHead::Compr { assign, .. } | RuleHead::Func { assign, .. } => {
+                        roots.extend(assign.iter().map(|a| (Node::Expr(&a.value), 0)));
+                    }
+                    RuleHead::Set { key, .. } => {
+                        roots.extend(key.iter().map(|k| (Node::Expr(k), 0)))
+                    }
+                }
+                if let RuleHead::Func { args, .. } = head {
+                    roots.extend(args.iter().map(|a| (Node::Expr(a), 0)));
+                }
+                for body in bodies {
+                    roots.extend(body.assign.iter().map(|a| (Node::Expr(&a.value), 0)));
+                    roots.push((Node::Query(&body.query), 0));
+                }
+            }
+            Rule::Default { args, value, .. } => {
+                roots.extend(args.iter().map(|a| (Node::Expr(a), 0)));
+                roots.push((Node::Expr(value), 0));
+            }
+        }
+    }
+    check_depth(roots)
+}
+
+enum Node<'a> {
+    Expr(&'a Expr),
+    Query(&'a Query),
+}
+
+/// Walks from `roots` with an explicit stack.
+fn check_depth(mut stack: Vec<(Node, usize)>) -> Result<()> {
+    while let Some((node, depth)) = stack.pop() {
+        let expr = match node {
+            Node::Expr(expr) => expr,
+            Node::Query(query) => {
+                for stmt in &query.stmts {
+                    for modifier in &stmt.with_mods {
+                        stack.push((Node::Expr(&modifier.refr), depth + 1));
+                        stack.push((Node::Expr(&modifier.r#as), depth + 1));
+                    }
+                    match &stmt.literal {
+                        Literal::SomeVars { .. } => {}
+                        Literal::SomeIn {
+                            key,
+                            value,
+                            collection,
+                            ..
+                        } => {
+                            stack.extend(key.iter().map(|k| (Node::Expr(k), depth + 1)));
+                            stack.push((Node::Expr(value), depth + 1));
+                            stack.push((Node::Expr(collection), depth + 1));
+                        }
+                        Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => {
+                            stack.push((Node::Expr(expr), depth + 1))
+                        }
+                        Literal::Every { domain, query, .. } => {
+                            stack.push((Node::Expr(domain), depth + 1));
+                            stack.push((Node::Query(query), depth + 1));
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        if depth > MAX_EXPR_DEPTH {
+            let span = expr.span();
+            let message =
+                format!("expression nested too deeply: more than {MAX_EXPR_DEPTH} levels");
+            return Err(span.source.error(span.line, span.col, &message));
+        }
+        stack.extend(
+            children(expr)
+                .into_iter()
+                .map(|c| (Node::Expr(c), depth + 1)),
+        );
+        if let Some(query) = comprehension_query(expr) {
+            stack.push((Node::Query(query), depth + 1));
+        }
+    }
+    Ok(())
 }
 
 /// The deepest nesting of `[` and `{` accepted (rule bodies count).
@@ -44,6 +162,7 @@ pub fn check(source: &Source) -> Result<()> {
 fn within(source: &Source, budget: u64) -> Result<()> {
     let mut lexer = Lexer::new(source);
     let (mut depth, mut cost) = (0u32, 0u64);
+    let mut chains = Chains::default();
     loop {
         let Ok(token) = lexer.next_token() else {
             return Ok(());
@@ -55,19 +174,96 @@ fn within(source: &Source, budget: u64) -> Result<()> {
             _ => {}
         }
         cost = cost.saturating_add(1u64.checked_shl(depth).unwrap_or(u64::MAX));
-        if depth > MAX_DEPTH || cost > budget {
-            let span = &token.1;
-            let message = match depth > MAX_DEPTH {
-                true => format!(
-                    "brackets nested too deeply: more than {MAX_DEPTH} levels of `[` and `{{`"
-                ),
-                false => {
-                    "brackets nested too deeply: the text would take too long to parse".to_string()
-                }
-            };
-            return Err(source.error(span.line, span.col, &message));
-        }
+        let message = if depth > MAX_DEPTH {
+            format!("brackets nested too deeply: more than {MAX_DEPTH} levels of `[` and `{{`")
+        } else if cost > budget {
+            "brackets nested too deeply: the text would take too long to parse".to_string()
+        } else if chains.step(&token) > MAX_EXPR_DEPTH {
+            format!("expression nested too deeply: more than {MAX_EXPR_DEPTH} levels")
+        } else {
+            continue;
+        };
+        let span = &token.1;
+        return Err(source.error(span.line, span.col, &message));
     }
+}
+
+/// A bound on the depth of the expression tree being lexed: per open
+/// bracket, the links of the chain in progress there (operators, `.field`,
+/// `[index]`), each of which nests the tree one level deeper. A chain ends
+/// at `,` or `;` and where a line does not continue the previous one (which
+/// ends in an operator or an opening bracket). Conservative: precedence
+/// only makes trees shallower.
+#[derive(Default)]
+struct Chains {
+    /// Links per open bracket, the outermost first (the text itself at 0).
+    links: Vec<usize>,
+    /// The previous token's line and text.
+    previous: Option<(u32, String)>,
+}
+
+impl Chains {
+    /// Takes the next token; returns the bound.
+    fn step(&mut self, token: &regorus::unstable::Token) -> usize {
+        if self.links.is_empty() {
+            self.links.push(0);
+        }
+        let text = token.1.text();
+        let symbol = matches!(token.0, TokenKind::Symbol);
+        let (continues, after_value) = match &self.previous {
+            Some((line, prev)) => {
+                let open = matches!(prev.as_str(), "[" | "{" | "(" | "," | ";");
+                let operator = is_operator(prev) || prev == "." || prev == "in";
+                let value = !open && !operator;
+                (*line == token.1.line || operator || open, value)
+            }
+            None => (false, false),
+        };
+        let current = self.links.len() - 1;
+        if !continues {
+            self.links[current] = 0;
+        }
+        match text {
+            "[" | "{" | "(" if symbol => {
+                // `x[i]` and `f(x)` extend the chain they follow.
+                if after_value && text != "{" {
+                    self.links[current] += 1;
+                }
+                self.links.push(0);
+            }
+            "]" | "}" | ")" if symbol && self.links.len() > 1 => {
+                self.links.pop();
+            }
+            "," | ";" if symbol => self.links[current] = 0,
+            _ if (symbol && (is_operator(text) || text == ".")) || text == "in" => {
+                self.links[current] += 1
+            }
+            _ => {}
+        }
+        self.previous = Some((token.1.line, text.to_string()));
+        self.links.iter().sum::<usize>() + self.links.len()
+    }
+}
+
+/// Binary operators and assignments (each makes a tree node).
+fn is_operator(text: &str) -> bool {
+    matches!(
+        text,
+        "+" | "-"
+            | "*"
+            | "/"
+            | "%"
+            | "&"
+            | "|"
+            | "=="
+            | "!="
+            | "<"
+            | ">"
+            | "<="
+            | ">="
+            | "="
+            | ":="
+    )
 }
 
 #[cfg(test)]
@@ -105,6 +301,43 @@ mod tests {
         // Strings and comments do not count.
         let quoted = format!("x := \"{}\" # {}", "[".repeat(40), "{".repeat(40));
         assert_eq!(checked(&quoted), Ok(()));
+    }
+
+    #[test]
+    fn operator_chains_deeper_than_the_limit_are_refused() {
+        let chain = |n: usize| {
+            let terms = vec!["1"; n].join(" +\n");
+            let text = format!("package p\nimport rego.v1\nx := {terms}\n");
+            let source = Source::from_contents("p.rego".into(), text).unwrap();
+            parse_module(&source)
+                .map(|_| ())
+                .map_err(|e| crate::policy::Diagnostic::from_regorus(&e).to_string())
+        };
+        assert_eq!(chain(900), Ok(()));
+        let err = chain(5000).unwrap_err();
+        assert!(
+            err.ends_with("expression nested too deeply: more than 1000 levels"),
+            "{err}"
+        );
+        // Reference chains nest as deeply.
+        for link in [".a", "[0]", "[\"k\"]"] {
+            let text = format!("package p\nx := input{}\n", link.repeat(3000));
+            let source = Source::from_contents("p.rego".into(), text).unwrap();
+            assert!(parse_module(&source).is_err(), "{link}");
+        }
+        // Many short statements are not one chain.
+        let text = format!(
+            "package p\nimport rego.v1\nx if {{\n{}}}\n",
+            "\tinput.a.b == 1 + 2\n".repeat(3000)
+        );
+        let source = Source::from_contents("p.rego".into(), text).unwrap();
+        assert!(parse_module(&source).is_ok());
+        // Queries too, and inside comprehensions.
+        let query = format!("x := [y | y := {}]", vec!["1"; 5000].join(" +\n"));
+        let source = Source::from_contents(String::new(), query).unwrap();
+        assert!(parse_query(&source).is_err());
+        let source = Source::from_contents(String::new(), "x := [y | y := 1 + 2]".into()).unwrap();
+        assert!(parse_query(&source).is_ok());
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub fn resolve_imports(id: &str, text: &str) -> Result<Option<String>> {
     let Ok(source) = Source::from_contents(id.to_string(), text.to_string()) else {
         return Ok(None);
     };
-    // Too deeply nested to parse: refused here, before regorus's parser.
+    // Too deeply nested for regorus: refused here, before its parser
+    // (brackets) and its analysis (expressions).
     super::nesting::check(&source)?;
     let Ok(module) = Parser::new(&source).and_then(|mut p| {
         p.enable_rego_v1()?;
@@ -47,6 +48,7 @@ pub fn resolve_imports(id: &str, text: &str) -> Result<Option<String>> {
     }) else {
         return Ok(None);
     };
+    super::nesting::check_module_depth(&module)?;
     // alias -> target text.
     let mut aliases: Vec<(String, String)> = Vec::new();
     for import in &module.imports {

@@ -62,7 +62,7 @@ impl Sources {
         engine.set_strict_builtin_errors(false);
         for m in &self.modules {
             regorus::Source::from_contents(m.id.clone(), m.text.clone())
-                .and_then(|source| super::nesting::check(&source))
+                .and_then(|source| super::nesting::parse_module(&source))
                 .map_err(|e| anyhow!("{}", super::Diagnostic::from_regorus(&e)))?;
             engine
                 .add_policy(m.id.clone(), m.text.clone())

@@ -126,6 +126,19 @@ async fn bad_queries_get_opas_errors() {
     assert_eq!(body["errors"][0]["location"]["file"], "");
     assert_eq!(body["errors"][0]["location"]["row"], 1);
 
+    // A chain of 20,000 operators: regorus's tree as deep, whose recursive
+    // walks (its drop included) overflowed the stack and aborted the process.
+    let chain = vec!["1"; 20_000].join(" +\n");
+    let body = json!({ "query": format!("x := {chain}") }).to_string();
+    let reply = server.post("/v1/query", &body).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(
+        reply.json()["errors"][0]["message"],
+        "expression nested too deeply: more than 1000 levels"
+    );
+    let reply = server.get(&q("x := 1 + 1")).await;
+    assert_eq!(reply.json(), json!({"result": [{"x": 2}]}));
+
     // Brackets nested too deeply: refused before regorus's parser, whose
     // time doubles per level (these 45 bytes took it hours of one core).
     let reply = server.get(&q(&format!("x := {}", "[".repeat(40)))).await;

@@ -22,7 +22,7 @@
 
 mod check;
 
-use regorus::unstable::{Lexer, Parser, TokenKind};
+use regorus::unstable::{Lexer, TokenKind};
 use regorus::{Source, Value};
 
 use super::{EvalError, EvalErrorCode, EvalOptions, Evaluator, Location};
@@ -75,13 +75,7 @@ impl Evaluator {
         if matches!(first.0, TokenKind::Eof) {
             return Err(QueryError::Empty);
         }
-        crate::policy::nesting::check(&source).map_err(parse_error)?;
-        let query = Parser::new(&source)
-            .and_then(|mut parser| {
-                parser.enable_rego_v1()?;
-                parser.parse_user_query()
-            })
-            .map_err(parse_error)?;
+        let query = crate::policy::nesting::parse_query(&source).map_err(parse_error)?;
         check::check(&query)?;
         if let Some((name, at)) = undefined_call_in_query(&self.functions, &query) {
             return Err(undefined_function(&name, Some(at)));
@@ -360,9 +354,7 @@ mod tests {
     fn output_variables_leave_out_local_ones() {
         let vars = |text: &str| {
             let source = Source::from_contents(String::new(), text.to_string()).unwrap();
-            let mut parser = Parser::new(&source).unwrap();
-            parser.enable_rego_v1().unwrap();
-            check::output_vars(&parser.parse_user_query().unwrap())
+            check::output_vars(&crate::policy::nesting::parse_query(&source).unwrap())
                 .into_iter()
                 .collect::<Vec<_>>()
         };
