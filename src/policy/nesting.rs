@@ -55,34 +55,44 @@ pub fn parse_query(source: &Source) -> Result<regorus::unstable::Ref<Query>> {
 
 /// `Err` at the first expression deeper than [`MAX_EXPR_DEPTH`].
 pub fn check_module_depth(module: &Module) -> Result<()> {
-    let mut roots = Vec::new();
-    for rule in &module.policy {
-        roots.push((Node::Expr(head_ref(rule)), 0));
-        match rule.as_ref() {
-            Rule::Spec { head, bodies, .. } => {
-                match head {
-                    RuleHead::Compr { assign, .. } | RuleHead::Func { assign, .. } => {
-                        roots.extend(assign.iter().map(|a| (Node::Expr(&a.value), 0)));
-                    }
-                    RuleHead::Set { key, .. } => {
-                        roots.extend(key.iter().map(|k| (Node::Expr(k), 0)))
-                    }
+    module
+        .policy
+        .iter()
+        .try_for_each(|rule| check_depth(roots(rule)))
+}
+
+/// How deep the expressions of `rule` nest (0 for a rule without any),
+/// or `None` when deeper than [`MAX_EXPR_DEPTH`].
+pub fn rule_depth(rule: &Rule) -> Option<usize> {
+    deepest(roots(rule)).ok()
+}
+
+/// Where the walk of a rule starts: its head, values, arguments, bodies.
+fn roots(rule: &Rule) -> Vec<(Node<'_>, usize)> {
+    let mut roots = vec![(Node::Expr(head_ref(rule)), 0)];
+    match rule {
+        Rule::Spec { head, bodies, .. } => {
+            match head {
+                RuleHead::Compr { assign, .. } => {
+                    roots.extend(assign.iter().map(|a| (Node::Expr(&a.value), 0)));
                 }
-                if let RuleHead::Func { args, .. } = head {
+                RuleHead::Func { assign, args, .. } => {
+                    roots.extend(assign.iter().map(|a| (Node::Expr(&a.value), 0)));
                     roots.extend(args.iter().map(|a| (Node::Expr(a), 0)));
                 }
-                for body in bodies {
-                    roots.extend(body.assign.iter().map(|a| (Node::Expr(&a.value), 0)));
-                    roots.push((Node::Query(&body.query), 0));
-                }
+                RuleHead::Set { key, .. } => roots.extend(key.iter().map(|k| (Node::Expr(k), 0))),
             }
-            Rule::Default { args, value, .. } => {
-                roots.extend(args.iter().map(|a| (Node::Expr(a), 0)));
-                roots.push((Node::Expr(value), 0));
+            for body in bodies {
+                roots.extend(body.assign.iter().map(|a| (Node::Expr(&a.value), 0)));
+                roots.push((Node::Query(&body.query), 0));
             }
         }
+        Rule::Default { args, value, .. } => {
+            roots.extend(args.iter().map(|a| (Node::Expr(a), 0)));
+            roots.push((Node::Expr(value), 0));
+        }
     }
-    check_depth(roots)
+    roots
 }
 
 enum Node<'a> {
@@ -90,9 +100,20 @@ enum Node<'a> {
     Query(&'a Query),
 }
 
-/// Walks from `roots` with an explicit stack.
-fn check_depth(mut stack: Vec<(Node, usize)>) -> Result<()> {
+/// `Err` at the first expression deeper than [`MAX_EXPR_DEPTH`].
+fn check_depth(roots: Vec<(Node, usize)>) -> Result<()> {
+    deepest(roots).map(|_| ()).map_err(|span| {
+        let message = format!("expression nested too deeply: more than {MAX_EXPR_DEPTH} levels");
+        span.source.error(span.line, span.col, &message)
+    })
+}
+
+/// The deepest level below `roots`, walked with an explicit stack; `Err`
+/// with the first expression deeper than [`MAX_EXPR_DEPTH`].
+fn deepest(mut stack: Vec<(Node, usize)>) -> Result<usize, regorus::unstable::Span> {
+    let mut deepest = 0;
     while let Some((node, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
         let expr = match node {
             Node::Expr(expr) => expr,
             Node::Query(query) => {
@@ -126,10 +147,7 @@ fn check_depth(mut stack: Vec<(Node, usize)>) -> Result<()> {
             }
         };
         if depth > MAX_EXPR_DEPTH {
-            let span = expr.span();
-            let message =
-                format!("expression nested too deeply: more than {MAX_EXPR_DEPTH} levels");
-            return Err(span.source.error(span.line, span.col, &message));
+            return Err(expr.span().clone());
         }
         stack.extend(
             children(expr)
@@ -140,7 +158,7 @@ fn check_depth(mut stack: Vec<(Node, usize)>) -> Result<()> {
             stack.push((Node::Query(query), depth + 1));
         }
     }
-    Ok(())
+    Ok(deepest)
 }
 
 /// The deepest nesting of `[` and `{` accepted (rule bodies count).

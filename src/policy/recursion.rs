@@ -14,6 +14,10 @@
 //! rule's own package unless the rule declares it as a local (`:=`, `some`,
 //! `every`, a function argument); an import alias stands for its import.
 //! The value of a `with` counts, its target does not.
+//!
+//! On the same graph, without cycles, the depth of each rule's evaluation
+//! is bounded ([`MAX_EVAL_DEPTH`]): regorus recurses through a chain of
+//! rules as it does through a cycle, only not forever.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -27,12 +31,31 @@ use super::fold::ast::{
 };
 use super::rule_index::ref_segments;
 
-/// The first rule (in module order) that depends on itself: OPA's message
-/// for it and where it is defined.
+/// The deepest evaluation accepted, in levels: each rule on a chain of
+/// dependencies counts [`RULE_LEVEL`] plus the depth of its expressions.
+/// regorus evaluates a chain of rules recursively (2,000 rules, each
+/// reading the next, overflowed a worker's stack and aborted the process);
+/// 1000 levels take under 2 MiB even in a debug build.
+pub const MAX_EVAL_DEPTH: usize = 1000;
+
+/// What one rule on a dependency chain costs, besides its expressions.
+const RULE_LEVEL: usize = 2;
+
+/// A rule path: its name, where it is first defined, and how deep its
+/// definitions' expressions nest.
+struct Named {
+    name: String,
+    at: Location,
+    depth: usize,
+}
+
+/// The first rule (in module order) that depends on itself, as OPA words
+/// it, or else the first whose evaluation would nest deeper than
+/// [`MAX_EVAL_DEPTH`]; and where it is defined.
 pub fn first_cycle(engine: &mut Engine) -> Option<(String, Location)> {
     let modules = engine.get_modules();
     // One node per rule path; the first definition of each names it.
-    let mut graph: DiGraph<(String, Location), ()> = DiGraph::new();
+    let mut graph: DiGraph<Named, ()> = DiGraph::new();
     let mut nodes: HashMap<Vec<String>, NodeIndex> = HashMap::new();
     let mut rules = Vec::new();
     for module in modules.iter() {
@@ -52,9 +75,15 @@ pub fn first_cycle(engine: &mut Engine) -> Option<(String, Location)> {
                 .chain(package.iter().cloned())
                 .chain(name.iter().cloned())
                 .collect();
-            let node = *nodes
-                .entry(path)
-                .or_insert_with(|| graph.add_node((name.join("."), Location::at(refr.span()))));
+            let node = *nodes.entry(path).or_insert_with(|| {
+                graph.add_node(Named {
+                    name: name.join("."),
+                    at: Location::at(refr.span()),
+                    depth: 0,
+                })
+            });
+            let depth = super::nesting::rule_depth(rule).unwrap_or(MAX_EVAL_DEPTH);
+            graph[node].depth = graph[node].depth.max(depth);
             rules.push((node, rule, package.clone(), aliases.clone()));
         }
     }
@@ -90,18 +119,41 @@ pub fn first_cycle(engine: &mut Engine) -> Option<(String, Location)> {
         .into_iter()
         .filter(|scc| scc.len() > 1 || edges.contains(&(scc[0], scc[0])))
         .flatten();
-    let first = cyclic.min()?;
+    let Some(first) = cyclic.min() else {
+        return too_deep(&graph);
+    };
     let names: Vec<&str> = cycle_through(&graph, first)
         .iter()
-        .map(|n| graph[*n].0.as_str())
+        .map(|n| graph[*n].name.as_str())
         .collect();
-    let (name, at) = &graph[first];
+    let Named { name, at, .. } = &graph[first];
     let message = format!("rule {name} is recursive: {}", names.join(" -> "));
     Some((message, at.clone()))
 }
 
+/// The first rule (in module order) whose evaluation, through the rules it
+/// depends on, would nest deeper than [`MAX_EVAL_DEPTH`]; `graph` has no
+/// cycle.
+fn too_deep(graph: &DiGraph<Named, ()>) -> Option<(String, Location)> {
+    let order = petgraph::algo::toposort(graph, None).ok()?;
+    let mut levels = vec![0usize; graph.node_count()];
+    // Dependencies before the rules that read them.
+    for node in order.iter().rev() {
+        let below = graph.neighbors(*node).map(|n| levels[n.index()]).max();
+        levels[node.index()] = graph[*node].depth + RULE_LEVEL + below.unwrap_or(0);
+    }
+    let first = (0..levels.len()).find(|i| levels[*i] > MAX_EVAL_DEPTH)?;
+    let Named { name, at, .. } = &graph[NodeIndex::new(first)];
+    let message = format!(
+        "rule {name} nests too deeply: evaluating it goes {} levels deep through the rules it \
+         depends on (the limit is {MAX_EVAL_DEPTH})",
+        levels[first]
+    );
+    Some((message, at.clone()))
+}
+
 /// The shortest path from `start` back to itself (both ends included).
-fn cycle_through(graph: &DiGraph<(String, Location), ()>, start: NodeIndex) -> Vec<NodeIndex> {
+fn cycle_through(graph: &DiGraph<Named, ()>, start: NodeIndex) -> Vec<NodeIndex> {
     let mut came_from: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     let mut queue = VecDeque::from([start]);
     while let Some(at) = queue.pop_front() {
@@ -349,6 +401,30 @@ mod tests {
             err.as_deref(),
             Some("a.rego:4:1: rule x is recursive: x -> y -> x")
         );
+    }
+
+    #[test]
+    fn chains_of_rules_deeper_than_the_limit_are_refused() {
+        let chain = |n: usize| {
+            let rules: Vec<String> = (0..n).map(|i| format!("r{i} if r{}", i + 1)).collect();
+            format!(
+                "package p\nimport rego.v1\n{}\nr{n} if input.x\n",
+                rules.join("\n")
+            )
+        };
+        assert_eq!(one(&chain(200)), None);
+        let err = one(&chain(2000)).unwrap();
+        assert!(
+            err.starts_with("p.rego:3:1: rule r0 nests too deeply: evaluating it goes "),
+            "{err}"
+        );
+        // Functions count, and so does the depth of each rule's expressions.
+        let terms = vec!["1"; 400].join(" +\n");
+        let deep = format!(
+            "package p\nimport rego.v1\nf(x) := x + {terms}\ng(x) := f(x) + {terms}\nh := g(1) + {terms}\n"
+        );
+        let err = one(&deep).unwrap();
+        assert!(err.contains("rule h nests too deeply"), "{err}");
     }
 
     #[test]

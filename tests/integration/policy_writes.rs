@@ -166,6 +166,20 @@ async fn invalid_puts_answer_400_with_opa_errors_and_change_nothing() {
     );
     assert_eq!(error["location"]["row"], 3);
 
+    // A chain of 2,000 rules, each reading the next: regorus evaluates it
+    // recursively, and the first decision overflowed the worker's stack.
+    let rules: Vec<String> = (0..2000).map(|i| format!("r{i} if r{}", i + 1)).collect();
+    let chain = format!(
+        "package chain\nimport rego.v1\n{}\nr2000 if input.x\n",
+        rules.join("\n")
+    );
+    let reply = put(&server, "chain.rego", &chain).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let error = &reply.json()["errors"][0];
+    assert_eq!(error["code"], "rego_compile_error");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.starts_with("rule r0 nests too deeply"), "{message}");
+
     // A rule that depends on itself, here through another package: OPA
     // refuses it; regorus would recurse until the stack overflows and the
     // process aborts, on the first decision reaching it.
@@ -189,12 +203,13 @@ async fn invalid_puts_answer_400_with_opa_errors_and_change_nothing() {
             && !ids.contains("typo.rego")
             && !ids.contains("panics.rego")
             && !ids.contains("cycle.rego")
-            && !ids.contains("deep.rego"),
+            && !ids.contains("deep.rego")
+            && !ids.contains("chain.rego"),
         "{ids}"
     );
     let metrics = server.get("/metrics").await.body;
     assert!(
-        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 7"),
+        metrics.contains("regent_policy_reloads_total{result=\"failure\",source=\"api\"} 8"),
         "{metrics}"
     );
     server.stop().await.unwrap();
