@@ -4,6 +4,7 @@
 //! off the request path and swapped in whole.
 
 pub mod calls;
+mod conflicts;
 pub mod data_write;
 pub mod diagnostic;
 pub mod eval;

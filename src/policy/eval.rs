@@ -135,10 +135,14 @@ impl Evaluator {
         if let Some((name, at)) = super::calls::first_undefined_call(&mut engine, &functions) {
             return Err(at.compile_error(&format!("undefined function {name}")));
         }
-        // Before anything evaluates a rule: a cycle would overflow the stack.
-        if let Some((message, at)) = super::recursion::first_cycle(&mut engine) {
+        // Before anything evaluates a rule: a cycle, or a chain too deep,
+        // would overflow the stack.
+        let dependencies = super::recursion::Dependencies::of(&mut engine);
+        if let Some((message, at)) = dependencies.first_problem() {
             return Err(at.compile_error(&message));
         }
+        let mut rules = rules;
+        rules.mark_conflict_prone(&dependencies);
         let entries = rules.fast_candidates();
         let (fast, rejected) = FastPath::build(&engine, &entries, &data);
         for r in &rejected {
@@ -409,6 +413,40 @@ mod tests {
             assert_eq!(
                 (err.code, err.message.as_str()),
                 (EvalErrorCode::Conflict, message),
+                "{rule}"
+            );
+        }
+    }
+
+    /// The RVM does not detect a conflict: it keeps one of the values (or
+    /// none). Every rule that can conflict, and every rule reaching one,
+    /// is answered by the interpreter, which raises OPA's error; the rules
+    /// that cannot stay on the fast path.
+    #[test]
+    fn rules_that_can_conflict_are_left_to_the_interpreter() {
+        let e = evaluator(
+            "package p\nimport rego.v1\n\
+             x1 := v if some v in input.c\nx2 := v if { v := input.c[_] }\n\
+             f(a) := b if some b in input.c\ny := f(1)\n\
+             g(a) := 1 if a\ng(a) := 2 if a\nyg := g(true)\n\
+             obj[k] := v if { some v in input.c; k := \"a\" }\n\
+             reads_x1 if x1\n\
+             fine if { some v in input.c; v > 1 }\nfine_value := count(input.c)\n\
+             fine_set contains v if some v in input.c\n",
+        );
+        let input = Value::from_json_str(r#"{"c": [1, 2]}"#).unwrap();
+        for rule in ["x1", "x2", "y", "yg", "obj", "reads_x1"] {
+            let path = DataPath::parse(&format!("p/{rule}"));
+            assert_eq!(e.evaluate_fast(&path, Some(input.clone())), None, "{rule}");
+            let err = e
+                .evaluate(&path, Some(input.clone()), EvalOptions::default())
+                .unwrap_err();
+            assert_eq!(err.code, EvalErrorCode::Conflict, "{rule}");
+        }
+        for rule in ["fine", "fine_value", "fine_set"] {
+            let path = DataPath::parse(&format!("p/{rule}"));
+            assert!(
+                matches!(e.evaluate_fast(&path, Some(input.clone())), Some(Ok(_))),
                 "{rule}"
             );
         }

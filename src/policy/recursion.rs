@@ -49,80 +49,128 @@ struct Named {
     depth: usize,
 }
 
-/// The first rule (in module order) that depends on itself, as OPA words
-/// it, or else the first whose evaluation would nest deeper than
-/// [`MAX_EVAL_DEPTH`]; and where it is defined.
-pub fn first_cycle(engine: &mut Engine) -> Option<(String, Location)> {
-    let modules = engine.get_modules();
-    // One node per rule path; the first definition of each names it.
-    let mut graph: DiGraph<Named, ()> = DiGraph::new();
-    let mut nodes: HashMap<Vec<String>, NodeIndex> = HashMap::new();
-    let mut rules = Vec::new();
-    for module in modules.iter() {
-        let Some(package) = ref_segments(&module.package.refr) else {
-            continue;
-        };
-        let mut aliases = import_aliases(module);
-        aliases.retain(|_, path| path[0] == "data");
-        let aliases = std::rc::Rc::new(aliases);
-        for rule in &module.policy {
-            let refr = head_ref(rule);
-            let (name, _) = static_path(refr);
-            if name.is_empty() {
-                continue;
+/// The dependency graph of a policy set's rules: one node per rule path
+/// (`["data", "p", "allow"]`), an edge from each rule to every rule it
+/// reads or calls.
+pub struct Dependencies {
+    graph: DiGraph<Named, ()>,
+    nodes: HashMap<Vec<String>, NodeIndex>,
+    /// Every edge, as a set (the graph's own lookup is linear).
+    edges: HashSet<(NodeIndex, NodeIndex)>,
+}
+
+impl Dependencies {
+    /// The first rule (in module order) that depends on itself, as OPA
+    /// words it, or else the first whose evaluation would nest deeper than
+    /// [`MAX_EVAL_DEPTH`]; and where it is defined.
+    pub fn first_problem(&self) -> Option<(String, Location)> {
+        first_cycle(&self.graph, &self.edges).or_else(|| too_deep(&self.graph))
+    }
+
+    /// The rule paths whose evaluation can reach one of `targets` (rule
+    /// paths), `targets` included.
+    pub fn reaching(&self, targets: &[Vec<String>]) -> HashSet<Vec<String>> {
+        let mut reached: HashSet<NodeIndex> = HashSet::new();
+        let mut queue: VecDeque<NodeIndex> = targets
+            .iter()
+            .filter_map(|t| self.nodes.get(t).copied())
+            .collect();
+        while let Some(node) = queue.pop_front() {
+            if reached.insert(node) {
+                queue.extend(
+                    self.graph
+                        .neighbors_directed(node, petgraph::Direction::Incoming),
+                );
             }
-            let path: Vec<String> = std::iter::once("data".to_string())
-                .chain(package.iter().cloned())
-                .chain(name.iter().cloned())
-                .collect();
-            let node = *nodes.entry(path).or_insert_with(|| {
-                graph.add_node(Named {
-                    name: name.join("."),
-                    at: Location::at(refr.span()),
-                    depth: 0,
-                })
-            });
-            let depth = super::nesting::rule_depth(rule).unwrap_or(MAX_EVAL_DEPTH);
-            graph[node].depth = graph[node].depth.max(depth);
-            rules.push((node, rule, package.clone(), aliases.clone()));
         }
+        self.nodes
+            .iter()
+            .filter(|(_, node)| reached.contains(node))
+            .map(|(path, _)| path.clone())
+            .collect()
     }
-    // Every proper prefix of a rule path -> the rules below it.
-    let mut below: HashMap<&[String], Vec<NodeIndex>> = HashMap::new();
-    for (path, node) in &nodes {
-        for end in 1..path.len() {
-            below.entry(&path[..end]).or_default().push(*node);
+
+    pub fn of(engine: &mut Engine) -> Dependencies {
+        let modules = engine.get_modules();
+        // One node per rule path; the first definition of each names it.
+        let mut graph: DiGraph<Named, ()> = DiGraph::new();
+        let mut nodes: HashMap<Vec<String>, NodeIndex> = HashMap::new();
+        let mut rules = Vec::new();
+        for module in modules.iter() {
+            let Some(package) = ref_segments(&module.package.refr) else {
+                continue;
+            };
+            let mut aliases = import_aliases(module);
+            aliases.retain(|_, path| path[0] == "data");
+            let aliases = std::rc::Rc::new(aliases);
+            for rule in &module.policy {
+                let refr = head_ref(rule);
+                let (name, _) = static_path(refr);
+                if name.is_empty() {
+                    continue;
+                }
+                let path: Vec<String> = std::iter::once("data".to_string())
+                    .chain(package.iter().cloned())
+                    .chain(name.iter().cloned())
+                    .collect();
+                let node = *nodes.entry(path).or_insert_with(|| {
+                    graph.add_node(Named {
+                        name: name.join("."),
+                        at: Location::at(refr.span()),
+                        depth: 0,
+                    })
+                });
+                let depth = super::nesting::rule_depth(rule).unwrap_or(MAX_EVAL_DEPTH);
+                graph[node].depth = graph[node].depth.max(depth);
+                rules.push((node, rule, package.clone(), aliases.clone()));
+            }
         }
-    }
-    let mut edges = HashSet::new();
-    for (node, rule, package, aliases) in &rules {
-        let mut scan = References {
-            package,
-            aliases,
-            locals: locals(rule),
-            found: Vec::new(),
-        };
-        whole_rule(&mut scan, rule);
-        for reference in &scan.found {
-            let above = (1..=reference.len()).filter_map(|end| nodes.get(&reference[..end]));
-            let under = below.get(reference.as_slice()).into_iter().flatten();
-            for target in above.chain(under) {
-                if edges.insert((*node, *target)) {
-                    graph.add_edge(*node, *target, ());
+        // Every proper prefix of a rule path -> the rules below it.
+        let mut below: HashMap<&[String], Vec<NodeIndex>> = HashMap::new();
+        for (path, node) in &nodes {
+            for end in 1..path.len() {
+                below.entry(&path[..end]).or_default().push(*node);
+            }
+        }
+        let mut edges = HashSet::new();
+        for (node, rule, package, aliases) in &rules {
+            let mut scan = References {
+                package,
+                aliases,
+                locals: locals(rule),
+                found: Vec::new(),
+            };
+            whole_rule(&mut scan, rule);
+            for reference in &scan.found {
+                let above = (1..=reference.len()).filter_map(|end| nodes.get(&reference[..end]));
+                let under = below.get(reference.as_slice()).into_iter().flatten();
+                for target in above.chain(under) {
+                    if edges.insert((*node, *target)) {
+                        graph.add_edge(*node, *target, ());
+                    }
                 }
             }
         }
+        Dependencies {
+            graph,
+            nodes,
+            edges,
+        }
     }
-    // The rules on a cycle, and the first of them in module order (node
-    // indices follow it).
-    let cyclic = petgraph::algo::tarjan_scc(&graph)
+}
+
+/// The first rule (in module order: node indices follow it) on a cycle:
+/// OPA's message for it, and where it is defined.
+fn first_cycle(
+    graph: &DiGraph<Named, ()>,
+    edges: &HashSet<(NodeIndex, NodeIndex)>,
+) -> Option<(String, Location)> {
+    let cyclic = petgraph::algo::tarjan_scc(graph)
         .into_iter()
         .filter(|scc| scc.len() > 1 || edges.contains(&(scc[0], scc[0])))
         .flatten();
-    let Some(first) = cyclic.min() else {
-        return too_deep(&graph);
-    };
-    let names: Vec<&str> = cycle_through(&graph, first)
+    let first = cyclic.min()?;
+    let names: Vec<&str> = cycle_through(graph, first)
         .iter()
         .map(|n| graph[*n].name.as_str())
         .collect();

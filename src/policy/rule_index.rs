@@ -8,9 +8,11 @@ use std::collections::HashSet;
 use regorus::unstable::{Expr, Rule, RuleHead};
 use regorus::Engine;
 
+use super::conflicts::{Kind, Output};
 use super::eval::Location;
 use super::path::DataPath;
 use super::purity::{impure_packages, ModuleText};
+use super::recursion::Dependencies;
 
 /// The rule paths a policy set defines, for choosing the direct rule
 /// evaluation and for telling "undefined" from "missing".
@@ -22,11 +24,14 @@ pub struct RuleIndex {
     heads: HashSet<Vec<String>>,
     /// Every prefix of those paths (the root, packages, the paths themselves).
     prefixes: HashSet<Vec<String>>,
-    /// Documents the fast path must not answer: those of modules that may
-    /// reach a complete rule with several definitions that can disagree. OPA
-    /// reports such a disagreement as `eval_conflict_error`; the RVM does not
-    /// detect it, so these stay with the interpreter.
+    /// Documents the fast path must not answer: those whose evaluation can
+    /// reach a complete rule with several definitions that can disagree
+    /// ([`Self::mark_conflict_prone`]). OPA reports such a disagreement as
+    /// `eval_conflict_error`; the RVM does not detect it, so these stay with
+    /// the interpreter.
     conflict_prone: HashSet<String>,
+    /// Those complete rules, as paths (`["data", "p", "mode"]`).
+    disagreeing: Vec<Vec<String>>,
     /// Packages whose documents the decision cache must not answer
     /// (`None`: the analysis failed, cache nothing).
     impure: Option<Vec<Vec<String>>>,
@@ -38,13 +43,28 @@ pub struct RuleIndex {
 impl RuleIndex {
     pub(crate) fn build(engine: &mut Engine) -> RuleIndex {
         let mut index = RuleIndex::default();
-        // Per module: its package and the documents it defines.
-        let mut modules: Vec<(String, String, Vec<String>)> = Vec::new();
-        // Complete rule -> the value text of each definition (None: not a constant).
-        let mut complete: std::collections::HashMap<String, (String, Vec<Option<String>>)> =
+        // Rules with one value per key (complete rules, functions, partial
+        // objects) -> what each definition outputs.
+        let mut outputs: std::collections::HashMap<Vec<String>, (Kind, Vec<Output>)> =
             Default::default();
         let mut texts: Vec<(String, Vec<String>, String)> = Vec::new();
         let mut defaults: HashSet<String> = HashSet::new();
+        // Per package, the names of its rules (a variable index named so is
+        // a reference to the rule, not an iteration).
+        let mut names: std::collections::HashMap<Vec<String>, HashSet<String>> = Default::default();
+        for module in engine.get_modules().iter() {
+            let Some(package) = ref_segments(&module.package.refr) else {
+                continue;
+            };
+            let names = names.entry(package).or_default();
+            for rule in &module.policy {
+                if let Some(name) = ref_segments(super::fold::ast::head_ref(rule))
+                    .and_then(|s| s.into_iter().next())
+                {
+                    names.insert(name);
+                }
+            }
+        }
         for module in engine.get_modules().iter() {
             let Some(package) = ref_segments(&module.package.refr) else {
                 continue;
@@ -56,8 +76,6 @@ impl RuleIndex {
                     index.prefixes.insert(package[..end].to_vec());
                 }
             }
-            let package_name = DataPath::from_segments(package.clone()).to_string();
-            let mut documents = Vec::new();
             for rule in &module.policy {
                 let (head, is_function) = match rule.as_ref() {
                     Rule::Spec { head, .. } => match head {
@@ -80,29 +98,19 @@ impl RuleIndex {
                         index.duplicate_default = Some((rendered, Location::at(span)));
                     }
                 }
+                if let Some((kind, output)) = Output::of(rule, &names[&package]) {
+                    let mut absolute = vec!["data".to_string()];
+                    absolute.extend(path.iter().cloned());
+                    outputs
+                        .entry(absolute)
+                        .or_insert((kind, Vec::new()))
+                        .1
+                        .push(output);
+                }
                 if !is_function {
-                    let rendered = DataPath::from_segments(path.clone()).to_string();
-                    if let Rule::Spec {
-                        head: RuleHead::Compr { refr, assign, .. },
-                        ..
-                    } = rule.as_ref()
-                    {
-                        if is_static_ref(refr) {
-                            let value = match assign {
-                                None => Some("true".to_string()),
-                                Some(a) => {
-                                    is_constant(&a.value).then(|| a.value.span().text().to_string())
-                                }
-                            };
-                            complete
-                                .entry(rendered.clone())
-                                .or_insert_with(|| (package_name.clone(), Vec::new()))
-                                .1
-                                .push(value);
-                        }
-                    }
-                    index.documents.insert(rendered.clone());
-                    documents.push(rendered);
+                    index
+                        .documents
+                        .insert(DataPath::from_segments(path.clone()).to_string());
                 }
                 for end in 0..=path.len() {
                     if !index.prefixes.contains(&path[..end]) {
@@ -115,9 +123,8 @@ impl RuleIndex {
             texts.push((
                 module.package.span.source.get_path().clone(),
                 package.clone(),
-                text.clone(),
+                text,
             ));
-            modules.push((package_name, text, documents));
         }
         let module_texts: Vec<ModuleText> = texts
             .iter()
@@ -128,24 +135,22 @@ impl RuleIndex {
             })
             .collect();
         index.impure = impure_packages(&module_texts).ok();
-        let prone_packages: HashSet<&str> = complete
-            .values()
-            .filter(|(_, defs)| {
-                defs.len() > 1
-                    && (defs.iter().any(Option::is_none)
-                        || defs.iter().collect::<HashSet<_>>().len() > 1)
-            })
-            .map(|(package, _)| package.as_str())
+        index.disagreeing = outputs
+            .into_iter()
+            .filter(|(_, (kind, defs))| Output::may_disagree(*kind, defs))
+            .map(|(path, _)| path)
             .collect();
-        for (package, text, documents) in &modules {
-            let touches = prone_packages
-                .iter()
-                .any(|p| p == package || mentions(text, p));
-            if touches {
-                index.conflict_prone.extend(documents.iter().cloned());
-            }
-        }
         index
+    }
+
+    /// Marks as conflict-prone every document whose evaluation can reach a
+    /// complete rule whose definitions can disagree.
+    pub(crate) fn mark_conflict_prone(&mut self, dependencies: &Dependencies) {
+        self.conflict_prone = dependencies
+            .reaching(&self.disagreeing)
+            .into_iter()
+            .map(|path| DataPath::from_segments(path[1..].to_vec()).to_string())
+            .collect();
     }
 
     /// Documents the fast path may answer.
@@ -182,39 +187,6 @@ impl RuleIndex {
         self.prefixes.contains(segments)
             || (1..=segments.len()).any(|end| self.heads.contains(&segments[..end]))
     }
-}
-
-/// Whether `text` refers to the package `package` (`data.p`), as `data.p.x`,
-/// `data.p[...]` or `data.p` itself.
-fn mentions(text: &str, package: &str) -> bool {
-    text.match_indices(package).any(|(i, m)| {
-        let next = text[i + m.len()..].chars().next();
-        !matches!(next, Some(c) if c.is_ascii_alphanumeric() || c == '_')
-    })
-}
-
-/// A reference with no variable index: a complete rule's head.
-fn is_static_ref(expr: &Expr) -> bool {
-    match expr {
-        Expr::Var { .. } => true,
-        Expr::RefDot { refr, .. } => is_static_ref(refr),
-        Expr::RefBrack { refr, index, .. } => {
-            matches!(index.as_ref(), Expr::String { .. }) && is_static_ref(refr)
-        }
-        _ => false,
-    }
-}
-
-/// A scalar literal: definitions with equal constant values never conflict.
-fn is_constant(expr: &Expr) -> bool {
-    matches!(
-        expr,
-        Expr::String { .. }
-            | Expr::RawString { .. }
-            | Expr::Number { .. }
-            | Expr::Bool { .. }
-            | Expr::Null { .. }
-    )
 }
 
 /// The static prefix of a reference: `a.b["c"][x].d` -> `[a, b, c]`. What

@@ -70,7 +70,8 @@ impl Sources {
         }
         engine.add_data(self.data_value()?)?;
         // A rule that depends on itself would overflow the stack.
-        if let Some((message, at)) = super::recursion::first_cycle(&mut engine) {
+        if let Some((message, at)) = super::recursion::Dependencies::of(&mut engine).first_problem()
+        {
             return Err(anyhow!(
                 "{}",
                 super::Diagnostic::from_regorus(&at.compile_error(&message))

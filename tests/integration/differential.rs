@@ -244,21 +244,31 @@ fn fast_path_equals_interpreter_on_common_constructs() {
     ];
     let (mismatches, tally) = compare_rules(&evaluator, "c", &inputs, &rules);
     assert!(mismatches.is_empty(), "{mismatches:#?}");
-    // The one deliberate hand-over: a comprehension over a function that is
-    // undefined for some elements (`codes`, `sums` here), where the VM keeps
-    // an undefined element and OPA drops it.
+    // The deliberate hand-overs: a comprehension over a function that is
+    // undefined for some elements, where the VM keeps an undefined element
+    // and OPA drops it; and the rules that can conflict or reach one that
+    // can (the RVM would keep one of the values where OPA raises
+    // `eval_conflict_error`): `by_name`, a partial object computed in a
+    // loop, and `codes` and `sums`, which call functions whose definitions
+    // give different values.
     let unexpected: Vec<&String> = tally
         .handed_over
         .iter()
         .filter(|r| !r.ends_with("result holds an undefined value"))
         .collect();
+    let conflict_prone = ["data.c.by_name", "data.c.codes", "data.c.sums"];
+    let not_entry: Vec<&String> = tally
+        .not_entry
+        .iter()
+        .filter(|p| !conflict_prone.contains(&p.as_str()))
+        .collect();
     assert!(
-        tally.not_entry.is_empty() && unexpected.is_empty(),
-        "not on the fast path: {:#?} {unexpected:#?}",
-        tally.not_entry,
+        not_entry.is_empty() && unexpected.is_empty(),
+        "not on the fast path: {not_entry:#?} {unexpected:#?}",
     );
+    assert_eq!(tally.not_entry.len(), inputs.len() * conflict_prone.len());
     assert!(
-        tally.fast >= inputs.len() * rules.len() - 4,
+        tally.fast >= inputs.len() * (rules.len() - conflict_prone.len()) - 4,
         "{}",
         tally.fast
     );
