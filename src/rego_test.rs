@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use regorus::unstable::{Module, Parser};
+use regorus::unstable::Module;
 use regorus::{Engine, Source, Value};
 
 use crate::cli::TestArgs;
@@ -81,11 +81,7 @@ impl Suite {
         let mut modules: Vec<(String, Module)> = Vec::new();
         for m in &sources.modules {
             let source = Source::from_contents(m.id.clone(), m.text.clone())?;
-            let module = Parser::new(&source)
-                .and_then(|mut p| {
-                    p.enable_rego_v1()?;
-                    p.parse()
-                })
+            let module = crate::policy::nesting::parse_module(&source)
                 .map_err(|e| anyhow!("{}", Diagnostic::from_regorus(&e)))?;
             modules.push((m.id.clone(), module));
         }

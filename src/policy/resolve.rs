@@ -48,7 +48,8 @@ pub fn resolve_imports(id: &str, text: &str) -> Result<Option<String>> {
     }) else {
         return Ok(None);
     };
-    super::nesting::check_module_depth(&module)?;
+    let checked = super::nesting::check_module_depth(&module);
+    let module = super::nesting::kept_if_shallow(module, checked)?;
     // alias -> target text.
     let mut aliases: Vec<(String, String)> = Vec::new();
     for import in &module.imports {
