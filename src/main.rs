@@ -98,7 +98,13 @@ fn run(args: regent::cli::RunArgs) -> anyhow::Result<()> {
         config.log_format,
         config.log_timestamps.clone(),
     );
+    // regorus evaluates recursively. Rule chains and expressions are
+    // bounded at load (1000 levels each, measured to fit 2 MiB in a debug
+    // build), but a query at its limit can read a rule at its own: 8 MiB of
+    // stack (address space; only the pages touched take memory) for every
+    // worker and blocking thread leaves room for both.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(8 << 20)
         .enable_all()
         .build()?;
     let result = runtime.block_on(regent::run::run(config, regent::run::shutdown_signal()));

@@ -107,6 +107,16 @@ struct Iterates<'a> {
 }
 
 impl Iterates<'_> {
+    /// Whether `expr` holds a variable (a name that is no rule), outside
+    /// the references it holds.
+    fn has_variable(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::Var { span, .. } => !self.rules.contains(span.text()),
+            Expr::RefDot { .. } | Expr::RefBrack { .. } | Expr::Call { .. } => false,
+            _ => children(expr).into_iter().any(|c| self.has_variable(c)),
+        }
+    }
+
     fn query(&mut self, query: &Query) {
         for stmt in &query.stmts {
             match &stmt.literal {
@@ -119,10 +129,9 @@ impl Iterates<'_> {
     }
 
     fn expr(&mut self, expr: &Expr) {
+        // An index with a variable in it iterates (`x[i]`, `x[[n, _]]`).
         if let Expr::RefBrack { index, .. } = expr {
-            if let Expr::Var { span, .. } = index.as_ref() {
-                self.found |= !self.rules.contains(span.text());
-            }
+            self.found |= self.has_variable(index);
         }
         // A comprehension is one value however often its body succeeds.
         if comprehension_query(expr).is_some() {

@@ -27,7 +27,7 @@ use regorus::Engine;
 
 use super::eval::Location;
 use super::fold::ast::{
-    children, descend, dynamic_indexes, head_ref, import_aliases, static_path, whole_rule, Pass,
+    children, comprehension_query, dynamic_indexes, head_ref, import_aliases, static_path,
 };
 use super::rule_index::ref_segments;
 
@@ -93,6 +93,9 @@ impl Dependencies {
     pub fn of(engine: &mut Engine) -> Dependencies {
         let modules = engine.get_modules();
         // One node per rule path; the first definition of each names it.
+        // Per package, the first segment of each rule head.
+        let mut heads: HashMap<Vec<String>, HashSet<String>> = HashMap::new();
+        let no_rules = HashSet::new();
         let mut graph: DiGraph<Named, ()> = DiGraph::new();
         let mut nodes: HashMap<Vec<String>, NodeIndex> = HashMap::new();
         let mut rules = Vec::new();
@@ -122,6 +125,10 @@ impl Dependencies {
                 });
                 let depth = super::nesting::rule_depth(rule).unwrap_or(MAX_EVAL_DEPTH);
                 graph[node].depth = graph[node].depth.max(depth);
+                heads
+                    .entry(package.clone())
+                    .or_default()
+                    .insert(name[0].clone());
                 rules.push((node, rule, package.clone(), aliases.clone()));
             }
         }
@@ -137,10 +144,11 @@ impl Dependencies {
             let mut scan = References {
                 package,
                 aliases,
-                locals: locals(rule),
+                rules: heads.get(package.as_slice()).unwrap_or(&no_rules),
+                scopes: Vec::new(),
                 found: Vec::new(),
             };
-            whole_rule(&mut scan, rule);
+            scan.rule(rule);
             for reference in &scan.found {
                 let above = (1..=reference.len()).filter_map(|end| nodes.get(&reference[..end]));
                 let under = below.get(reference.as_slice()).into_iter().flatten();
@@ -226,55 +234,112 @@ fn cycle_through(graph: &DiGraph<Named, ()>, start: NodeIndex) -> Vec<NodeIndex>
 }
 
 /// The rule paths one rule references, absolute (`["data", "p", "x"]`),
-/// cut at the first dynamic index.
+/// cut at the first dynamic index. Names are resolved as OPA resolves them:
+/// a name declared in the enclosing scope (a function's arguments; a body's
+/// `:=`, `some` and `some ... in` names, each `else` body on its own; a
+/// comprehension's or an `every`'s own) is a local; an import alias stands
+/// for its import; another name is a rule of the package if it has one.
 struct References<'a> {
     package: &'a [String],
     aliases: &'a HashMap<String, Vec<String>>,
-    locals: HashSet<String>,
+    /// The first segment of every rule head of the package.
+    rules: &'a HashSet<String>,
+    scopes: Vec<HashSet<String>>,
     found: Vec<Vec<String>>,
 }
 
 impl References<'_> {
-    fn reference(&mut self, path: Vec<String>) {
-        let first = path[0].as_str();
-        if first == "_" || self.locals.contains(first) {
-            return;
-        }
-        let absolute = if let Some(import) = self.aliases.get(first) {
-            import.iter().chain(&path[1..]).cloned().collect()
-        } else if first == "data" {
-            path
-        } else if first == "input" {
-            return;
-        } else {
-            std::iter::once("data".to_string())
-                .chain(self.package.iter().cloned())
-                .chain(path)
-                .collect()
+    fn rule(&mut self, rule: &Rule) {
+        let (args, bodies) = match rule {
+            Rule::Spec { head, bodies, .. } => match head {
+                RuleHead::Func { args, .. } => (args.as_slice(), bodies.as_slice()),
+                _ => (&[][..], bodies.as_slice()),
+            },
+            Rule::Default { args, value, .. } => {
+                self.scopes.push(declared_in_patterns(args));
+                self.expr(value);
+                self.scopes.pop();
+                return;
+            }
         };
-        self.found.push(absolute);
+        self.scopes.push(declared_in_patterns(args));
+        if bodies.iter().all(|b| b.is_else) {
+            self.head(rule);
+        }
+        for body in bodies {
+            self.scopes.push(declared(&body.query));
+            match &body.assign {
+                Some(assign) if body.is_else => self.expr(&assign.value),
+                _ if !body.is_else => self.head(rule),
+                _ => {}
+            }
+            self.query(&body.query);
+            self.scopes.pop();
+        }
+        self.scopes.pop();
     }
-}
 
-/// Whether a reference chain starts at a name (not at a call or a literal).
-fn rooted_at_name(mut expr: &Expr) -> bool {
-    loop {
-        match expr {
-            Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => expr = refr,
-            Expr::Var { .. } => return true,
-            _ => return false,
+    /// What a rule's head computes: its value, a set rule's key, the
+    /// computed keys of its reference.
+    fn head(&mut self, rule: &Rule) {
+        let Rule::Spec { head, .. } = rule else {
+            return;
+        };
+        match head {
+            RuleHead::Compr { assign, .. } | RuleHead::Func { assign, .. } => {
+                if let Some(assign) = assign {
+                    self.expr(&assign.value);
+                }
+            }
+            RuleHead::Set { key, .. } => {
+                if let Some(key) = key {
+                    self.expr(key);
+                }
+            }
+        }
+        for index in dynamic_indexes(head_ref(rule)) {
+            self.expr(index);
         }
     }
-}
 
-impl Pass for References<'_> {
-    const DECLARATIONS: bool = false;
-
-    fn with_value(&mut self, value: &Expr) {
-        self.expr(value);
+    fn query(&mut self, query: &Query) {
+        for stmt in &query.stmts {
+            for modifier in &stmt.with_mods {
+                self.expr(&modifier.r#as);
+            }
+            match &stmt.literal {
+                Literal::SomeVars { .. } => {}
+                Literal::SomeIn { collection, .. } => self.expr(collection),
+                Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => self.expr(expr),
+                Literal::Every {
+                    key,
+                    value,
+                    domain,
+                    query,
+                    ..
+                } => {
+                    self.expr(domain);
+                    let mut scope = declared(query);
+                    scope.extend(key.iter().map(|k| k.text().to_string()));
+                    scope.insert(value.text().to_string());
+                    self.scopes.push(scope);
+                    self.query(query);
+                    self.scopes.pop();
+                }
+            }
+        }
     }
 
     fn expr(&mut self, expr: &Expr) {
+        if let Some(query) = comprehension_query(expr) {
+            self.scopes.push(declared(query));
+            self.query(query);
+            for child in children(expr) {
+                self.expr(child);
+            }
+            self.scopes.pop();
+            return;
+        }
         match expr {
             Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. }
                 if rooted_at_name(expr) =>
@@ -293,93 +358,79 @@ impl Pass for References<'_> {
                     self.expr(param);
                 }
             }
-            _ => descend(self, expr),
+            _ => {
+                for child in children(expr) {
+                    self.expr(child);
+                }
+            }
+        }
+    }
+
+    fn reference(&mut self, path: Vec<String>) {
+        let first = path[0].as_str();
+        if first == "_" || self.scopes.iter().any(|s| s.contains(first)) {
+            return;
+        }
+        let absolute = if let Some(import) = self.aliases.get(first) {
+            import.iter().chain(&path[1..]).cloned().collect()
+        } else if first == "data" {
+            path
+        } else if self.rules.contains(first) {
+            std::iter::once("data".to_string())
+                .chain(self.package.iter().cloned())
+                .chain(path)
+                .collect()
+        } else {
+            return; // `input`, a built-in, an unbound variable
+        };
+        self.found.push(absolute);
+    }
+}
+
+/// Whether a reference chain starts at a name (not at a call or a literal).
+fn rooted_at_name(mut expr: &Expr) -> bool {
+    loop {
+        match expr {
+            Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => expr = refr,
+            Expr::Var { .. } => return true,
+            _ => return false,
         }
     }
 }
 
-/// The names `rule` declares as locals: its function arguments, `some` and
-/// `every` variables, and the variables on the left of `:=` (a unification
-/// `=` declares nothing: a rule's name there is the rule).
-fn locals(rule: &Rule) -> HashSet<String> {
+/// The names a query declares at its own level: `some` names, the key and
+/// value of `some ... in`, the variables on the left of `:=` (a
+/// unification `=` declares nothing: a rule's name there is the rule).
+fn declared(query: &Query) -> HashSet<String> {
     let mut out = HashSet::new();
-    match rule {
-        Rule::Spec { head, bodies, .. } => {
-            match head {
-                RuleHead::Func { args, assign, .. } => {
-                    args.iter().for_each(|a| names(a, &mut out));
-                    if let Some(assign) = assign {
-                        in_expr(&assign.value, &mut out);
-                    }
-                }
-                RuleHead::Compr {
-                    assign: Some(assign),
+    for stmt in &query.stmts {
+        match &stmt.literal {
+            Literal::SomeVars { vars, .. } => out.extend(vars.iter().map(|v| v.text().to_string())),
+            Literal::SomeIn { key, value, .. } => {
+                key.iter().for_each(|k| names(k, &mut out));
+                names(value, &mut out);
+            }
+            Literal::Expr { expr, .. } => {
+                if let Expr::AssignExpr {
+                    op: AssignOp::ColEq,
+                    lhs,
                     ..
-                } => in_expr(&assign.value, &mut out),
-                _ => {}
-            }
-            for body in bodies {
-                if let Some(assign) = &body.assign {
-                    in_expr(&assign.value, &mut out);
+                } = expr.as_ref()
+                {
+                    names(lhs, &mut out);
                 }
-                in_query(&body.query, &mut out);
             }
+            Literal::NotExpr { .. } | Literal::Every { .. } => {}
         }
-        Rule::Default { args, .. } => args.iter().for_each(|a| names(a, &mut out)),
     }
     out
 }
 
-fn in_query(query: &Query, out: &mut HashSet<String>) {
-    for stmt in &query.stmts {
-        match &stmt.literal {
-            Literal::SomeVars { vars, .. } => out.extend(vars.iter().map(|v| v.text().to_string())),
-            Literal::SomeIn {
-                key,
-                value,
-                collection,
-                ..
-            } => {
-                key.iter().for_each(|k| names(k, out));
-                names(value, out);
-                in_expr(collection, out);
-            }
-            Literal::Every {
-                key,
-                value,
-                domain,
-                query,
-                ..
-            } => {
-                out.extend(key.iter().map(|k| k.text().to_string()));
-                out.insert(value.text().to_string());
-                in_expr(domain, out);
-                in_query(query, out);
-            }
-            Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => in_expr(expr, out),
-        }
-    }
-}
-
-/// The `:=` declarations anywhere in `expr`, comprehensions included.
-fn in_expr(expr: &Expr, out: &mut HashSet<String>) {
-    if let Expr::AssignExpr {
-        op: AssignOp::ColEq,
-        lhs,
-        ..
-    } = expr
-    {
-        names(lhs, out);
-    }
-    match expr {
-        Expr::ArrayCompr { query, .. }
-        | Expr::SetCompr { query, .. }
-        | Expr::ObjectCompr { query, .. } => in_query(query, out),
-        _ => {}
-    }
-    for child in children(expr) {
-        in_expr(child, out);
-    }
+/// The variables of function argument patterns.
+fn declared_in_patterns(args: &[regorus::unstable::Ref<Expr>]) -> HashSet<String> {
+    let mut out = HashSet::new();
+    args.iter().for_each(|a| names(a, &mut out));
+    out
 }
 
 /// Every variable of a declared pattern (`[a, {"k": b}]`), not the names
@@ -422,6 +473,11 @@ mod tests {
             "x := [y | some y in x]\n",
             "x if { every v in input.vs { v == y } }\ny if x\n",
             "x := 1 if input.a with input.b as y\ny := x\n",
+            // A local of one body (or comprehension, or `every`) does not
+            // hide the rule in another.
+            "f(x) := 1 if { g := input.limit; x > g } else := g(x)\ng(x) := f(x)\n",
+            "f(x) := y if { n := [g | g := input.gs[_]]; count(n) > 0; y := g(x) }\ng(x) := f(x)\n",
+            "f(x) := g(x) if { every g in input.gs { g > 0 } }\ng(x) := f(x)\n",
         ];
         for case in cases {
             let err = one(&format!("{p}{case}"));
@@ -487,6 +543,9 @@ mod tests {
             "x if data.q.x\n",
             "x if input.x\ny := {\"x\": 1}.x\n",
             "x if \"x\" == input.a\n",
+            // A name the package has no rule for is a variable, even where
+            // a package below has that name.
+            "allow if { input.roles[role]; data.q.grants[role] }\n",
             // A rule reading a sibling, the sibling not reading back.
             "a if b\nb if input.b\nc := [a, b]\n",
         ];
@@ -495,6 +554,9 @@ mod tests {
             .filter_map(|case| Some((*case, one(&format!("{p}{case}"))?)))
             .collect();
         assert!(refused.is_empty(), "{refused:#?}");
+        let below = "package p.role\nimport rego.v1\nok if data.p.allow\n";
+        let allow = "package p\nimport rego.v1\nallow if { input.roles[role]; role == \"a\" }\n";
+        assert_eq!(refusal(&[("p.rego", allow), ("role.rego", below)]), None);
         let q = "package q\nimport rego.v1\nx := 1\n";
         assert_eq!(
             refusal(&[("p.rego", &format!("{p}x if data.q.x\n")), ("q.rego", q)]),

@@ -135,19 +135,41 @@ impl RuleIndex {
             })
             .collect();
         index.impure = impure_packages(&module_texts).ok();
-        index.disagreeing = outputs
-            .into_iter()
-            .filter(|(_, (kind, defs))| Output::may_disagree(*kind, defs))
-            .map(|(path, _)| path)
+        // Rules at a path and below it (`obj[k] := 1` and `obj.a := 2`) can
+        // give two values for one key too.
+        let nested: HashSet<&Vec<String>> = outputs
+            .keys()
+            .filter(|path| (1..path.len()).any(|end| outputs.contains_key(&path[..end])))
             .collect();
+        let mut disagreeing: Vec<Vec<String>> = outputs
+            .iter()
+            .filter(|(path, (kind, defs))| {
+                Output::may_disagree(*kind, defs) || nested.contains(path)
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in &nested {
+            disagreeing.extend(
+                (1..path.len())
+                    .map(|end| path[..end].to_vec())
+                    .filter(|p| outputs.contains_key(p)),
+            );
+        }
+        index.disagreeing = disagreeing;
         index
     }
 
     /// Marks as conflict-prone every document whose evaluation can reach a
     /// complete rule whose definitions can disagree.
     pub(crate) fn mark_conflict_prone(&mut self, dependencies: &Dependencies) {
+        // A document holding such a rule (`p.obj` holding `p.obj.fixed`)
+        // is computed with it.
+        let mut targets = self.disagreeing.clone();
+        for path in &self.disagreeing {
+            targets.extend((2..path.len()).map(|end| path[..end].to_vec()));
+        }
         self.conflict_prone = dependencies
-            .reaching(&self.disagreeing)
+            .reaching(&targets)
             .into_iter()
             .map(|path| DataPath::from_segments(path[1..].to_vec()).to_string())
             .collect();
