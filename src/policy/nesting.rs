@@ -60,9 +60,11 @@ pub fn kept_if_shallow<T>(value: T, checked: Result<()>) -> Result<T> {
     }
 }
 
-/// Parses an ad-hoc query as [`parse_module`] parses a module.
+/// Parses an ad-hoc query as [`parse_module`] parses a module, after the
+/// stricter [`check_query`].
 pub fn parse_query(source: &Source) -> Result<regorus::unstable::Ref<Query>> {
     check(source)?;
+    check_query(source)?;
     let mut parser = Parser::new(source)?;
     parser.enable_rego_v1()?;
     let query = parser.parse_user_query()?;
@@ -178,6 +180,58 @@ fn deepest(mut stack: Vec<(Node, usize)>) -> Result<usize, regorus::unstable::Sp
     Ok(deepest)
 }
 
+/// The parse cost an ad-hoc query may have (see [`check_query`]).
+pub const QUERY_BUDGET: u64 = 1 << 20;
+
+/// The links an ad-hoc query may have.
+pub const QUERY_LINKS: usize = 1000;
+
+/// For ad-hoc queries, which any client of the API may send, bounds that
+/// hold whatever regorus's parser does, not a model of it: every opening
+/// `[`, `{`, `(` (and `set(`, one token) counts as a level, never undone by
+/// a comma, and each token costs `4^levels` (at most [`QUERY_BUDGET`]: 9
+/// levels for a short query); and every token that can deepen the tree (an
+/// operator, `-`, `.`, `not`, `in`, `with`, an opening bracket) counts as a
+/// link, in the whole query (at most [`QUERY_LINKS`]). Policies are trusted text, as in OPA's security model,
+/// and get [`check`]'s model instead, which accepts large JSON-like
+/// literals.
+pub fn check_query(source: &Source) -> Result<()> {
+    let mut lexer = Lexer::new(source);
+    let (mut levels, mut cost, mut links) = (0u32, 0u64, 0usize);
+    loop {
+        let Ok(token) = lexer.next_token() else {
+            return Ok(());
+        };
+        let text = token.1.text();
+        let symbol = matches!(token.0, TokenKind::Symbol);
+        if matches!(token.0, TokenKind::Eof) {
+            return Ok(());
+        }
+        let opens = (symbol && matches!(text, "[" | "{" | "(")) || text.ends_with('(');
+        if opens {
+            levels += 1;
+        }
+        cost = cost.saturating_add(4u64.checked_pow(levels).unwrap_or(u64::MAX));
+        let deepens = opens
+            || (symbol && (is_operator(text) || text == "."))
+            || matches!(text, "not" | "in" | "with")
+            || (matches!(token.0, TokenKind::Number) && text.starts_with('-'));
+        links += usize::from(deepens);
+        if symbol && matches!(text, "]" | "}" | ")") {
+            levels = levels.saturating_sub(1);
+        }
+        let message = if cost > QUERY_BUDGET {
+            "brackets nested too deeply: the query would take too long to parse".to_string()
+        } else if links > QUERY_LINKS {
+            format!("expression nested too deeply: more than {QUERY_LINKS} operators in a query")
+        } else {
+            continue;
+        };
+        let span = &token.1;
+        return Err(source.error(span.line, span.col, &message));
+    }
+}
+
 /// The parse cost allowed for a text of `len` bytes.
 pub fn budget(len: usize) -> u64 {
     (1u64 << 22).saturating_add(64u64.saturating_mul(len as u64))
@@ -195,9 +249,12 @@ fn within(source: &Source, budget: u64) -> Result<()> {
     let mut lexer = Lexer::new(source);
     let mut cost = 0u64;
     // Open brackets: `Some(true)` for a `[` or `{` still in its first term
-    // (before its first `,`), which regorus reads again when its
-    // comprehension attempt fails; `Some(false)` after; `None` for `(`.
+    // (before its first `,`), or with a `|` in it (a comprehension's body
+    // is read again whatever commas it holds), which regorus reads again
+    // when its comprehension attempt fails; `Some(false)` after; `None` for
+    // `(` and `set(`.
     let mut open: Vec<Option<bool>> = Vec::new();
+    let mut comprehension: Vec<bool> = Vec::new();
     let mut chains = Chains::default();
     loop {
         let Ok(token) = lexer.next_token() else {
@@ -205,13 +262,27 @@ fn within(source: &Source, budget: u64) -> Result<()> {
         };
         match (&token.0, token.1.text()) {
             (TokenKind::Eof, _) => return Ok(()),
-            (TokenKind::Symbol, "[" | "{") => open.push(Some(true)),
-            (TokenKind::Symbol, "(") => open.push(None),
+            (TokenKind::Symbol, "[" | "{") => {
+                open.push(Some(true));
+                comprehension.push(false);
+            }
+            (TokenKind::Symbol, "(") | (TokenKind::Ident, "set(") => {
+                open.push(None);
+                comprehension.push(false);
+            }
             (TokenKind::Symbol, "]" | "}" | ")") => {
                 open.pop();
+                comprehension.pop();
+            }
+            (TokenKind::Symbol, "|") => {
+                if let (Some(Some(first)), Some(seen)) = (open.last_mut(), comprehension.last_mut())
+                {
+                    *first = true;
+                    *seen = true;
+                }
             }
             (TokenKind::Symbol, ",") => {
-                if let Some(Some(first)) = open.last_mut() {
+                if let (Some(Some(first)), Some(false)) = (open.last_mut(), comprehension.last()) {
                     *first = false;
                 }
             }
@@ -257,7 +328,10 @@ impl Chains {
         let negative = matches!(token.0, TokenKind::Number) && text.starts_with('-');
         // A token that continues an expression from the line before: the
         // parser reads operators across line breaks.
-        let leads = (symbol && (is_operator(text) || text == ".")) || text == "in" || negative;
+        // (`f` and its `(` may sit on two lines.)
+        let leads = (symbol && (is_operator(text) || matches!(text, "." | "(")))
+            || text == "in"
+            || negative;
         let (continues, after_value) = match &self.previous {
             Some((line, prev)) => {
                 let open = matches!(prev.as_str(), "[" | "{" | "(" | "," | ";");
@@ -274,7 +348,9 @@ impl Chains {
         if negative && after_value {
             self.links[current] += 1;
         }
+        let ident = matches!(token.0, TokenKind::Ident);
         match text {
+            "set(" if ident => self.links.push(0),
             "[" | "{" | "(" if symbol => {
                 // `x[i]` and `f(x)` extend the chain they follow.
                 if after_value && text != "{" {
@@ -286,8 +362,11 @@ impl Chains {
                 self.links.pop();
             }
             "," | ";" if symbol => self.links[current] = 0,
-            // An `else` branch is a body of its own, not part of a chain.
-            "else" if !symbol => self.links[current] = 0,
+            // An `else` branch is a body of its own, not part of a chain
+            // (the keyword, not a string or a field named so).
+            "else" if ident && !matches!(&self.previous, Some((_, p)) if p == ".") => {
+                self.links[current] = 0
+            }
             _ if (symbol && (is_operator(text) || text == ".")) || text == "in" => {
                 self.links[current] += 1
             }
@@ -406,6 +485,56 @@ mod tests {
         assert!(parse_query(&source).is_err());
         let source = Source::from_contents(String::new(), "x := [y | y := 1 + 2]".into()).unwrap();
         assert!(parse_query(&source).is_ok());
+    }
+
+    /// Shapes a review found that passed the first version of the checks.
+    #[test]
+    fn shapes_that_slipped_past_are_refused() {
+        let lexed = |text: String| check(&Source::from_contents("p.rego".into(), text).unwrap());
+        // The string "else" or a field named so is no `else` branch.
+        let minus = format!("package p\nx := {}1\n", "-\"else\" +\n".repeat(3000));
+        assert!(lexed(minus).is_err());
+        // `f` and its `(` on two lines still make a call.
+        let calls = format!(
+            "package p\nx := {}1{}\n",
+            "-f\n(".repeat(600),
+            ")".repeat(600)
+        );
+        assert!(lexed(calls).is_err());
+        // `set(` is one token, and opens.
+        let sets = format!(
+            "package p\nx := {}1{}\n",
+            "[set(),\n".repeat(3000),
+            "]".repeat(3000)
+        );
+        assert!(lexed(sets).is_err());
+        // A comprehension's body is read again whatever commas it holds.
+        for shape in [
+            "[a | k,\nv in L, 1]",
+            "[a | some k, v in xs\nL == 1]",
+            "[f(set(),\nL)]",
+        ] {
+            let mut text = "1".to_string();
+            for _ in 0..40 {
+                text = shape.replace('L', &text);
+            }
+            assert!(
+                lexed(format!("package p\nx := {text}\n")).is_err(),
+                "{shape}"
+            );
+            let source = Source::from_contents(String::new(), format!("x := {text}")).unwrap();
+            assert!(parse_query(&source).is_err(), "{shape}");
+        }
+    }
+
+    #[test]
+    fn queries_are_bounded_whatever_the_parser_does() {
+        let query =
+            |text: &str| check_query(&Source::from_contents(String::new(), text.into()).unwrap());
+        assert!(query("data.p.allow; x := [y | some y in input.ys; y > 1]").is_ok());
+        assert!(query(&format!("x := {}1{}", "(".repeat(12), ")".repeat(12))).is_err());
+        assert!(query(&format!("x := {}1", "1 +\n".repeat(1100))).is_err());
+        assert!(query(&"x := 1 + 2 + 3\n".repeat(100)).is_ok());
     }
 
     #[test]

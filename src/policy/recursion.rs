@@ -344,14 +344,15 @@ impl References<'_> {
             Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. }
                 if rooted_at_name(expr) =>
             {
-                self.reference(static_path(expr).0);
+                self.reference(static_path(expr).0, true);
                 for index in dynamic_indexes(expr) {
                     self.expr(index);
                 }
             }
             Expr::Call { fcn, params, .. } => {
+                // regorus resolves a call's name without looking at locals.
                 match static_path(fcn) {
-                    (name, true) => self.reference(name),
+                    (name, true) => self.reference(name, false),
                     _ => self.expr(fcn),
                 }
                 for param in params {
@@ -366,9 +367,10 @@ impl References<'_> {
         }
     }
 
-    fn reference(&mut self, path: Vec<String>) {
+    /// Records `path`; `scoped`: a local of that name hides it.
+    fn reference(&mut self, path: Vec<String>, scoped: bool) {
         let first = path[0].as_str();
-        if first == "_" || self.scopes.iter().any(|s| s.contains(first)) {
+        if first == "_" || (scoped && self.scopes.iter().any(|s| s.contains(first))) {
             return;
         }
         let absolute = if let Some(import) = self.aliases.get(first) {
@@ -476,6 +478,8 @@ mod tests {
             // A local of one body (or comprehension, or `every`) does not
             // hide the rule in another.
             "f(x) := 1 if { g := input.limit; x > g } else := g(x)\ng(x) := f(x)\n",
+            // A call's name is never a local.
+            "f(x) := y if { g := 1; y := g(x) }\ng(x) := f(x)\n",
             "f(x) := y if { n := [g | g := input.gs[_]]; count(n) > 0; y := g(x) }\ng(x) := f(x)\n",
             "f(x) := g(x) if { every g in input.gs { g > 0 } }\ng(x) := f(x)\n",
         ];

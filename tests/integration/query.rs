@@ -174,6 +174,11 @@ async fn bad_queries_get_opas_errors() {
             "x := count(numbers.range(1, 1000000000000))",
             "numbers.range",
         ),
+        // Named, not called: `with` makes `upper` call it.
+        (
+            "x := upper(\"0.0.0.0/0\") with upper as net.cidr_expand",
+            "net.cidr_expand",
+        ),
     ] {
         let reply = server.get(&q(query)).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);

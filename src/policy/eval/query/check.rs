@@ -91,12 +91,18 @@ pub(super) fn check(query: &Query) -> Result<(), QueryError> {
             Expr::Var { span, .. } => {
                 used.insert(span.text().to_string());
             }
-            Expr::Call { fcn, .. } => {
-                let (path, complete) = static_path(fcn);
+            // A call, or a mention (`with upper as net.cidr_expand` makes
+            // `upper(...)` call it).
+            Expr::Call { .. } | Expr::RefDot { .. } => {
+                let named = match expr {
+                    Expr::Call { fcn, .. } => fcn.as_ref(),
+                    other => other,
+                };
+                let (path, complete) = static_path(named);
                 let name = path.join(".");
                 if complete && UNSAFE_BUILTINS.contains(&name.as_str()) {
                     found = Some(compile_error(
-                        Location::at(start(fcn)),
+                        Location::at(start(named)),
                         format!("unsafe built-in function calls in expression: {name}"),
                     ));
                 }
