@@ -127,7 +127,8 @@ impl Evaluator {
         engine
             .eval_query("true".to_string(), false)
             .map_err(|e| anyhow!("{}", format!("{e:#}").trim()))?;
-        let rules = RuleIndex::build(&mut engine);
+        let names = super::rule_index::rule_names(&mut engine);
+        let rules = RuleIndex::build(&mut engine, &names);
         if let Some((path, at)) = &rules.duplicate_default {
             return Err(at.compile_error(&format!("multiple default rules {path} found")));
         }
@@ -137,7 +138,7 @@ impl Evaluator {
         }
         // Before anything evaluates a rule: a cycle, or a chain too deep,
         // would overflow the stack.
-        let dependencies = super::recursion::Dependencies::of(&mut engine);
+        let dependencies = super::recursion::Dependencies::of(&mut engine, &names);
         if let Some((message, at)) = dependencies.first_problem() {
             return Err(at.compile_error(&message));
         }

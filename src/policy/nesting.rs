@@ -5,9 +5,9 @@
 //! it again as a literal, so the first term of a bracket (up to its first
 //! `,`; an object's first value included; a comprehension's term can be
 //! read three times) is parsed again per level: `[[[...]]]` and
-//! `{"a": {"a": ...}}` cost about `2^d`, comprehensions up to `3^d`. A 40-byte query of 22
-//! nested `[` took 3 s, 26 took a minute, and regorus's own limit (32
-//! levels) allows hours of one core. OPA's parser is linear. So before any
+//! `{"a": {"a": ...}}` cost about `2^d`, comprehensions up to `3^d`. A
+//! 40-byte query of 22 nested `[` took 3 s, 26 took a minute, and
+//! regorus's own limit (32 levels) allows hours of one core. OPA's parser is linear. So before any
 //! Rego text reaches regorus's parser (a module loaded, written or bundled,
 //! an ad-hoc query), its brackets are measured with regorus's lexer, which
 //! is linear, and a text is refused as a parse error when the parse would
@@ -192,9 +192,9 @@ pub const QUERY_LINKS: usize = 1000;
 /// a comma, and each token costs `4^levels` (at most [`QUERY_BUDGET`]: 9
 /// levels for a short query); and every token that can deepen the tree (an
 /// operator, `-`, `.`, `not`, `in`, `with`, an opening bracket) counts as a
-/// link, in the whole query (at most [`QUERY_LINKS`]). Policies are trusted text, as in OPA's security model,
-/// and get [`check`]'s model instead, which accepts large JSON-like
-/// literals.
+/// link, in the whole query (at most [`QUERY_LINKS`]). Policies are
+/// trusted text, as in OPA's security model, and get [`check`]'s model
+/// instead, which accepts large JSON-like literals.
 pub fn check_query(source: &Source) -> Result<()> {
     let mut lexer = Lexer::new(source);
     let (mut levels, mut cost, mut links) = (0u32, 0u64, 0usize);
@@ -248,13 +248,7 @@ pub fn check(source: &Source) -> Result<()> {
 fn within(source: &Source, budget: u64) -> Result<()> {
     let mut lexer = Lexer::new(source);
     let mut cost = 0u64;
-    // Open brackets: `Some(true)` for a `[` or `{` still in its first term
-    // (before its first `,`), or with a `|` in it (a comprehension's body
-    // is read again whatever commas it holds), which regorus reads again
-    // when its comprehension attempt fails; `Some(false)` after; `None` for
-    // `(` and `set(`.
-    let mut open: Vec<Option<bool>> = Vec::new();
-    let mut comprehension: Vec<bool> = Vec::new();
+    let mut open: Vec<Open> = Vec::new();
     let mut chains = Chains::default();
     loop {
         let Ok(token) = lexer.next_token() else {
@@ -262,33 +256,38 @@ fn within(source: &Source, budget: u64) -> Result<()> {
         };
         match (&token.0, token.1.text()) {
             (TokenKind::Eof, _) => return Ok(()),
-            (TokenKind::Symbol, "[" | "{") => {
-                open.push(Some(true));
-                comprehension.push(false);
-            }
-            (TokenKind::Symbol, "(") | (TokenKind::Ident, "set(") => {
-                open.push(None);
-                comprehension.push(false);
-            }
+            (TokenKind::Symbol, "[" | "{") => open.push(Open::Bracket {
+                first: true,
+                comprehension: false,
+            }),
+            (TokenKind::Symbol, "(") | (TokenKind::Ident, "set(") => open.push(Open::Paren),
             (TokenKind::Symbol, "]" | "}" | ")") => {
                 open.pop();
-                comprehension.pop();
             }
             (TokenKind::Symbol, "|") => {
-                if let (Some(Some(first)), Some(seen)) = (open.last_mut(), comprehension.last_mut())
+                if let Some(Open::Bracket {
+                    first,
+                    comprehension,
+                }) = open.last_mut()
                 {
-                    *first = true;
-                    *seen = true;
+                    (*first, *comprehension) = (true, true);
                 }
             }
             (TokenKind::Symbol, ",") => {
-                if let (Some(Some(first)), Some(false)) = (open.last_mut(), comprehension.last()) {
+                if let Some(Open::Bracket {
+                    first,
+                    comprehension: false,
+                }) = open.last_mut()
+                {
                     *first = false;
                 }
             }
             _ => {}
         }
-        let rereads = open.iter().filter(|o| **o == Some(true)).count() as u32;
+        let rereads = open
+            .iter()
+            .filter(|o| matches!(o, Open::Bracket { first: true, .. }))
+            .count() as u32;
         cost = cost.saturating_add(3u64.checked_pow(rereads).unwrap_or(u64::MAX));
         let message = if cost > budget {
             "brackets nested too deeply: the text would take too long to parse".to_string()
@@ -302,6 +301,16 @@ fn within(source: &Source, budget: u64) -> Result<()> {
     }
 }
 
+/// An open bracket, for [`within`]'s cost.
+enum Open {
+    /// `(` or `set(`: read once.
+    Paren,
+    /// `[` or `{`: regorus reads its first term again (up to its first
+    /// `,`) when its comprehension attempt fails, and all of it once it
+    /// holds a `|` (a comprehension's body, whatever commas it holds).
+    Bracket { first: bool, comprehension: bool },
+}
+
 /// A bound on the depth of the expression tree being lexed: per open
 /// bracket, the links of the chain in progress there (operators, `.field`,
 /// `[index]`), each of which nests the tree one level deeper. A chain ends
@@ -312,8 +321,18 @@ fn within(source: &Source, budget: u64) -> Result<()> {
 struct Chains {
     /// Links per open bracket, the outermost first (the text itself at 0).
     links: Vec<usize>,
-    /// The previous token's line and text.
-    previous: Option<(u32, String)>,
+    /// The previous token.
+    previous: Option<Previous>,
+}
+
+/// What [`Chains`] keeps of the previous token.
+struct Previous {
+    line: u32,
+    /// An opening bracket, `,` or `;`: what follows starts a chain.
+    opens: bool,
+    /// An operator, `.` or `in`: what follows continues the chain.
+    operator: bool,
+    dot: bool,
 }
 
 impl Chains {
@@ -333,12 +352,10 @@ impl Chains {
             || text == "in"
             || negative;
         let (continues, after_value) = match &self.previous {
-            Some((line, prev)) => {
-                let open = matches!(prev.as_str(), "[" | "{" | "(" | "," | ";");
-                let operator = is_operator(prev) || prev == "." || prev == "in";
-                let value = !open && !operator;
-                (*line == token.1.line || operator || open || leads, value)
-            }
+            Some(prev) => (
+                prev.line == token.1.line || prev.operator || prev.opens || leads,
+                !prev.opens && !prev.operator,
+            ),
             None => (false, false),
         };
         let current = self.links.len() - 1;
@@ -364,7 +381,7 @@ impl Chains {
             "," | ";" if symbol => self.links[current] = 0,
             // An `else` branch is a body of its own, not part of a chain
             // (the keyword, not a string or a field named so).
-            "else" if ident && !matches!(&self.previous, Some((_, p)) if p == ".") => {
+            "else" if ident && !matches!(&self.previous, Some(p) if p.dot) => {
                 self.links[current] = 0
             }
             _ if (symbol && (is_operator(text) || text == ".")) || text == "in" => {
@@ -372,7 +389,12 @@ impl Chains {
             }
             _ => {}
         }
-        self.previous = Some((token.1.line, text.to_string()));
+        self.previous = Some(Previous {
+            line: token.1.line,
+            opens: matches!(text, "[" | "{" | "(" | "," | ";"),
+            operator: is_operator(text) || text == "." || text == "in",
+            dot: text == ".",
+        });
         self.links.iter().sum::<usize>() + self.links.len()
     }
 }

@@ -10,10 +10,10 @@
 //! reference in it reaches. `data.a.b.c` reaches the rules at `data.a.b.c`,
 //! those above it (`data.a.b`) and those below it (`data.a.b.c.d`); a
 //! dynamic index ends the static part (`data.a[x]` reaches every rule under
-//! `data.a`, a bare `data` every rule). A plain name is a reference into the
-//! rule's own package unless the rule declares it as a local (`:=`, `some`,
-//! `every`, a function argument); an import alias stands for its import.
-//! The value of a `with` counts, its target does not.
+//! `data.a`, a bare `data` every rule). Names are resolved in their scope
+//! (see [`References`]): a plain name is a rule of the package when the
+//! package has one and no local hides it; an import alias stands for its
+//! import. The value of a `with` counts, its target does not.
 //!
 //! On the same graph, without cycles, the depth of each rule's evaluation
 //! is bounded ([`MAX_EVAL_DEPTH`]): regorus recurses through a chain of
@@ -29,7 +29,7 @@ use super::eval::Location;
 use super::fold::ast::{
     children, comprehension_query, dynamic_indexes, head_ref, import_aliases, static_path,
 };
-use super::rule_index::ref_segments;
+use super::rule_index::{ref_segments, RuleNames};
 
 /// The deepest evaluation accepted, in levels: each rule on a chain of
 /// dependencies counts [`RULE_LEVEL`] plus the depth of its expressions.
@@ -55,8 +55,6 @@ struct Named {
 pub struct Dependencies {
     graph: DiGraph<Named, ()>,
     nodes: HashMap<Vec<String>, NodeIndex>,
-    /// Every edge, as a set (the graph's own lookup is linear).
-    edges: HashSet<(NodeIndex, NodeIndex)>,
 }
 
 impl Dependencies {
@@ -64,7 +62,7 @@ impl Dependencies {
     /// words it, or else the first whose evaluation would nest deeper than
     /// [`MAX_EVAL_DEPTH`]; and where it is defined.
     pub fn first_problem(&self) -> Option<(String, Location)> {
-        first_cycle(&self.graph, &self.edges).or_else(|| too_deep(&self.graph))
+        first_cycle(&self.graph).or_else(|| too_deep(&self.graph))
     }
 
     /// The rule paths whose evaluation can reach one of `targets` (rule
@@ -90,12 +88,12 @@ impl Dependencies {
             .collect()
     }
 
-    pub fn of(engine: &mut Engine) -> Dependencies {
+    /// `names`: [`rule_names`](super::rule_index::rule_names) of the same
+    /// engine.
+    pub fn of(engine: &mut Engine, names: &RuleNames) -> Dependencies {
+        let no_rules = HashSet::new();
         let modules = engine.get_modules();
         // One node per rule path; the first definition of each names it.
-        // Per package, the first segment of each rule head.
-        let mut heads: HashMap<Vec<String>, HashSet<String>> = HashMap::new();
-        let no_rules = HashSet::new();
         let mut graph: DiGraph<Named, ()> = DiGraph::new();
         let mut nodes: HashMap<Vec<String>, NodeIndex> = HashMap::new();
         let mut rules = Vec::new();
@@ -125,10 +123,6 @@ impl Dependencies {
                 });
                 let depth = super::nesting::rule_depth(rule).unwrap_or(MAX_EVAL_DEPTH);
                 graph[node].depth = graph[node].depth.max(depth);
-                heads
-                    .entry(package.clone())
-                    .or_default()
-                    .insert(name[0].clone());
                 rules.push((node, rule, package.clone(), aliases.clone()));
             }
         }
@@ -139,12 +133,13 @@ impl Dependencies {
                 below.entry(&path[..end]).or_default().push(*node);
             }
         }
+        // Every edge, as a set (the graph's own lookup is linear).
         let mut edges = HashSet::new();
         for (node, rule, package, aliases) in &rules {
             let mut scan = References {
                 package,
                 aliases,
-                rules: heads.get(package.as_slice()).unwrap_or(&no_rules),
+                rules: names.get(package.as_slice()).unwrap_or(&no_rules),
                 scopes: Vec::new(),
                 found: Vec::new(),
             };
@@ -159,23 +154,16 @@ impl Dependencies {
                 }
             }
         }
-        Dependencies {
-            graph,
-            nodes,
-            edges,
-        }
+        Dependencies { graph, nodes }
     }
 }
 
 /// The first rule (in module order: node indices follow it) on a cycle:
 /// OPA's message for it, and where it is defined.
-fn first_cycle(
-    graph: &DiGraph<Named, ()>,
-    edges: &HashSet<(NodeIndex, NodeIndex)>,
-) -> Option<(String, Location)> {
+fn first_cycle(graph: &DiGraph<Named, ()>) -> Option<(String, Location)> {
     let cyclic = petgraph::algo::tarjan_scc(graph)
         .into_iter()
-        .filter(|scc| scc.len() > 1 || edges.contains(&(scc[0], scc[0])))
+        .filter(|scc| scc.len() > 1 || graph.contains_edge(scc[0], scc[0]))
         .flatten();
     let first = cyclic.min()?;
     let names: Vec<&str> = cycle_through(graph, first)
@@ -341,8 +329,9 @@ impl References<'_> {
             return;
         }
         match expr {
+            // A reference that starts at a name (not at a call or a literal).
             Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. }
-                if rooted_at_name(expr) =>
+                if !static_path(expr).0.is_empty() =>
             {
                 self.reference(static_path(expr).0, true);
                 for index in dynamic_indexes(expr) {
@@ -386,17 +375,6 @@ impl References<'_> {
             return; // `input`, a built-in, an unbound variable
         };
         self.found.push(absolute);
-    }
-}
-
-/// Whether a reference chain starts at a name (not at a call or a literal).
-fn rooted_at_name(mut expr: &Expr) -> bool {
-    loop {
-        match expr {
-            Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => expr = refr,
-            Expr::Var { .. } => return true,
-            _ => return false,
-        }
     }
 }
 

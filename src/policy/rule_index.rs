@@ -3,7 +3,7 @@
 //! "undefined" from "missing"), which may conflict, which are impure (the
 //! decision cache), and the static prefixes of rule heads.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use regorus::unstable::{Expr, Rule, RuleHead};
 use regorus::Engine;
@@ -25,12 +25,12 @@ pub struct RuleIndex {
     /// Every prefix of those paths (the root, packages, the paths themselves).
     prefixes: HashSet<Vec<String>>,
     /// Documents the fast path must not answer: those whose evaluation can
-    /// reach a complete rule with several definitions that can disagree
-    /// ([`Self::mark_conflict_prone`]). OPA reports such a disagreement as
+    /// reach a rule that may give two values for one document, key or call
+    /// ([`Self::mark_conflict_prone`], `conflicts.rs`). OPA reports that as
     /// `eval_conflict_error`; the RVM does not detect it, so these stay with
     /// the interpreter.
     conflict_prone: HashSet<String>,
-    /// Those complete rules, as paths (`["data", "p", "mode"]`).
+    /// Those rules, as paths (`["data", "p", "mode"]`).
     disagreeing: Vec<Vec<String>>,
     /// Packages whose documents the decision cache must not answer
     /// (`None`: the analysis failed, cache nothing).
@@ -41,7 +41,9 @@ pub struct RuleIndex {
 }
 
 impl RuleIndex {
-    pub(crate) fn build(engine: &mut Engine) -> RuleIndex {
+    /// `names`: [`rule_names`] (a variable index named like a rule is a
+    /// reference to it, not an iteration).
+    pub(crate) fn build(engine: &mut Engine, names: &RuleNames) -> RuleIndex {
         let mut index = RuleIndex::default();
         // Rules with one value per key (complete rules, functions, partial
         // objects) -> what each definition outputs.
@@ -49,22 +51,6 @@ impl RuleIndex {
             Default::default();
         let mut texts: Vec<(String, Vec<String>, String)> = Vec::new();
         let mut defaults: HashSet<String> = HashSet::new();
-        // Per package, the names of its rules (a variable index named so is
-        // a reference to the rule, not an iteration).
-        let mut names: std::collections::HashMap<Vec<String>, HashSet<String>> = Default::default();
-        for module in engine.get_modules().iter() {
-            let Some(package) = ref_segments(&module.package.refr) else {
-                continue;
-            };
-            let names = names.entry(package).or_default();
-            for rule in &module.policy {
-                if let Some(name) = ref_segments(super::fold::ast::head_ref(rule))
-                    .and_then(|s| s.into_iter().next())
-                {
-                    names.insert(name);
-                }
-            }
-        }
         for module in engine.get_modules().iter() {
             let Some(package) = ref_segments(&module.package.refr) else {
                 continue;
@@ -160,7 +146,7 @@ impl RuleIndex {
     }
 
     /// Marks as conflict-prone every document whose evaluation can reach a
-    /// complete rule whose definitions can disagree.
+    /// rule that may conflict.
     pub(crate) fn mark_conflict_prone(&mut self, dependencies: &Dependencies) {
         // A document holding such a rule (`p.obj` holding `p.obj.fixed`)
         // is computed with it.
@@ -209,6 +195,29 @@ impl RuleIndex {
         self.prefixes.contains(segments)
             || (1..=segments.len()).any(|end| self.heads.contains(&segments[..end]))
     }
+}
+
+/// Per package (`["p"]`), the first segment of each of its rules' heads.
+pub(crate) type RuleNames = HashMap<Vec<String>, HashSet<String>>;
+
+/// The [`RuleNames`] of the modules an engine holds: what a plain name in
+/// a package can refer to.
+pub(crate) fn rule_names(engine: &mut Engine) -> RuleNames {
+    let mut names = RuleNames::new();
+    for module in engine.get_modules().iter() {
+        let Some(package) = ref_segments(&module.package.refr) else {
+            continue;
+        };
+        let names = names.entry(package).or_default();
+        for rule in &module.policy {
+            if let Some(name) =
+                ref_segments(super::fold::ast::head_ref(rule)).and_then(|s| s.into_iter().next())
+            {
+                names.insert(name);
+            }
+        }
+    }
+    names
 }
 
 /// The static prefix of a reference: `a.b["c"][x].d` -> `[a, b, c]`. What

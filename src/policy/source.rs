@@ -70,7 +70,9 @@ impl Sources {
         }
         engine.add_data(self.data_value()?)?;
         // A rule that depends on itself would overflow the stack.
-        if let Some((message, at)) = super::recursion::Dependencies::of(&mut engine).first_problem()
+        let names = super::rule_index::rule_names(&mut engine);
+        if let Some((message, at)) =
+            super::recursion::Dependencies::of(&mut engine, &names).first_problem()
         {
             return Err(anyhow!(
                 "{}",
